@@ -1,0 +1,75 @@
+"""Shared benchmark plumbing: stores to measure, the Synthea corpus, a server subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("YIDANG_SHARED", ROOT.parent / "shared"))
+SYNTHEA = SHARED / "samples" / "synthea"
+
+sys.path.insert(0, str(ROOT))
+
+
+def synthea_bundles() -> list[bytes]:
+    index = json.loads((SYNTHEA / "index.json").read_text())
+    return [gzip.decompress((SYNTHEA / item["file"]).read_bytes()) for item in index]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def mongo_for_bench() -> Iterator[str]:
+    """A MongoDB URI: ``YIDANG_BENCH_MONGODB_URI``, else the test helper's server (nx-27017/mongod)."""
+    uri = os.environ.get("YIDANG_BENCH_MONGODB_URI")
+    if uri:
+        yield uri
+        return
+    from tests.mongo_server import mongo_uri
+
+    with mongo_uri("yidang_bench") as found:
+        yield found
+
+
+@contextlib.contextmanager
+def server_process(env: dict[str, str], *, workers: int = 1) -> Iterator[tuple[str, int]]:
+    """``yidang serve`` in a subprocess; yields (host, port) once /readyz answers."""
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="yidang-bench-")) / "server.log"
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "server.asgi:app", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env={**os.environ, **env, "YIDANG_LOG_REQUESTS": "false"}, stdout=out, stderr=out,
+    )
+    try:
+        import urllib.request
+
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(log.read_text()) from None
+                time.sleep(0.2)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        out.close()

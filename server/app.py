@@ -1,0 +1,123 @@
+"""The ASGI application factory.
+
+``create_app`` wires settings, the store, the search registry, the validator and the hooks into
+one :class:`~server.interactions.services.Services`, registers the route table and maps every
+error to an OperationOutcome. The store is opened in the lifespan, so a process that cannot reach
+its store fails at start-up, not at the first request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from profiles.definitions import core
+from profiles.validator import default_validator
+from server import __version__
+from server.errors import FhirError, Issue, MethodNotAllowed, NotFound
+from server.hooks import Hooks
+from server.http.observability import Metrics
+from server.http.responses import error_response
+from server.http.routes import fhir_routes
+from server.interactions.services import Services
+from server.search.index import Indexer
+from server.search.registry import SearchRegistry
+from server.settings import Settings, resolve_store
+from server.stores.base import Store
+
+
+def make_store(settings: Settings) -> Store:
+    if settings.store == "mongo":
+        from server.stores.mongo import MongoStore
+
+        if not settings.mongodb_uri:
+            raise ValueError("YIDANG_MONGODB_URI (or --mongodb-uri) is required for the mongo store")
+        return MongoStore(settings.mongodb_uri, database=settings.mongodb_database)
+    from server.stores.sqlite import SqliteStore
+
+    return SqliteStore(settings.data_dir)
+
+
+def structural_validator() -> Any:
+    validator = default_validator()
+
+    def validate(resource: dict[str, Any]) -> list[Issue]:
+        return [Issue(i.severity, i.code, i.message, (i.expression,) if i.expression else ())
+                for i in validator.validate(resource)]
+
+    return validate
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None, hooks: Hooks | None = None) -> FastAPI:
+    settings = resolve_store(settings or Settings())
+    store = store or make_store(settings)
+    registry = SearchRegistry()
+    services = Services(
+        settings=settings,
+        store=store,
+        registry=registry,
+        indexer=Indexer(registry),
+        validate=structural_validator(),
+        resource_types=core().resource_types,
+        hooks=hooks or Hooks(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(title="Yidang FHIR R4 server", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = services
+    app.state.metrics = Metrics()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        ok = await store.ping()
+        return JSONResponse({"status": "ok" if ok else "unavailable", "store": store.kind},
+                            status_code=200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        return app.state.metrics.response()
+
+    app.router.routes.extend([
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        *fhir_routes(),
+    ])
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+        if exc.status_code == 404:
+            return error_response(NotFound(f"No FHIR endpoint at {request.url.path}"))
+        return error_response(_status_error(exc.status_code, str(exc.detail)))
+
+    async def fhir_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, FhirError)
+        return error_response(exc)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(FhirError, fhir_error)
+    return app
+
+
+def _status_error(status: int, message: str) -> FhirError:
+    error = FhirError(message)
+    error.status = status  # type: ignore[misc]
+    return error

@@ -1,0 +1,157 @@
+"""Transaction and batch processing (http://hl7.org/fhir/R4/http.html#transaction).
+
+A transaction runs every write in one store session, so it lands whole or not at all on both
+stores, in the spec's order (DELETE, POST, PUT/PATCH, then GET after commit). Before any write,
+POST entries get their ids and conditional PUTs/creates are matched, so ``urn:uuid:`` fullUrls and
+conditional references (``Patient?identifier=…``) can be rewritten to ``Type/id`` everywhere.
+A batch runs each entry on its own; one failing entry does not affect the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from server.bundles.entries import ORDER, EntryRequest, read_entry
+from server.bundles.execute import error_entry, response_entry, run_entry
+from server.bundles.references import is_conditional, walk_references
+from server.errors import BadRequest, FhirError, PreconditionFailed
+from server.fhir.ids import new_id
+from server.interactions.bundles import bundle
+from server.interactions.conditional import matches
+from server.interactions.result import Result
+from server.interactions.services import Services
+from server.stores.base import Session
+
+
+def _entries(body: dict[str, Any], base: str) -> list[EntryRequest]:
+    entries = body.get("entry", [])
+    if not isinstance(entries, list):
+        raise BadRequest("Bundle.entry must be an array", expression=("Bundle.entry",))
+    return [read_entry(i, e, base) for i, e in enumerate(entries)]
+
+
+async def process(svc: Services, body: dict[str, Any], *, base: str, representation: bool = False) -> Result:
+    kind = body.get("type")
+    if kind == "transaction":
+        return await _transaction(svc, _entries(body, base), base=base, representation=representation)
+    if kind == "batch":
+        return await _batch(svc, _entries(body, base), base=base, representation=representation)
+    raise BadRequest(f"Bundle.type must be 'batch' or 'transaction' to be processed, not '{kind}'",
+                     expression=("Bundle.type",))
+
+
+async def _batch(svc: Services, reqs: list[EntryRequest], *, base: str, representation: bool) -> Result:
+    out: list[dict[str, Any]] = []
+    for req in reqs:
+        try:
+            result = await run_entry(svc, req, base=base, session=None)
+            out.append(response_entry(result, representation=representation))
+        except FhirError as error:
+            out.append(error_entry(error))
+    return Result(200, resource=bundle("batch-response", out, total=None, links=[]))
+
+
+async def _resolve_ids(
+    svc: Services, session: Session, reqs: list[EntryRequest]
+) -> tuple[dict[str, str], dict[int, str], set[int]]:
+    """Map fullUrls to ``Type/id`` before anything is written.
+
+    Returns the fullUrl map, ids assigned to POST entries, and POST entries whose
+    ``ifNoneExist`` already matched (they are answered 200 and not written)."""
+    mapping: dict[str, str] = {}
+    assigned: dict[int, str] = {}
+    existing: set[int] = set()
+    for req in reqs:
+        target: str | None = None
+        if req.method == "POST":
+            found = await matches(svc, session, req.type, req.if_none_exist) if req.if_none_exist else []
+            if len(found) > 1:
+                raise PreconditionFailed(f"{req.where}: ifNoneExist '{req.if_none_exist}' matches several {req.type}")
+            if found:
+                existing.add(req.index)
+                target = f"{req.type}/{found[0]}"
+                assigned[req.index] = found[0]
+            else:
+                assigned[req.index] = new_id()
+                target = f"{req.type}/{assigned[req.index]}"
+        elif req.method == "PUT" and req.id is not None:
+            target = f"{req.type}/{req.id}"
+        elif req.method == "PUT" and req.query:
+            found = await matches(svc, session, req.type, req.query)
+            if len(found) == 1:
+                target = f"{req.type}/{found[0]}"
+            elif not found:
+                rid = (req.resource or {}).get("id") or new_id()
+                (req.resource or {})["id"] = rid
+                target = f"{req.type}/{rid}"
+        if target and req.full_url:
+            mapping[req.full_url] = target
+    return mapping, assigned, existing
+
+
+async def _rewrite(svc: Services, session: Session, reqs: list[EntryRequest], mapping: dict[str, str]) -> None:
+    conditional: dict[str, str] = {}
+    for req in reqs:
+        if req.resource is None:
+            continue
+        pending: list[str] = []
+
+        def rewrite(ref: str, req: EntryRequest = req, pending: list[str] = pending) -> str:
+            if ref in mapping:
+                return mapping[ref]
+            if ref.startswith(("urn:uuid:", "urn:oid:")):
+                raise BadRequest(f"{req.where}: reference '{ref}' matches no fullUrl in this transaction",
+                                 expression=(f"{req.where}.resource",))
+            if is_conditional(ref):
+                pending.append(ref)
+            return ref
+
+        walk_references(req.resource, rewrite)
+        for ref in pending:
+            if ref not in conditional:
+                type_, criteria = ref.split("?", 1)
+                found = await matches(svc, session, type_, criteria)
+                if len(found) != 1:
+                    raise PreconditionFailed(
+                        f"{req.where}: conditional reference '{ref}' matches {len(found)} resources, not one",
+                        expression=(f"{req.where}.resource",),
+                    )
+                conditional[ref] = f"{type_}/{found[0]}"
+        if pending:
+            walk_references(req.resource, lambda ref: conditional.get(ref, ref))
+
+
+async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, representation: bool) -> Result:
+    results: dict[int, dict[str, Any]] = {}
+    ordered = sorted(reqs, key=lambda r: (ORDER[r.method], r.index))
+    reads = [r for r in ordered if r.method in ("GET", "HEAD")]
+    async with svc.store.session() as session:
+        mapping, assigned, existing = await _resolve_ids(svc, session, reqs)
+        await _rewrite(svc, session, reqs, mapping)
+        for req in ordered:
+            if req.method in ("GET", "HEAD"):
+                continue
+            try:
+                if req.index in existing:
+                    found = await session.read(req.type, assigned[req.index])
+                    result = Result(200, found)
+                else:
+                    plain = EntryRequest(**{**req.__dict__, "if_none_exist": None}) if req.method == "POST" else req
+                    result = await run_entry(svc, plain, base=base, session=session,
+                                             assigned_id=assigned.get(req.index))
+            except FhirError as error:
+                error.message = f"{req.where}: {error.message}"
+                error.issues = [
+                    replace(i, diagnostics=f"{req.where}: {i.diagnostics}", expression=i.expression or (req.where,))
+                    for i in error.issues
+                ]
+                raise
+            results[req.index] = response_entry(result, representation=representation)
+    for req in reads:
+        try:
+            results[req.index] = response_entry(await run_entry(svc, req, base=base, session=None), representation=True)
+        except FhirError as error:
+            results[req.index] = error_entry(error)
+    out = [results[r.index] for r in reqs]
+    return Result(200, resource=bundle("transaction-response", out, total=None, links=[]))

@@ -1,0 +1,63 @@
+"""The ``yidang`` command line (typer): ``serve`` and ``load``; later issues add more."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from server.settings import Settings, resolve_store
+
+app = typer.Typer(help="Yidang (一档): FHIR R4 server for regional health-information platforms.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="YIDANG_HOST", help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="YIDANG_PORT", help="TCP port")] = 8080,
+    data_dir: Annotated[Path | None, typer.Option(help="Directory of the embedded store [YIDANG_DATA_DIR]")] = None,
+    mongodb_uri: Annotated[str | None, typer.Option(help="Use MongoDB at this URI [YIDANG_MONGODB_URI]")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Public base URL [YIDANG_BASE_URL]")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes (embedded store: all share the directory)")] = 1,
+    log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+) -> None:
+    """Run the FHIR server (embedded store by default, MongoDB with --mongodb-uri)."""
+    import os
+
+    import uvicorn
+
+    overrides = {k: v for k, v in {"data_dir": data_dir, "mongodb_uri": mongodb_uri, "base_url": base_url}.items()
+                 if v is not None}
+    settings = resolve_store(Settings(**overrides))
+    for key, value in overrides.items():  # worker processes read the environment
+        os.environ[f"YIDANG_{key.upper()}"] = str(value)
+    where = settings.data_dir.resolve() if settings.store == "sqlite" else settings.mongodb_uri
+    typer.echo(f"Yidang FHIR R4 server on http://{host}:{port}/  store: {settings.store} ({where})")
+    logging.basicConfig(level=log_level.upper(), format="%(message)s")
+    uvicorn.run("server.asgi:app", host=host, port=port, workers=workers, log_level=log_level,
+                access_log=False, lifespan="on")
+
+
+@app.command()
+def load(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories (.json, .json.gz, .ndjson[.gz])")],
+    server: Annotated[str | None, typer.Option(help="Load into a running server at this base URL")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Load straight into the embedded store here")] = None,
+    mongodb_uri: Annotated[str | None, typer.Option(help="Load straight into MongoDB at this URI")] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight")] = 4,
+) -> None:
+    """Load resources, Bundles (transaction/batch/collection) and NDJSON, with a progress bar."""
+    import asyncio
+
+    from server.load_runner import run_load
+
+    summary = asyncio.run(run_load(paths, server=server, data_dir=data_dir, mongodb_uri=mongodb_uri,
+                                   concurrency=concurrency))
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+def main() -> None:
+    app()

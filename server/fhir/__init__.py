@@ -1,0 +1,1 @@
+"""FHIR JSON helpers with no I/O: parsing, instants, ids, references, summaries."""

@@ -1,0 +1,1 @@
+"""The HTTP surface: route table, content negotiation, headers, error mapping, metrics, logs."""

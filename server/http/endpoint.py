@@ -1,0 +1,105 @@
+"""The wrapper every FHIR route runs in: negotiation, access policy, error mapping, metrics,
+logging and audit, in one place so handlers stay a few lines each."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.errors import FhirError, NotFound, PayloadTooLarge
+from server.fhir.json import load_resource, loads
+from server.hooks import Access
+from server.http.negotiation import Negotiated, check_content_type, negotiate
+from server.http.observability import Metrics, log_request
+from server.http.responses import error_response, render
+from server.interactions.result import Result
+from server.interactions.services import Services
+
+log = logging.getLogger("yidang")
+
+
+@dataclass
+class Call:
+    """What a handler gets: the request, its negotiated format, the services and the base URL."""
+
+    request: Request
+    neg: Negotiated
+    svc: Services
+    base: str
+
+    @property
+    def params(self) -> list[tuple[str, str]]:
+        return list(self.request.query_params.multi_items())
+
+    def path(self, name: str) -> str:
+        return self.request.path_params[name]
+
+    async def body(self) -> bytes:
+        limit = self.svc.settings.max_body_bytes
+        declared = self.request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self.request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def resource(self) -> dict[str, Any]:
+        check_content_type(self.request)
+        return load_resource(await self.body())
+
+    async def json_patch(self) -> Any:
+        check_content_type(self.request, patch=True)
+        return loads(await self.body(), what="JSON Patch document")
+
+
+Handler = Callable[[Call], Awaitable[Result]]
+
+
+def base_url(request: Request, svc: Services) -> str:
+    if svc.settings.base_url:
+        return svc.settings.base_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        started = time.perf_counter()
+        svc: Services = request.app.state.services
+        metrics: Metrics = request.app.state.metrics
+        neg: Negotiated | None = None
+        params = request.path_params
+        access = Access(interaction, request.method, request.url.path, params.get("type"), params.get("id"),
+                        request.client.host if request.client else None)
+        try:
+            neg = negotiate(request)
+            for name in ("type", "id"):
+                if params.get(name, "").startswith("$"):
+                    raise NotFound(f"Operation '{params[name]}' is not supported by this server")
+            await svc.hooks.check(access)
+            call = Call(request, neg, svc, base_url(request, svc))
+            response = render(await handler(call), neg, base=call.base)
+        except FhirError as error:
+            response = error_response(error, neg)
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, request.url.path)
+            response = error_response(FhirError("Internal server error; the request was not completed"), neg)
+        elapsed = time.perf_counter() - started
+        metrics.observe(interaction, response.status_code, elapsed)
+        if svc.settings.log_requests:
+            log_request(request, interaction, response.status_code, elapsed, svc.store.kind)
+        if svc.hooks.audit_sinks:
+            await svc.hooks.audit(replace(access, status=response.status_code))
+        return response
+
+    return run

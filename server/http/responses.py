@@ -1,0 +1,59 @@
+"""Rendering interaction results as HTTP responses: status, ETag, Location, Prefer, _pretty."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from server.errors import FhirError, Issue
+from server.fhir.instant import to_http_date
+from server.http.negotiation import Negotiated
+from server.interactions.result import Result
+
+OUTCOME_OK = Issue("information", "informational", "All OK")
+
+
+def outcome(issues: list[Issue]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}
+
+
+def _bytes(body: bytes | dict[str, Any], pretty: bool) -> bytes:
+    if isinstance(body, bytes):
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2) if pretty else body
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
+
+
+def fhir_response(status: int, body: bytes | dict[str, Any] | None, neg: Negotiated | None,
+                  headers: dict[str, str] | None = None) -> Response:
+    media = neg.media_type if neg else "application/fhir+json"
+    content = b"" if body is None else _bytes(body, bool(neg and neg.pretty))
+    out = Response(content, status_code=status, headers=headers,
+                   media_type=None if body is None else f"{media}; charset=utf-8")
+    return out
+
+
+def render(result: Result, neg: Negotiated, *, base: str) -> Response:
+    headers: dict[str, str] = dict(result.headers)
+    version = result.version
+    if version is not None and result.resource is None:
+        headers["ETag"] = f'W/"{version.version}"'
+        headers["Last-Modified"] = to_http_date(version.last_updated)
+        url = f"{base}/{version.type}/{version.id}/_history/{version.version}"
+        if result.created:
+            headers["Location"] = url
+        elif result.status in (200, 201):
+            headers["Content-Location"] = url
+    if result.status in (204, 304):
+        return fhir_response(result.status, None, neg, headers)
+    prefer = neg.prefer_return
+    if prefer == "minimal" and result.resource is None:
+        return fhir_response(result.status, None, neg, headers)
+    if prefer == "OperationOutcome" and result.resource is None:
+        return fhir_response(result.status, outcome(result.issues or [OUTCOME_OK]), neg, headers)
+    return fhir_response(result.status, result.body(), neg, headers)
+
+
+def error_response(error: FhirError, neg: Negotiated | None = None) -> Response:
+    return fhir_response(error.status, outcome(error.issues), neg, dict(error.headers))

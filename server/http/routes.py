@@ -1,0 +1,162 @@
+"""The whole REST route table (http://hl7.org/fhir/R4/http.html#summary) in one place.
+
+Each handler is a few lines: pull inputs off the :class:`Call`, run one interaction.
+Specific paths come before the generic ``/{type}/{id}`` ones.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from server.bundles.transaction import process
+from server.errors import BadRequest, NotFound
+from server.fhir.instant import parse_http_date
+from server.http.endpoint import Call, endpoint
+from server.interactions import create, delete, history, patch, read, search, update
+from server.interactions.capabilities import capability_statement
+from server.interactions.result import Result
+from server.interactions.write import parse_etag
+
+
+def _criteria(call: Call) -> str:
+    query = call.request.url.query
+    if not query:
+        raise BadRequest(f"{call.request.method} on a type needs search criteria (Type?param=value)")
+    return query
+
+
+async def metadata(call: Call) -> Result:
+    return Result(200, resource=capability_statement(call.svc, base=call.base))
+
+
+async def base_post(call: Call) -> Result:
+    body = await call.resource()
+    if body.get("resourceType") != "Bundle":
+        raise BadRequest("POST to the base URL takes a batch or transaction Bundle", expression=("resourceType",))
+    return await process(call.svc, body, base=call.base, representation=call.neg.prefer_return == "representation")
+
+
+async def system_search(call: Call) -> Result:
+    types = tuple(t for v in call.request.query_params.getlist("_type") for t in v.split(",") if t)
+    return await search.search(call.svc, call.params, base=call.base, types=types, strict=call.neg.strict)
+
+
+async def system_history(call: Call) -> Result:
+    return await history.history(call.svc, call.params, base=call.base)
+
+
+async def type_search(call: Call) -> Result:
+    type_ = call.path("type")
+    return await search.search(call.svc, call.params, base=call.base, types=(type_,), strict=call.neg.strict,
+                               path=type_)
+
+
+async def type_search_post(call: Call) -> Result:
+    type_ = call.path("type")
+    content_type = call.request.headers.get("content-type", "")
+    if not content_type.startswith("application/x-www-form-urlencoded"):
+        raise BadRequest("POST [type]/_search takes application/x-www-form-urlencoded parameters")
+    form = await call.request.form()
+    params = [*call.params, *((k, str(v)) for k, v in form.multi_items())]
+    return await search.search(call.svc, params, base=call.base, types=(type_,), strict=call.neg.strict,
+                               path=type_)
+
+
+async def type_create(call: Call) -> Result:
+    return await create.create(call.svc, call.path("type"), await call.resource(),
+                               if_none_exist=call.request.headers.get("if-none-exist"))
+
+
+async def type_conditional_update(call: Call) -> Result:
+    return await update.conditional_update(call.svc, call.path("type"), _criteria(call), await call.resource(),
+                                           if_match=parse_etag(call.request.headers.get("if-match")))
+
+
+async def type_conditional_delete(call: Call) -> Result:
+    return await delete.conditional_delete(call.svc, call.path("type"), _criteria(call))
+
+
+async def type_conditional_patch(call: Call) -> Result:
+    return await patch.conditional_patch(call.svc, call.path("type"), _criteria(call), await call.json_patch(),
+                                         if_match=parse_etag(call.request.headers.get("if-match")))
+
+
+async def type_history(call: Call) -> Result:
+    return await history.history(call.svc, call.params, base=call.base, type_=call.path("type"))
+
+
+async def instance_read(call: Call) -> Result:
+    headers = call.request.headers
+    since = headers.get("if-modified-since")
+    result = await read.read(call.svc, call.path("type"), call.path("id"),
+                             if_none_match=parse_etag(headers.get("if-none-match")),
+                             if_modified_since=parse_http_date(since) if since else None)
+    return read.subset(result, call.request.query_params)
+
+
+async def instance_update(call: Call) -> Result:
+    return await update.update(call.svc, call.path("type"), call.path("id"), await call.resource(),
+                               if_match=parse_etag(call.request.headers.get("if-match")))
+
+
+async def instance_delete(call: Call) -> Result:
+    return await delete.delete(call.svc, call.path("type"), call.path("id"),
+                               if_match=parse_etag(call.request.headers.get("if-match")))
+
+
+async def instance_patch(call: Call) -> Result:
+    return await patch.patch(call.svc, call.path("type"), call.path("id"), await call.json_patch(),
+                             if_match=parse_etag(call.request.headers.get("if-match")))
+
+
+async def instance_history(call: Call) -> Result:
+    return await history.history(call.svc, call.params, base=call.base, type_=call.path("type"),
+                                 id_=call.path("id"))
+
+
+async def instance_vread(call: Call) -> Result:
+    return await read.vread(call.svc, call.path("type"), call.path("id"), call.path("vid"))
+
+
+async def unknown_operation(call: Call) -> Result:
+    raise NotFound(f"Operation '{call.request.url.path.rsplit('/', 1)[-1]}' is not supported by this server")
+
+
+ROUTES: list[tuple[str, str, str, object]] = [
+    # path, method, interaction (metrics label), handler
+    ("/metadata", "GET", "capabilities", metadata),
+    ("/", "POST", "transaction", base_post),
+    ("/", "GET", "search-system", system_search),
+    ("/_history", "GET", "history-system", system_history),
+    ("/{type}/_history", "GET", "history-type", type_history),
+    ("/{type}/_search", "POST", "search-type", type_search_post),
+    ("/{type}", "GET", "search-type", type_search),
+    ("/{type}", "POST", "create", type_create),
+    ("/{type}", "PUT", "update", type_conditional_update),
+    ("/{type}", "DELETE", "delete", type_conditional_delete),
+    ("/{type}", "PATCH", "patch", type_conditional_patch),
+    ("/{type}/{id}/_history/{vid}", "GET", "vread", instance_vread),
+    ("/{type}/{id}/_history", "GET", "history-instance", instance_history),
+    ("/{type}/{id}", "GET", "read", instance_read),
+    ("/{type}/{id}", "PUT", "update", instance_update),
+    ("/{type}/{id}", "DELETE", "delete", instance_delete),
+    ("/{type}/{id}", "PATCH", "patch", instance_patch),
+]
+
+
+def fhir_routes() -> list[BaseRoute]:
+    """Starlette routes, one per path with every method it answers (others get 405)."""
+    by_path: dict[str, dict[str, tuple[str, object]]] = {}
+    for path, method, interaction, handler in ROUTES:
+        by_path.setdefault(path, {})[method] = (interaction, handler)
+    routes: list[BaseRoute] = []
+    for path, methods in by_path.items():
+        wrapped = {m: endpoint(i, h) for m, (i, h) in methods.items()}  # type: ignore[arg-type]
+
+        async def dispatch(request, wrapped=wrapped):  # type: ignore[no-untyped-def]
+            method = "GET" if request.method == "HEAD" else request.method
+            return await wrapped[method](request)
+
+        allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
+        routes.append(Route(path, dispatch, methods=allowed))
+    return routes

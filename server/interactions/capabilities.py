@@ -1,0 +1,75 @@
+"""The CapabilityStatement (http://hl7.org/fhir/R4/capabilitystatement.html), generated from what
+is implemented: resource types from the definitions, search parameters from the live registry
+(only the ones the indexer can extract and the parser can answer), interactions from the table
+below. It never claims more than works: declined parameters (``_text``, ``_content``, ``near``)
+are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server import __version__
+from server.fhir.instant import now_us, to_instant
+from server.interactions.services import Services
+
+TYPE_INTERACTIONS = (
+    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
+)
+SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
+
+
+def _search_params(svc: Services, type_: str) -> list[dict[str, Any]]:
+    out = []
+    for code, param in sorted(svc.registry.for_type(type_).items()):
+        if not svc.registry.is_supported(param):
+            continue
+        entry: dict[str, Any] = {"name": code, "type": param.type}
+        if param.url:
+            entry["definition"] = param.url
+        out.append(entry)
+    return out
+
+
+def capability_statement(svc: Services, *, base: str) -> dict[str, Any]:
+    conditional_delete = {"not-supported": "not-supported", "single": "single", "multiple": "multiple"}
+    resources = []
+    for type_ in sorted(svc.resource_types):
+        resources.append({
+            "type": type_,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{type_}",
+            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "full-support",
+            "conditionalUpdate": True,
+            "conditionalDelete": conditional_delete[svc.settings.conditional_delete],
+            "referencePolicy": ["literal", "logical"],
+            "searchInclude": ["*"],
+            "searchRevInclude": ["*"],
+            "searchParam": _search_params(svc, type_),
+        })
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": to_instant(now_us()),
+        "publisher": "Yidang",
+        "kind": "instance",
+        "software": {"name": "Yidang", "version": __version__},
+        "implementation": {"description": f"Yidang FHIR R4 server on the {svc.store.kind} store", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+            "searchParam": [
+                {"name": "_id", "type": "token"},
+                {"name": "_lastUpdated", "type": "date"},
+                {"name": "_type", "type": "token"},
+            ],
+        }],
+    }

@@ -1,0 +1,72 @@
+"""history at instance, type and system level (http://hl7.org/fhir/R4/http.html#history).
+
+Newest first, ``_count``/``_since``/``_at``, and keyset paging: the ``next`` link carries the
+position of the last entry, so pages stay consistent while new versions are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from server.errors import BadRequest, NotFound
+from server.fhir.instant import from_datetime
+from server.interactions.bundles import bundle, decode_cursor, encode_cursor, history_entry, page_url
+from server.interactions.result import Result
+from server.interactions.services import Services
+from server.interactions.write import check_type
+from server.stores.base import HistoryQuery
+
+
+def _instant(name: str, value: str) -> int:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise BadRequest(f"Parameter {name}: '{value}' is not a FHIR instant", expression=(name,)) from None
+    return from_datetime(parsed)
+
+
+def _count(svc: Services, value: str | None) -> int:
+    if value is None:
+        return svc.settings.history_default_count
+    if not value.isdigit():
+        raise BadRequest(f"Parameter _count: '{value}' is not a non-negative integer", expression=("_count",))
+    return min(int(value), svc.settings.max_count)
+
+
+async def history(
+    svc: Services,
+    params: Sequence[tuple[str, str]],
+    *,
+    base: str,
+    type_: str | None = None,
+    id_: str | None = None,
+) -> Result:
+    if type_ is not None:
+        check_type(svc, type_)
+    if id_ is not None and await svc.store.read(type_ or "", id_) is None:
+        raise NotFound(f"{type_}/{id_} is not known")
+    values = dict(params)
+    count = _count(svc, values.get("_count"))
+    since = _instant("_since", values["_since"]) if "_since" in values else None
+    at = _instant("_at", values["_at"]) if "_at" in values else None
+    before = None
+    if "_cursor" in values:
+        cursor = decode_cursor(values["_cursor"])
+        if len(cursor) != 4:
+            raise BadRequest("The paging cursor is malformed; follow the Bundle's links")
+        before = (int(cursor[0]), str(cursor[1]), str(cursor[2]), int(cursor[3]))
+    rows = await svc.store.history(
+        HistoryQuery(type=type_, id=id_, since=since, at=at, count=count + 1, before=before)
+    ) if count > 0 else []
+    more = len(rows) > count
+    rows = rows[:count]
+    path = "/".join(p for p in (type_, id_, "_history") if p)
+    kept = [(k, v) for k, v in params if k in ("_count", "_since", "_at")]
+    links = [("self", page_url(base, path, params))]
+    if more and rows:
+        last = rows[-1]
+        token = encode_cursor([last.last_updated, last.type, last.id, last.version])
+        links.append(("next", page_url(base, path, [*kept, ("_cursor", token)])))
+    entries = [history_entry(base, v) for v in rows]
+    return Result(200, resource=bundle("history", entries, total=None, links=links))

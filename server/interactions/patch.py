@@ -1,0 +1,82 @@
+"""patch with JSON Patch (http://hl7.org/fhir/R4/http.html#patch, RFC 6902), plain and conditional.
+
+The patched resource goes through the same validation as an update, and may change neither its
+resourceType nor its id.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+import orjson
+
+from server.errors import BadRequest, Gone, NotFound, TooManyMatches, Unprocessable
+from server.interactions.conditional import matches
+from server.interactions.result import Result
+from server.interactions.services import Services
+from server.interactions.update import update
+from server.interactions.write import check_type
+from server.stores.base import Session
+
+
+def _patch_document(patch: Any) -> jsonpatch.JsonPatch:
+    if not isinstance(patch, list):
+        raise BadRequest("A JSON Patch document must be a JSON array of operations")
+    try:
+        return jsonpatch.JsonPatch(patch)
+    except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
+        raise BadRequest(f"Invalid JSON Patch document: {exc}") from None
+
+
+def apply_patch(resource: dict[str, Any], patch: Any) -> dict[str, Any]:
+    document = _patch_document(patch)
+    try:
+        result = document.apply(copy.deepcopy(resource))
+    except jsonpatch.JsonPatchTestFailed as exc:
+        raise Unprocessable(f"JSON Patch test failed: {exc}") from None
+    except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPointerException, jsonpatch.JsonPatchException) as exc:
+        raise Unprocessable(f"JSON Patch could not be applied: {exc}") from None
+    if not isinstance(result, dict):
+        raise Unprocessable("JSON Patch must leave a resource (a JSON object)")
+    if result.get("resourceType") != resource["resourceType"]:
+        raise Unprocessable("JSON Patch may not change the resourceType", expression=("resourceType",))
+    if result.get("id") != resource.get("id"):
+        raise Unprocessable("JSON Patch may not change the resource id", expression=("id",))
+    return result
+
+
+async def patch(
+    svc: Services,
+    type_: str,
+    id_: str,
+    operations: Any,
+    *,
+    if_match: int | None = None,
+    session: Session | None = None,
+) -> Result:
+    check_type(svc, type_)
+    _patch_document(operations)
+    async with svc.session(session) as s:
+        current = await s.read(type_, id_)
+        if current is None:
+            raise NotFound(f"{type_}/{id_} is not known")
+        if current.deleted or current.body is None:
+            raise Gone(f"{type_}/{id_} was deleted")
+        patched = apply_patch(orjson.loads(current.body), operations)
+        return await update(svc, type_, id_, patched, if_match=if_match, session=s, method="PATCH")
+
+
+async def conditional_patch(
+    svc: Services, type_: str, criteria: str, operations: Any, *, if_match: int | None = None,
+    session: Session | None = None,
+) -> Result:
+    check_type(svc, type_)
+    async with svc.session(session) as s:
+        found = await matches(svc, s, type_, criteria)
+        if not found:
+            raise NotFound(f"No {type_} matches '{criteria}'")
+        if len(found) > 1:
+            raise TooManyMatches(f"The criteria '{criteria}' match more than one {type_}; nothing was patched")
+        return await patch(svc, type_, found[0], operations, if_match=if_match, session=s)

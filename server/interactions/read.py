@@ -1,0 +1,73 @@
+"""read and vread (http://hl7.org/fhir/R4/http.html#read, #vread), with conditional read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from profiles.model import core_model
+from server.errors import BadRequest, Gone, NotFound
+from server.fhir.ids import is_valid_id
+from server.fhir.summary import SUMMARY_MODES, elements, summarize
+from server.interactions.result import Result
+from server.interactions.services import Services
+from server.interactions.write import check_type
+from server.stores.base import Version
+
+
+def _deleted(version: Version) -> Gone:
+    return Gone(
+        f"{version.type}/{version.id} was deleted (version {version.version})",
+        headers={"ETag": f'W/"{version.version}"'},
+    )
+
+
+async def read(
+    svc: Services,
+    type_: str,
+    id_: str,
+    *,
+    if_none_match: int | None = None,
+    if_modified_since: int | None = None,
+) -> Result:
+    check_type(svc, type_)
+    version = await svc.store.read(type_, id_) if is_valid_id(id_) else None
+    if version is None:
+        raise NotFound(f"{type_}/{id_} is not known")
+    if version.deleted:
+        raise _deleted(version)
+    if if_none_match is not None and if_none_match == version.version:
+        return Result(304, version)
+    # If-Modified-Since has second precision (HTTP-date): compare whole seconds
+    if if_modified_since is not None and version.last_updated // 1_000_000 <= if_modified_since // 1_000_000:
+        return Result(304, version)
+    return Result(200, version)
+
+
+async def vread(svc: Services, type_: str, id_: str, vid: str) -> Result:
+    check_type(svc, type_)
+    if not vid.isdigit():
+        raise NotFound(f"{type_}/{id_} has no version '{vid}'")
+    version = await svc.store.vread(type_, id_, int(vid)) if is_valid_id(id_) else None
+    if version is None:
+        raise NotFound(f"{type_}/{id_} has no version {vid}")
+    if version.deleted:
+        raise _deleted(version)
+    return Result(200, version)
+
+
+def subset(result: Result, params: Mapping[str, str]) -> Result:
+    """Apply ``_summary`` / ``_elements`` to a read (http://hl7.org/fhir/R4/search.html#summary)."""
+    mode = params.get("_summary")
+    names = params.get("_elements")
+    if result.status != 200 or result.version is None or result.version.body is None or not (mode or names):
+        return result
+    if mode is not None and mode not in SUMMARY_MODES:
+        raise BadRequest(f"_summary must be one of {', '.join(SUMMARY_MODES)}", expression=("_summary",))
+    resource = orjson.loads(result.version.body)
+    if names:
+        resource = elements(resource, [n.strip() for n in names.split(",") if n.strip()], core_model())
+    elif mode not in ("false", "count"):
+        resource = summarize(resource, mode or "false", core_model())
+    return Result(200, result.version, resource=resource, headers={"ETag": f'W/"{result.version.version}"'})

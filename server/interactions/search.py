@@ -1,0 +1,140 @@
+"""search at type and system level (http://hl7.org/fhir/R4/search.html) and its result Bundle.
+
+The parser lowers the query string to a ``Query``; the store runs it; this module adds what is
+store-independent: ``_include``/``_revinclude`` (with ``:iterate``), ``_summary``/``_elements``,
+keyset paging links and the ``search.mode = outcome`` entry for ignored parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from profiles.model import core_model
+from server.errors import Issue
+from server.fhir.summary import elements as subset_elements
+from server.fhir.summary import summarize
+from server.interactions.bundles import bundle, encode_cursor, full_url, page_url, resource_value
+from server.interactions.result import Result
+from server.interactions.services import Services
+from server.interactions.write import check_type
+from server.search.model import FieldTest, Match, Or, Query
+from server.search.parse import Include, SearchRequest, parse_search
+from server.stores.base import Version
+
+MAX_INCLUDED = 1000
+"""Upper bound on included resources per page, so one ``_include:iterate`` cannot pull a graph."""
+
+
+def _entry(base: str, version: Version, mode: str, request: SearchRequest) -> dict[str, Any]:
+    entry: dict[str, Any] = {"fullUrl": full_url(base, version)}
+    if request.summary in ("true", "text", "data") or request.elements:
+        resource = orjson.loads(version.body or b"{}")
+        if request.elements:
+            resource = subset_elements(resource, request.elements, core_model())
+        else:
+            resource = summarize(resource, request.summary or "false", core_model())
+        entry["resource"] = resource
+    else:
+        entry["resource"] = resource_value(version)
+    entry["search"] = {"mode": mode}
+    return entry
+
+
+async def _references(svc: Services, rows: list[Version], include: Include) -> set[tuple[str, str]]:
+    targets: set[tuple[str, str]] = set()
+    for row in rows:
+        if row.body is None or (include.source_type not in ("*", row.type)):
+            continue
+        for entry in svc.indexer.entries(orjson.loads(row.body)):
+            if entry.table != "reference" or (include.param != "*" and entry.param != include.param):
+                continue
+            ref_type, ref_id = entry.values[0], entry.values[1]
+            if ref_type and ref_id and (include.target_type in (None, ref_type)):
+                targets.add((str(ref_type), str(ref_id)))
+    return targets
+
+
+async def _included(svc: Services, request: SearchRequest, matched: list[Version]) -> list[Version]:
+    seen = {(v.type, v.id) for v in matched}
+    found: list[Version] = []
+    frontier = matched
+    first = True
+    while frontier and len(found) < MAX_INCLUDED:
+        new: list[Version] = []
+        for inc in request.include:
+            if not first and not inc.iterate:
+                continue
+            for key in await _references(svc, frontier, inc):
+                if key in seen:
+                    continue
+                seen.add(key)
+                version = await svc.store.read(*key)
+                if version is not None and not version.deleted:
+                    new.append(version)
+        for inc in request.revinclude:
+            if not first and not inc.iterate:
+                continue
+            by_type: dict[str, list[str]] = {}
+            for v in frontier:
+                by_type.setdefault(v.type, []).append(v.id)
+            where = Or(tuple(
+                Match("reference", inc.param, (FieldTest("ref_type", "eq", t), FieldTest("ref_id", "in", tuple(ids))))
+                for t, ids in by_type.items()
+            ))
+            result = await svc.store.search(Query((inc.source_type,), where, count=MAX_INCLUDED))
+            for version in result.rows:
+                if (version.type, version.id) not in seen:
+                    seen.add((version.type, version.id))
+                    new.append(version)
+        found.extend(new)
+        frontier = new
+        first = False
+    return found[:MAX_INCLUDED]
+
+
+async def search(
+    svc: Services,
+    params: Sequence[tuple[str, str]],
+    *,
+    base: str,
+    types: tuple[str, ...],
+    strict: bool = False,
+    path: str = "",
+) -> Result:
+    for t in types:
+        check_type(svc, t)
+    request = parse_search(
+        types,
+        params,
+        svc.registry,
+        strict=strict,
+        default_count=svc.settings.default_count,
+        max_count=svc.settings.max_count,
+        base_url=base,
+    )
+    query = request.query
+    if request.summary == "count":
+        query = replace(query, count=0, total="accurate")
+    result = await svc.store.search(query)
+    entries = [_entry(base, v, "match", request) for v in result.rows]
+    if request.include or request.revinclude:
+        entries += [_entry(base, v, "include", request) for v in await _included(svc, request, result.rows)]
+    if request.ignored:
+        issues = [Issue("warning", "not-supported", f"Parameter {name} was ignored: {why}", (name,))
+                  for name, why in request.ignored]
+        entries.append({
+            "resource": {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]},
+            "search": {"mode": "outcome"},
+        })
+    kept = [(k, v) for k, v in params if k != "_cursor"]
+    links = [("self", page_url(base, path, params))]
+    if result.next_after is not None:
+        links.append(("next", page_url(base, path, [*kept, ("_cursor", encode_cursor(result.next_after))])))
+    if query.after is not None:
+        links.append(("first", page_url(base, path, kept)))
+    return Result(200, resource=bundle("searchset", entries, total=result.total, links=links))
+

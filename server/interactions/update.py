@@ -1,0 +1,77 @@
+"""update, update-as-create and conditional update (http://hl7.org/fhir/R4/http.html#update, #cond-update)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from server.errors import BadRequest, TooManyMatches
+from server.fhir.ids import new_id
+from server.interactions.conditional import matches
+from server.interactions.result import Result
+from server.interactions.services import Services
+from server.interactions.write import check_body, check_type, same_content, store_version, validate
+from server.stores.base import Method, Session
+
+
+async def update(
+    svc: Services,
+    type_: str,
+    id_: str,
+    resource: dict[str, Any],
+    *,
+    if_match: int | None = None,
+    session: Session | None = None,
+    method: Method = "PUT",
+) -> Result:
+    check_type(svc, type_)
+    check_body(resource, type_)
+    if "id" not in resource:
+        raise BadRequest("The resource in an update must carry an id equal to the URL's id", expression=("id",))
+    if resource["id"] != id_:
+        raise BadRequest(f"The resource id '{resource['id']}' does not match the URL's id '{id_}'", expression=("id",))
+    warnings = validate(svc, resource)
+    async with svc.session(session) as s:
+        current = await s.read(type_, id_)
+        if (
+            current is not None
+            and not current.deleted
+            and current.body is not None
+            and (if_match is None or if_match == current.version)
+            and same_content(orjson.loads(current.body), resource)
+        ):
+            return Result(200, current, issues=warnings)  # nothing changed: no new version
+        version = await store_version(
+            svc, s, resource, type_=type_, id_=id_, current=current, method=method, if_match=if_match
+        )
+    created = current is None or current.deleted
+    return Result(201 if created else 200, version, issues=warnings, created=created)
+
+
+async def conditional_update(
+    svc: Services,
+    type_: str,
+    criteria: str,
+    resource: dict[str, Any],
+    *,
+    if_match: int | None = None,
+    session: Session | None = None,
+) -> Result:
+    """``PUT Type?criteria``: no match creates, one match updates it, several answer 412."""
+    check_type(svc, type_)
+    check_body(resource, type_)
+    async with svc.session(session) as s:
+        found = await matches(svc, s, type_, criteria)
+        if len(found) > 1:
+            raise TooManyMatches(f"The criteria '{criteria}' match more than one {type_}; nothing was updated")
+        if found:
+            if "id" in resource and resource["id"] != found[0]:
+                raise BadRequest(
+                    f"The resource id '{resource['id']}' differs from the matching {type_}/{found[0]}",
+                    expression=("id",),
+                )
+            resource["id"] = found[0]
+        else:
+            resource.setdefault("id", new_id())
+        return await update(svc, type_, resource["id"], resource, if_match=if_match, session=s)

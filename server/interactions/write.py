@@ -1,0 +1,115 @@
+"""The one path every write takes: check, validate, stamp ``meta``, index, and store.
+
+Shared by create, update, patch, delete and the Bundle processors, so versioning rules
+(http://hl7.org/fhir/R4/http.html#versioning) live in exactly one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from server.errors import BadRequest, Conflict, Issue, NotFound, PreconditionFailed, Unprocessable
+from server.fhir.ids import is_valid_id
+from server.fhir.instant import to_instant
+from server.interactions.services import Services
+from server.stores.base import Method, Session, Version, VersionConflict, Write
+
+
+def check_type(svc: Services, type_: str) -> None:
+    if type_ not in svc.resource_types:
+        raise NotFound(f"Unknown resource type '{type_}'")
+
+
+def check_body(resource: dict[str, Any], type_: str) -> None:
+    if resource.get("resourceType") != type_:
+        raise BadRequest(
+            f"resourceType '{resource.get('resourceType')}' does not match the URL's type '{type_}'",
+            expression=("resourceType",),
+        )
+
+
+def validate(svc: Services, resource: dict[str, Any]) -> list[Issue]:
+    """Run the validator; errors end the write with 422, warnings are returned for the outcome."""
+    if not svc.settings.validate_on_write:
+        return []
+    issues = svc.validate(resource)
+    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if errors:
+        raise Unprocessable(
+            f"{resource.get('resourceType')} failed validation: {errors[0].diagnostics}"
+            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+            issues=issues,
+        )
+    return issues
+
+
+def parse_etag(value: str | None) -> int | None:
+    """``W/"3"`` (or ``"3"``, or ``3``) -> 3; raises 400 on anything else."""
+    if value is None:
+        return None
+    raw = value.strip()
+    if raw.startswith("W/"):
+        raw = raw[2:]
+    raw = raw.strip('"')
+    if not raw.isdigit():
+        raise BadRequest(f"Malformed version in If-Match/ETag: {value!r}")
+    return int(raw)
+
+
+def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal apart from meta.versionId / meta.lastUpdated (an update that changes nothing)."""
+
+    def strip(r: dict[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in r.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
+        out = {k: v for k, v in r.items() if k != "meta"}
+        if meta:
+            out["meta"] = meta
+        return out
+
+    return strip(a) == strip(b)
+
+
+async def store_version(
+    svc: Services,
+    session: Session,
+    resource: dict[str, Any] | None,
+    *,
+    type_: str,
+    id_: str,
+    current: Version | None,
+    method: Method,
+    if_match: int | None = None,
+) -> Version:
+    """Write the next version of ``type_/id_`` (``resource`` None = a deletion) after ``current``.
+
+    Stamps ``id`` and ``meta``, indexes, and stores with compare-and-set on ``current``'s version:
+    a concurrent writer makes this raise 409 (or 412 when the client sent If-Match), never lose an
+    update."""
+    if not is_valid_id(id_):
+        raise BadRequest(f"'{id_}' is not a valid resource id", expression=("id",))
+    if if_match is not None and (current is None or current.deleted or current.version != if_match):
+        have = "no current version" if current is None or current.deleted else f"version {current.version}"
+        raise PreconditionFailed(f"If-Match expected version {if_match} of {type_}/{id_}, but it has {have}")
+    number = (current.version + 1) if current is not None else 1
+    lu = svc.clock()
+    if current is not None and lu <= current.last_updated:
+        lu = current.last_updated + 1
+    body: bytes | None = None
+    entries: list = []
+    if resource is not None:
+        resource["id"] = id_
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(number)
+        meta["lastUpdated"] = to_instant(lu)
+        resource["meta"] = meta
+        body = orjson.dumps(resource)
+        entries = svc.indexer.entries(resource)
+    version = Version(type_, id_, number, lu, resource is None, method, body)
+    try:
+        await session.write(Write(version, entries, current.version if current is not None else None))
+    except VersionConflict as exc:
+        error = PreconditionFailed if if_match is not None else Conflict
+        raise error(f"{type_}/{id_} was changed by another request (now at version {exc.current}); retry") from exc
+    return version

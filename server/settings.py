@@ -1,0 +1,37 @@
+"""Configuration: one pydantic-settings class, read from ``YIDANG_*`` environment variables and
+mirrored by ``yidang serve`` flags (flags win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="YIDANG_", frozen=True)
+
+    store: Literal["sqlite", "mongo"] = "sqlite"
+    """Which store to use; ``mongo`` is chosen automatically when ``mongodb_uri`` is set."""
+    data_dir: Path = Path("data")
+    """Directory of the embedded store."""
+    mongodb_uri: str | None = None
+    mongodb_database: str | None = None
+    base_url: str = ""
+    """Public base URL used in Location headers and Bundle links; derived from the request if empty."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    default_count: int = 20
+    max_count: int = 1000
+    history_default_count: int = 50
+    conditional_delete: Literal["not-supported", "single", "multiple"] = "multiple"
+    conditional_delete_max: int = 100
+    validate_on_write: bool = True
+    log_requests: bool = True
+
+
+def resolve_store(settings: Settings) -> Settings:
+    """``mongodb_uri`` alone selects MongoDB."""
+    if settings.mongodb_uri and settings.store == "sqlite":
+        return settings.model_copy(update={"store": "mongo"})
+    return settings

@@ -1,0 +1,1 @@
+"""Storage: the Store protocol (base.py) and its two implementations, sqlite/ and mongo/."""

@@ -1,0 +1,119 @@
+"""The storage seam: one Protocol both stores implement, and the records they exchange.
+
+A store keeps, per resource, every version (the current one is the highest ``version``) and the
+search entries of the current version. It knows nothing of HTTP, FHIR versioning rules or search
+semantics: interactions decide *what* to write; the store makes each write session atomic and
+checks the one invariant it owns: a write names the version it replaces (compare-and-set), so no
+update is ever lost, with or without multi-document transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from server.search.model import Condition, Entry, Query
+
+Method = Literal["POST", "PUT", "PATCH", "DELETE"]
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of one resource as stored. ``body`` is the resource's JSON (with ``meta``
+    already set) as bytes, so a plain read is answered without parsing; None when deleted."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: int
+    """Microseconds since 1970-01-01T00:00:00Z."""
+    deleted: bool
+    method: Method
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A new version to store, with the entries to index and the version it must replace
+    (``expected`` = None: the resource must not exist yet, or exist only as deleted)."""
+
+    version: Version
+    entries: Sequence[Entry]
+    expected: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """History of one resource (type and id), one type (type), or the system (neither)."""
+
+    type: str | None = None
+    id: str | None = None
+    since: int | None = None
+    at: int | None = None
+    count: int = 50
+    before: tuple[int, str, str, int] | None = None
+    """Keyset cursor: (last_updated, type, id, version) of the last row of the previous page."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    rows: list[Version]
+    total: int | None
+    next_after: tuple[object, ...] | None
+    """Cursor for the next page, None when this is the last one."""
+
+
+class VersionConflict(Exception):
+    """A write's ``expected`` version is not the current one (another writer got there first)."""
+
+    def __init__(self, type_: str, id_: str, current: int | None) -> None:
+        super().__init__(f"{type_}/{id_} is at version {current}")
+        self.current = current
+
+
+class Session(Protocol):
+    """A unit of work: every write in it lands together or not at all."""
+
+    async def read(self, type_: str, id_: str) -> Version | None:
+        """Current version (possibly a deletion), seeing this session's own writes."""
+
+    async def find(self, type_: str, where: Condition, limit: int) -> list[str]:
+        """Ids of current, non-deleted ``type_`` resources matching ``where`` (own writes seen)."""
+
+    async def lock(self, key: str) -> None:
+        """Hold ``key`` until the session ends, so that match-then-write (conditional create,
+        update, delete) on the same key is serialised across requests and processes."""
+
+    async def write(self, write: Write) -> None:
+        """Store a new version; raises :class:`VersionConflict` when ``write.expected`` is stale."""
+
+
+class Store(Protocol):
+    """What every store offers. All methods are async; there are no sync twins."""
+
+    kind: str
+    """``sqlite`` or ``mongo``: shown by ``yidang serve``, ``/readyz`` and the CapabilityStatement."""
+
+    async def open(self) -> None:
+        """Connect and create schema and indexes (idempotent; never a manual script)."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def read(self, type_: str, id_: str) -> Version | None: ...
+
+    async def vread(self, type_: str, id_: str, version: int) -> Version | None: ...
+
+    async def history(self, query: HistoryQuery) -> list[Version]:
+        """Newest first, at most ``query.count`` rows."""
+
+    async def search(self, query: Query) -> SearchResult: ...
+
+    def session(self) -> AbstractAsyncContextManager[Session]:
+        """A write session: commit on normal exit, roll back every write on an exception."""
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts for ``/metrics`` and benchmarks (resources by type, versions)."""

@@ -1,0 +1,290 @@
+"""The embedded store: SQLite from the standard library, persistent in a data directory.
+
+Concurrency model (documented in schema.py): point reads run on the event loop on a dedicated
+reader connection (a primary-key lookup costs microseconds, less than a thread hop); searches and
+history run in worker threads, each with its own connection; every write session holds the
+process's write lock and one ``BEGIN IMMEDIATE`` transaction on the writer connection, so sessions
+are serialised across requests and across processes sharing the directory. That serialisation is
+what makes match-then-write (conditional create/update/delete) race-free, so ``Session.lock`` has
+nothing more to do here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from server.errors import StoreUnavailable
+from server.search.model import TABLES, Condition, Entry, Query
+from server.search.sorting import sort_values
+from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
+from server.stores.sqlite.compile import Compiler, compile_query
+from server.stores.sqlite.schema import PRAGMAS, SCHEMA_VERSION, ddl
+
+VERSION_COLS = "type, id, version, lu, deleted, method, body"
+BUSY_RETRY_SECONDS = 15.0
+
+
+def _version(row: tuple[Any, ...]) -> Version:
+    return Version(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6])
+
+
+class SqliteStore:
+    """Store on ``<data_dir>/yidang.db``."""
+
+    kind = "sqlite"
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.path = Path(data_dir) / "yidang.db"
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._local = threading.local()
+        self._thread_conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._writer = self._connect()
+            for statement in ddl():
+                self._writer.execute(statement)
+            self._writer.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            self._reader = self._connect()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        for conn in (self._writer, self._reader, *self._thread_conns):
+            if conn is not None:
+                conn.close()
+        self._writer = self._reader = None
+        self._thread_conns.clear()
+
+    async def ping(self) -> bool:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+            return True
+        except (sqlite3.Error, StoreUnavailable):
+            return False
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return self._reader
+
+    def _thread_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._conns_lock:
+                self._thread_conns.append(conn)
+        return conn
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def read(self, type_: str, id_: str) -> Version | None:
+        row = self._conn().execute(
+            f"SELECT {VERSION_COLS} FROM versions WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1",
+            (type_, id_),
+        ).fetchone()
+        return _version(row) if row else None
+
+    async def vread(self, type_: str, id_: str, version: int) -> Version | None:
+        row = self._conn().execute(
+            f"SELECT {VERSION_COLS} FROM versions WHERE type = ? AND id = ? AND version = ?",
+            (type_, id_, version),
+        ).fetchone()
+        return _version(row) if row else None
+
+    async def history(self, query: HistoryQuery) -> list[Version]:
+        return await asyncio.to_thread(self._history, query)
+
+    def _history(self, q: HistoryQuery) -> list[Version]:
+        where: list[str] = []
+        params: list[object] = []
+        if q.type is not None:
+            where.append("v.type = ?")
+            params.append(q.type)
+        if q.id is not None:
+            where.append("v.id = ?")
+            params.append(q.id)
+        if q.since is not None:
+            where.append("v.lu >= ?")
+            params.append(q.since)
+        if q.at is not None:
+            where.append(
+                "v.lu <= ? AND v.version = (SELECT MAX(w.version) FROM versions w "
+                "WHERE w.type = v.type AND w.id = v.id AND w.lu <= ?)"
+            )
+            params.extend([q.at, q.at])
+        if q.before is not None:
+            lu, t, i, ver = q.before
+            where.append("(v.lu, v.type, v.id, v.version) < (?, ?, ?, ?)")
+            params.extend([lu, t, i, ver])
+        sql = f"SELECT {', '.join('v.' + c for c in VERSION_COLS.split(', '))} FROM versions v"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY v.lu DESC, v.type DESC, v.id DESC, v.version DESC LIMIT ?"
+        params.append(q.count)
+        return [_version(r) for r in self._thread_conn().execute(sql, params)]
+
+    async def search(self, query: Query) -> SearchResult:
+        return await asyncio.to_thread(self._search, query)
+
+    def _search(self, query: Query) -> SearchResult:
+        compiled = compile_query(query)
+        conn = self._thread_conn()
+        total = None
+        if compiled.count is not None:
+            total = conn.execute(compiled.count.text, compiled.count.params).fetchone()[0]
+        if query.count == 0:
+            return SearchResult([], total, None)
+        rows = conn.execute(compiled.select.text, compiled.select.params).fetchall()
+        more = len(rows) > query.count
+        rows = rows[: query.count]
+        versions = []
+        for row in rows:
+            body = conn.execute(
+                "SELECT body FROM versions WHERE type = ? AND id = ? AND version = ?", (row[1], row[2], row[3])
+            ).fetchone()[0]
+            versions.append(Version(row[1], row[2], row[3], row[4], False, "PUT", body))
+        next_after = None
+        if more and rows:
+            last = rows[-1]
+            next_after = (*last[5:], last[1], last[2])
+        return SearchResult(versions, total, next_after)
+
+    def explain(self, query: Query) -> list[str]:
+        """SQLite's query plan for ``query`` (used by tests and benchmarks to prove index use)."""
+        compiled = compile_query(query)
+        rows = self._conn().execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)
+        return [r[3] for r in rows]
+
+    async def stats(self) -> dict[str, Any]:
+        conn = self._conn()
+        by_type = dict(conn.execute("SELECT type, COUNT(*) FROM resources WHERE deleted = 0 GROUP BY type"))
+        versions = conn.execute("SELECT COUNT(*) FROM versions").fetchone()[0]
+        return {"resources": by_type, "versions": versions}
+
+    # --- writes -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[SqliteSession]:
+        if self._writer is None:
+            raise StoreUnavailable("the embedded store is not open")
+        async with self._write_lock:
+            await self._begin(self._writer)
+            session = SqliteSession(self._writer)
+            try:
+                yield session
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    self._writer.execute("COMMIT")
+                except sqlite3.Error:
+                    self._writer.execute("ROLLBACK")
+                    raise
+
+    @staticmethod
+    async def _begin(conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting without blocking the event loop while another process writes."""
+        delay, waited = 0.002, 0.0
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StoreUnavailable(f"the embedded store failed: {exc}") from exc
+                if waited > BUSY_RETRY_SECONDS:
+                    raise StoreUnavailable("the embedded store stayed locked by another process") from exc
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.1)
+
+
+class SqliteSession:
+    """A write session inside one ``BEGIN IMMEDIATE`` transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def read(self, type_: str, id_: str) -> Version | None:
+        row = self._conn.execute(
+            f"SELECT {VERSION_COLS} FROM versions WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1",
+            (type_, id_),
+        ).fetchone()
+        return _version(row) if row else None
+
+    async def find(self, type_: str, where: Condition, limit: int) -> list[str]:
+        sql = Compiler().where(where, "r", (type_,))
+        rows = self._conn.execute(
+            f"SELECT r.id FROM resources r WHERE r.type = ? AND r.deleted = 0 AND {sql.text} LIMIT ?",
+            [type_, *sql.params, limit],
+        )
+        return [r[0] for r in rows]
+
+    async def lock(self, key: str) -> None:
+        """Nothing to do: the session's ``BEGIN IMMEDIATE`` already excludes every other writer."""
+
+    async def write(self, write: Write) -> None:
+        v = write.version
+        conn = self._conn
+        row = conn.execute("SELECT rid, version FROM resources WHERE type = ? AND id = ?", (v.type, v.id)).fetchone()
+        current = row[1] if row else None
+        if current != write.expected:
+            raise VersionConflict(v.type, v.id, current)
+        if row is None:
+            rid = conn.execute(
+                "INSERT INTO resources (type, id, version, lu, deleted) VALUES (?, ?, ?, ?, ?)",
+                (v.type, v.id, v.version, v.last_updated, int(v.deleted)),
+            ).lastrowid
+        else:
+            rid = row[0]
+            conn.execute(
+                "UPDATE resources SET version = ?, lu = ?, deleted = ? WHERE rid = ?",
+                (v.version, v.last_updated, int(v.deleted), rid),
+            )
+            for table in TABLES:
+                conn.execute(f"DELETE FROM idx_{table} WHERE rid = ?", (rid,))
+            conn.execute("DELETE FROM sortkeys WHERE rid = ?", (rid,))
+        conn.execute(
+            f"INSERT INTO versions ({VERSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (v.type, v.id, v.version, v.last_updated, int(v.deleted), v.method, v.body),
+        )
+        if not v.deleted:
+            _insert_entries(conn, rid, v.type, write.entries)
+
+
+def _insert_entries(conn: sqlite3.Connection, rid: int | None, type_: str, entries: Iterable[Entry]) -> None:
+    by_table: dict[str, list[tuple[object, ...]]] = {}
+    entries = list(entries)
+    for e in entries:
+        by_table.setdefault(e.table, []).append((rid, f"{type_}.{e.param}", *e.values))
+    for table, rows in by_table.items():
+        cols = ", ".join(TABLES[table])
+        marks = ", ".join("?" * (len(TABLES[table]) + 2))
+        conn.executemany(f"INSERT INTO idx_{table} (rid, param, {cols}) VALUES ({marks})", rows)
+    keys = sort_values(entries)
+    if keys:
+        conn.executemany(
+            "INSERT INTO sortkeys (rid, param, lo, hi) VALUES (?, ?, ?, ?)",
+            [(rid, f"{type_}.{p}", lo, hi) for p, (lo, hi) in keys.items()],
+        )
