@@ -46,7 +46,7 @@ async def _batch(svc: Services, reqs: list[EntryRequest], *, base: str, represen
     for req in reqs:
         try:
             result = await run_entry(svc, req, base=base, session=None)
-            out.append(response_entry(result, representation=representation))
+            out.append(response_entry(result, representation=representation or req.method in ("GET", "HEAD")))
         except FhirError as error:
             out.append(error_entry(error))
     return Result(200, resource=bundle("batch-response", out, total=None, links=[]))

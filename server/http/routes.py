@@ -6,6 +6,7 @@ Specific paths come before the generic ``/{type}/{id}`` ones.
 
 from __future__ import annotations
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import BaseRoute, Route
 
 from server.bundles.transaction import process
@@ -16,6 +17,22 @@ from server.interactions import create, delete, history, patch, read, search, up
 from server.interactions.capabilities import capability_statement
 from server.interactions.result import Result
 from server.interactions.write import parse_etag
+
+
+class ResourceTypeConvertor(Convertor[str]):
+    """Resource types start with a capital letter, so ``/metadata`` or ``/_history`` never match
+    ``/{type}`` and get a proper 405 for methods they do not take."""
+
+    regex = "[A-Z][A-Za-z]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("rtype", ResourceTypeConvertor())
 
 
 def _criteria(call: Call) -> str:
@@ -128,19 +145,19 @@ ROUTES: list[tuple[str, str, str, object]] = [
     ("/", "POST", "transaction", base_post),
     ("/", "GET", "search-system", system_search),
     ("/_history", "GET", "history-system", system_history),
-    ("/{type}/_history", "GET", "history-type", type_history),
-    ("/{type}/_search", "POST", "search-type", type_search_post),
-    ("/{type}", "GET", "search-type", type_search),
-    ("/{type}", "POST", "create", type_create),
-    ("/{type}", "PUT", "update", type_conditional_update),
-    ("/{type}", "DELETE", "delete", type_conditional_delete),
-    ("/{type}", "PATCH", "patch", type_conditional_patch),
-    ("/{type}/{id}/_history/{vid}", "GET", "vread", instance_vread),
-    ("/{type}/{id}/_history", "GET", "history-instance", instance_history),
-    ("/{type}/{id}", "GET", "read", instance_read),
-    ("/{type}/{id}", "PUT", "update", instance_update),
-    ("/{type}/{id}", "DELETE", "delete", instance_delete),
-    ("/{type}/{id}", "PATCH", "patch", instance_patch),
+    ("/{type:rtype}/_history", "GET", "history-type", type_history),
+    ("/{type:rtype}/_search", "POST", "search-type", type_search_post),
+    ("/{type:rtype}", "GET", "search-type", type_search),
+    ("/{type:rtype}", "POST", "create", type_create),
+    ("/{type:rtype}", "PUT", "update", type_conditional_update),
+    ("/{type:rtype}", "DELETE", "delete", type_conditional_delete),
+    ("/{type:rtype}", "PATCH", "patch", type_conditional_patch),
+    ("/{type:rtype}/{id}/_history/{vid}", "GET", "vread", instance_vread),
+    ("/{type:rtype}/{id}/_history", "GET", "history-instance", instance_history),
+    ("/{type:rtype}/{id}", "GET", "read", instance_read),
+    ("/{type:rtype}/{id}", "PUT", "update", instance_update),
+    ("/{type:rtype}/{id}", "DELETE", "delete", instance_delete),
+    ("/{type:rtype}/{id}", "PATCH", "patch", instance_patch),
 ]
 
 

@@ -27,14 +27,17 @@ TABLES: dict[str, tuple[str, ...]] = {
     "quantity": ("lo", "hi", "system", "code"),
     "reference": ("ref_type", "ref_id", "url"),
     "uri": ("value",),
-    "composite": ("key",),
+    "composite": ("key", "lo", "hi"),
 }
 """Entry shapes. ``string.value`` is normalised (case- and accent-folded), ``exact`` is as written.
 ``date`` lo/hi are integer microseconds since 1970-01-01T00:00Z, both inclusive. ``number`` and
 ``quantity`` lo/hi are floats (equal for an exact value). ``quantity`` system/code are the UCUM
 canonical ones when the unit converts. ``reference`` holds ``ref_type``/``ref_id`` for references
 to resources on this server and ``url`` for everything else (absolute URLs, canonicals).
-``composite.key`` is a normalised tuple string built by the composite type module."""
+``composite.key`` is a normalised tuple string built by the composite type module from the
+discrete components (codes, references, strings); ``composite.lo``/``hi`` hold the range of a
+quantity/date component (floats for quantities, µs for dates), or two point numbers (``lo`` the
+first, ``hi`` the second), or null when the composite has no numeric component."""
 
 Table = Literal["token", "string", "date", "number", "quantity", "reference", "uri", "composite"]
 

@@ -44,7 +44,7 @@ async def test_transaction_is_all_or_nothing(client: httpx.AsyncClient) -> None:
     bundle = tx(
         post("urn:uuid:a", {"resourceType": "Patient", "identifier": [{"system": SYSTEM, "value": value}]}),
         {"resource": {"resourceType": "Patient", "id": pid}, "request": {"method": "PUT", "url": f"Patient/{pid}"}},
-        post("urn:uuid:b", {"resourceType": "Observation", "status": "not-a-status", "code": {"text": "x"}}),
+        post("urn:uuid:b", {"resourceType": "Observation", "status": ["final"], "code": {"text": "x"}}),
     )
     r = await client.post("/", json=bundle)
     assert r.status_code == 422
@@ -105,7 +105,7 @@ async def test_batch_entries_are_independent(client: httpx.AsyncClient) -> None:
     pid = unique("p")
     bundle = tx(
         {"resource": {"resourceType": "Patient", "id": pid}, "request": {"method": "PUT", "url": f"Patient/{pid}"}},
-        {"resource": {"resourceType": "Patient", "gender": "robot"}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "active": "yes"}, "request": {"method": "POST", "url": "Patient"}},
         {"request": {"method": "GET", "url": f"Patient/{unique()}"}},
         {"request": {"method": "GET", "url": f"Patient/{pid}"}},
         kind="batch",

@@ -117,7 +117,7 @@ async def test_vread_of_deleted_version_is_gone(client: httpx.AsyncClient) -> No
         ("DELETE", "/metadata", None, {}, 405, "not-supported"),
         ("PUT", "/Patient/abc", b'{"resourceType": "Patient", "id": "xyz"}', FHIR_JSON, 400, "invalid"),
         ("PUT", "/Patient/abc", b'{"resourceType": "Patient"}', FHIR_JSON, 400, "invalid"),
-        ("POST", "/Patient", b'{"resourceType": "Patient", "gender": "robot"}', FHIR_JSON, 422, None),
+        ("POST", "/Patient", b'{"resourceType": "Patient", "active": "yes"}', FHIR_JSON, 422, None),
         ("POST", "/Patient", b'{"resourceType": "Patient", "birthDate": "2024-13-01"}', FHIR_JSON, 422, None),
         ("POST", "/Patient", b'{"resourceType": "Patient", "unknownElement": 1}', FHIR_JSON, 422, None),
         ("GET", "/Patient/$everything-unknown", None, {}, 404, "not-found"),
@@ -144,7 +144,7 @@ async def test_invalid_resource_names_the_element(client: httpx.AsyncClient) -> 
 
 async def test_failed_write_stores_nothing(client: httpx.AsyncClient) -> None:
     pid = unique("p")
-    r = await client.put(f"/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "gender": "robot"})
+    r = await client.put(f"/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "active": "yes"})
     assert r.status_code == 422
     assert (await client.get(f"/Patient/{pid}")).status_code == 404
     assert (await client.get(f"/Patient/{pid}/_history")).status_code == 404
@@ -202,7 +202,7 @@ async def test_prefer_return(client: httpx.AsyncClient, prefer: str, expect_body
 
 async def test_format_and_pretty(client: httpx.AsyncClient) -> None:
     created = (await client.post("/Patient", json=patient("Zheng"))).json()
-    r = await client.get(f"/Patient/{created['id']}?_format=json&_pretty=true")
+    r = await client.get(f"/Patient/{created['id']}?_format=application/json&_pretty=true")
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("application/json")
     assert b"\n  " in r.content

@@ -34,7 +34,7 @@ async def test_json_patch_updates_and_versions(client: httpx.AsyncClient) -> Non
 @pytest.mark.parametrize(
     ("ops", "headers", "status"),
     [
-        ([{"op": "add", "path": "/gender", "value": "robot"}], PATCH, 422),  # result invalid
+        ([{"op": "add", "path": "/active", "value": "yes"}], PATCH, 422),  # result invalid
         ([{"op": "replace", "path": "/id", "value": "other"}], PATCH, 422),  # id change
         ([{"op": "replace", "path": "/resourceType", "value": "Group"}], PATCH, 422),
         ([{"op": "test", "path": "/gender", "value": "male"}], PATCH, 422),  # failed test op
