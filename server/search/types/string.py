@@ -52,7 +52,8 @@ def tests(name: ParamDef | str, modifier: str | None, raw: str) -> tuple[FieldTe
     if modifier is None:
         return (FieldTest("value", "prefix", normalise(text)),)
     if modifier == "exact":
-        return (FieldTest("exact", "eq", text),)
+        # the normalised value narrows through the index on ``value``; ``exact`` decides
+        return (FieldTest("value", "eq", normalise(text)), FieldTest("exact", "eq", text))
     if modifier == "contains":
         return (FieldTest("value", "contains", normalise(text)),)
     raise AssertionError(modifier)

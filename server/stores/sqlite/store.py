@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from server.errors import StoreUnavailable
-from server.search.model import TABLES, Condition, Entry, Query
+from server.search.model import TABLES, Condition, Query
 from server.search.sorting import sort_values
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
 from server.stores.sqlite.compile import Compiler, compile_query
@@ -197,6 +197,7 @@ class SqliteStore:
                 raise
             else:
                 try:
+                    session.flush()
                     self._writer.execute("COMMIT")
                 except sqlite3.Error:
                     self._writer.execute("ROLLBACK")
@@ -221,12 +222,35 @@ class SqliteStore:
 
 
 class SqliteSession:
-    """A write session inside one ``BEGIN IMMEDIATE`` transaction."""
+    """A write session inside one ``BEGIN IMMEDIATE`` transaction.
+
+    Version rows, search entries and sort keys are buffered and written with one ``executemany``
+    per table when the session commits or before it next reads, which is what makes transaction
+    Bundle ingest fast; the ``resources`` row is written at once (its ``rid`` keys the entries)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._versions: list[tuple[object, ...]] = []
+        self._entries: dict[str, list[tuple[object, ...]]] = {}
+        self._sortkeys: list[tuple[object, ...]] = []
+
+    def flush(self) -> None:
+        conn = self._conn
+        if self._versions:
+            conn.executemany(f"INSERT INTO versions ({VERSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)", self._versions)
+            self._versions.clear()
+        for table, rows in self._entries.items():
+            if rows:
+                cols = ", ".join(TABLES[table])
+                marks = ", ".join("?" * (len(TABLES[table]) + 2))
+                conn.executemany(f"INSERT INTO idx_{table} (rid, param, {cols}) VALUES ({marks})", rows)
+        self._entries.clear()
+        if self._sortkeys:
+            conn.executemany("INSERT INTO sortkeys (rid, param, lo, hi) VALUES (?, ?, ?, ?)", self._sortkeys)
+            self._sortkeys.clear()
 
     async def read(self, type_: str, id_: str) -> Version | None:
+        self.flush()
         row = self._conn.execute(
             f"SELECT {VERSION_COLS} FROM versions WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1",
             (type_, id_),
@@ -234,6 +258,7 @@ class SqliteSession:
         return _version(row) if row else None
 
     async def find(self, type_: str, where: Condition, limit: int) -> list[str]:
+        self.flush()
         sql = Compiler().where(where, "r", (type_,))
         rows = self._conn.execute(
             f"SELECT r.id FROM resources r WHERE r.type = ? AND r.deleted = 0 AND {sql.text} LIMIT ?",
@@ -247,17 +272,24 @@ class SqliteSession:
     async def write(self, write: Write) -> None:
         v = write.version
         conn = self._conn
-        row = conn.execute("SELECT rid, version FROM resources WHERE type = ? AND id = ?", (v.type, v.id)).fetchone()
-        current = row[1] if row else None
-        if current != write.expected:
-            raise VersionConflict(v.type, v.id, current)
-        if row is None:
-            rid = conn.execute(
-                "INSERT INTO resources (type, id, version, lu, deleted) VALUES (?, ?, ?, ?, ?)",
-                (v.type, v.id, v.version, v.last_updated, int(v.deleted)),
-            ).lastrowid
+        if write.expected is None:
+            try:
+                rid = conn.execute(
+                    "INSERT INTO resources (type, id, version, lu, deleted) VALUES (?, ?, ?, ?, ?)",
+                    (v.type, v.id, v.version, v.last_updated, int(v.deleted)),
+                ).lastrowid
+            except sqlite3.IntegrityError:
+                row = conn.execute("SELECT version FROM resources WHERE type = ? AND id = ?", (v.type, v.id)).fetchone()
+                raise VersionConflict(v.type, v.id, row[0] if row else None) from None
         else:
+            row = conn.execute(
+                "SELECT rid, version FROM resources WHERE type = ? AND id = ?", (v.type, v.id)
+            ).fetchone()
+            current = row[1] if row else None
+            if current != write.expected:
+                raise VersionConflict(v.type, v.id, current)
             rid = row[0]
+            self.flush()
             conn.execute(
                 "UPDATE resources SET version = ?, lu = ?, deleted = ? WHERE rid = ?",
                 (v.version, v.last_updated, int(v.deleted), rid),
@@ -265,26 +297,10 @@ class SqliteSession:
             for table in TABLES:
                 conn.execute(f"DELETE FROM idx_{table} WHERE rid = ?", (rid,))
             conn.execute("DELETE FROM sortkeys WHERE rid = ?", (rid,))
-        conn.execute(
-            f"INSERT INTO versions ({VERSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (v.type, v.id, v.version, v.last_updated, int(v.deleted), v.method, v.body),
-        )
+        self._versions.append((v.type, v.id, v.version, v.last_updated, int(v.deleted), v.method, v.body))
         if not v.deleted:
-            _insert_entries(conn, rid, v.type, write.entries)
-
-
-def _insert_entries(conn: sqlite3.Connection, rid: int | None, type_: str, entries: Iterable[Entry]) -> None:
-    by_table: dict[str, list[tuple[object, ...]]] = {}
-    entries = list(entries)
-    for e in entries:
-        by_table.setdefault(e.table, []).append((rid, f"{type_}.{e.param}", *e.values))
-    for table, rows in by_table.items():
-        cols = ", ".join(TABLES[table])
-        marks = ", ".join("?" * (len(TABLES[table]) + 2))
-        conn.executemany(f"INSERT INTO idx_{table} (rid, param, {cols}) VALUES ({marks})", rows)
-    keys = sort_values(entries)
-    if keys:
-        conn.executemany(
-            "INSERT INTO sortkeys (rid, param, lo, hi) VALUES (?, ?, ?, ?)",
-            [(rid, f"{type_}.{p}", lo, hi) for p, (lo, hi) in keys.items()],
-        )
+            entries = list(write.entries)
+            for e in entries:
+                self._entries.setdefault(e.table, []).append((rid, f"{v.type}.{e.param}", *e.values))
+            for param, (lo, hi) in sort_values(entries).items():
+                self._sortkeys.append((rid, f"{v.type}.{param}", lo, hi))
