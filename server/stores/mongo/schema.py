@@ -1,0 +1,226 @@
+"""The MongoDB layout of Yidang: collections, document shapes, indexes. Cited by the README.
+
+Database: the path of the connection URI (``mongodb://host/yidang``), else ``yidang``.
+
+``resources`` — one document per resource (its current version, possibly a deletion)::
+
+    {_id: "Patient/123", type: "Patient", id: "123", version: 3, lu: <int µs since 1970Z>,
+     deleted: false, method: "PUT", res: {<the resource as a sub-document>},
+     token:     [{p: "identifier", system, code, text}, ...],   # one array per index table,
+     string:    [{p, value, exact}],                           # fields exactly as in
+     date:      [{p, lo, hi}],                                 # server.search.model.TABLES,
+     number:    [{p, lo, hi}],  quantity: [{p, lo, hi, system, code}],   # "p" = parameter code
+     reference: [{p, ref_type, ref_id, url}],  uri: [{p, value}],  composite: [{p, key, lo, hi}],
+     refs: ["subject|Patient/123", ...],       # param|Type/id of each local reference (chains)
+     sort: {birthdate: {min: <lo>, max: <hi>}, ...}}      # per parameter, for _sort
+
+  ``res`` is ``Version.body`` decoded with orjson and re-encoded on read; BSON keeps key order, so
+  the JSON read back is byte-identical to ``orjson.dumps(orjson.loads(body))``. A deleted version
+  has ``res: null`` and no entry arrays, ``refs`` or ``sort``. Empty arrays are omitted.
+  ``sort[param]`` holds the smallest and largest value of the parameter's first sortable field
+  (token → code, string/uri → value, date/number/quantity → lo for min and hi for max,
+  reference → "Type/id" or url, composite → key), written with the entries so that ``_sort`` reads
+  one indexable scalar instead of unwinding arrays. ``refs`` duplicates the local references of
+  ``reference`` as flat strings because a forward chain needs ``∃ entry: p = x ∧ ref_id ∈ ids``
+  and a flat ``$in`` on a multikey index is the one form of that both MongoDB and the nx-27017 test
+  server answer correctly (nx ignores ``$in`` inside ``$elemMatch``).
+
+``history`` — every version, the current one and deletions included::
+
+    {_id: "Patient/123/3", rid: "Patient/123", type, id, version, lu, deleted, method, res}
+
+``locks`` — ``{_id: "lock <key>", owner, expires: <ms>}`` for :meth:`Session.lock`, plus, with
+transactions, ``{_id: "guard <key>", n}`` counters bumped inside the transaction (see
+:mod:`.session`). ``probe`` — scratch collection used once by ``open()`` to detect transactions.
+
+Consistency. A single-resource write is atomic without transactions: the current document carries
+its entries, and the write is a compare-and-set ``replace_one({_id, version: expected})`` (or
+``insert_one`` when the resource must not exist; a duplicate ``_id`` means another writer won →
+:class:`~server.stores.base.VersionConflict`), followed by the history insert under its unique
+``_id``; ``vread`` also answers from ``resources``, so a crash between the two loses no readable
+version. A session with several writes is one multi-document transaction when the deployment
+offers isolated transactions (a replica set or sharded cluster; detected at ``open()``). On a
+standalone ``mongod`` each single write stays atomic, but a multi-write session is undone by
+*compensation*: the session logs each pre-image and restores them, newest first, when it fails.
+Another client can observe the intermediate state, and a crash of this process in the middle of a
+session (or of its rollback) leaves the writes done so far in place.
+
+Indexes are created by ``open()`` (idempotent). The entry indexes are multikey compound indexes
+led by the parameter code, so an ``$elemMatch`` on ``{p, field…}`` is a bounded index scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+
+from server.search.model import TABLES, Entry
+from server.stores.base import Version
+
+from .compile import ref_key
+from .order import PARAM_NAME
+
+RESOURCES = "resources"
+HISTORY = "history"
+LOCKS = "locks"
+PROBE = "probe"
+
+DEFAULT_DATABASE = "yidang"
+NAMESPACE_EXISTS = 48
+
+ROW_FIELDS = ("type", "id", "version", "lu", "deleted", "method", "res")
+"""What a read needs from a ``resources`` / ``history`` document (projections)."""
+
+SORT_FIELD: dict[str, tuple[str, str]] = {
+    "token": ("code", "code"),
+    "string": ("value", "value"),
+    "date": ("lo", "hi"),
+    "number": ("lo", "hi"),
+    "quantity": ("lo", "hi"),
+    "uri": ("value", "value"),
+    "composite": ("key", "key"),
+}
+"""Table → (field giving ``sort.min``, field giving ``sort.max``); ``reference`` is special-cased."""
+
+
+def _index(*keys: str) -> IndexModel:
+    return IndexModel([(k, ASCENDING) for k in keys])
+
+
+INDEXES: dict[str, list[IndexModel]] = {
+    RESOURCES: [
+        IndexModel([("type", ASCENDING), ("id", ASCENDING)], unique=True),
+        _index("type", "lu"),
+        _index("token.p", "token.code", "token.system"),
+        _index("string.p", "string.value"),
+        _index("date.p", "date.lo", "date.hi"),
+        _index("number.p", "number.lo", "number.hi"),
+        _index("quantity.p", "quantity.lo", "quantity.hi"),
+        _index("reference.p", "reference.ref_id", "reference.ref_type"),
+        _index("reference.p", "reference.url"),
+        _index("refs"),
+        _index("uri.p", "uri.value"),
+        _index("composite.p", "composite.key", "composite.lo"),
+    ],
+    HISTORY: [
+        IndexModel([("type", ASCENDING), ("id", ASCENDING), ("version", ASCENDING)], unique=True),
+        IndexModel([("lu", DESCENDING), ("type", DESCENDING), ("id", DESCENDING)]),
+        IndexModel([("type", ASCENDING), ("lu", DESCENDING)]),
+        IndexModel([("rid", ASCENDING), ("version", DESCENDING)]),
+    ],
+}
+
+
+async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Create the collections (transactions cannot create them on every server) and indexes."""
+    existing = set(await db.list_collection_names())
+    for name in (RESOURCES, HISTORY, LOCKS, PROBE):
+        if name not in existing:
+            try:
+                await db.create_collection(name, check_exists=False)
+            except OperationFailure as exc:  # another process created it meanwhile
+                if exc.code != NAMESPACE_EXISTS:
+                    raise
+    for name, models in INDEXES.items():
+        await db[name].create_indexes(models)
+
+
+# --- documents --------------------------------------------------------------------------------
+
+
+def _sort_value(entry: Mapping[str, Any], table: str, bound: int) -> object:
+    if table == "reference":
+        if entry.get("ref_type") and entry.get("ref_id"):
+            return f"{entry['ref_type']}/{entry['ref_id']}"
+        return entry.get("url")
+    return entry.get(SORT_FIELD[table][bound])
+
+
+def _order(v: object) -> tuple[int, Any]:
+    return (1, v) if isinstance(v, int | float) else (2, str(v))
+
+
+def index_fields(entries: Iterable[Entry]) -> dict[str, Any]:
+    """The entry arrays, ``refs`` and ``sort`` of a current document (see module docstring)."""
+    arrays: dict[str, list[dict[str, Any]]] = {}
+    refs: list[str] = []
+    lows: dict[str, list[object]] = {}
+    highs: dict[str, list[object]] = {}
+    first_table: dict[str, str] = {}
+    for e in entries:
+        doc = {"p": e.param, **dict(zip(TABLES[e.table], e.values, strict=True))}
+        arrays.setdefault(e.table, []).append(doc)
+        if e.table == "reference" and doc.get("ref_type") and doc.get("ref_id"):
+            refs.append(ref_key(e.param, str(doc["ref_type"]), str(doc["ref_id"])))
+        if first_table.setdefault(e.param, e.table) != e.table or not PARAM_NAME.match(e.param):
+            continue  # a parameter sorts by its first table's values only; keys must be plain names
+        lo, hi = _sort_value(doc, e.table, 0), _sort_value(doc, e.table, 1)
+        if lo is not None:
+            lows.setdefault(e.param, []).append(lo)
+        if hi is not None:
+            highs.setdefault(e.param, []).append(hi)
+    out: dict[str, Any] = dict(arrays)
+    if refs:
+        out["refs"] = list(dict.fromkeys(refs))
+    sort: dict[str, dict[str, object]] = {}
+    for param in first_table:
+        bounds: dict[str, object] = {}
+        if lows.get(param):
+            bounds["min"] = min(lows[param], key=_order)
+        if highs.get(param):
+            bounds["max"] = max(highs[param], key=_order)
+        if bounds:
+            sort[param] = bounds
+    if sort:
+        out["sort"] = sort
+    return out
+
+
+def current_document(version: Version, entries: Sequence[Entry]) -> dict[str, Any]:
+    doc = history_document(version)
+    doc["_id"] = resource_key(version.type, version.id)
+    del doc["rid"]
+    if not version.deleted:
+        doc.update(index_fields(entries))
+    return doc
+
+
+def history_document(version: Version) -> dict[str, Any]:
+    body = None if version.deleted or version.body is None else orjson.loads(version.body)
+    return {
+        "_id": version_key(version.type, version.id, version.version),
+        "rid": resource_key(version.type, version.id),
+        "type": version.type,
+        "id": version.id,
+        "version": version.version,
+        "lu": version.last_updated,
+        "deleted": version.deleted,
+        "method": version.method,
+        "res": body,
+    }
+
+
+def to_version(doc: Mapping[str, Any]) -> Version:
+    res = doc.get("res")
+    return Version(
+        type=doc["type"],
+        id=doc["id"],
+        version=int(doc["version"]),
+        last_updated=int(doc["lu"]),
+        deleted=bool(doc["deleted"]),
+        method=doc["method"],
+        body=None if res is None else orjson.dumps(res),
+    )
+
+
+def resource_key(type_: str, id_: str) -> str:
+    return f"{type_}/{id_}"
+
+
+def version_key(type_: str, id_: str, version: int) -> str:
+    return f"{type_}/{id_}/{version}"

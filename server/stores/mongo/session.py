@@ -1,0 +1,288 @@
+"""Write sessions: one multi-document transaction, or compensation where there is none.
+
+:func:`transactions_isolated` decides once, at ``open()``: it starts a transaction, writes a probe
+document and checks that it is invisible outside the transaction. A standalone ``mongod`` refuses
+the transaction ("Transaction numbers are only allowed on a replica set member or mongos"); the
+nx-27017 test server accepts it but shows the uncommitted write to everyone (its transactions are
+savepoints on one shared SQLite connection, so concurrent ones interfere): both get compensation.
+
+* Transactional session: every read and write passes the client session; the body of a session is
+  the caller's code and cannot be re-run here, so a ``TransientTransactionError`` (a write conflict
+  with a concurrent transaction) becomes :class:`~server.errors.Conflict` with ``Retry-After``.
+* Compensating session: writes go straight to the collections (each one atomic, see
+  :mod:`.schema`) and the session logs each pre-image; on an exception the log is replayed newest
+  first. What a standalone ``mongod`` guarantees is therefore: single writes are atomic and never
+  lost (compare-and-set); a multi-write session is undone on failure, but other clients can see
+  its intermediate state, and a crash in the middle of the session or of the undo leaves it half
+  done.
+
+:meth:`MongoSession.lock` serialises match-then-write (conditional create/update/delete) across
+requests and processes with a lease document in ``locks`` written *outside* any transaction (so
+other sessions see it at once): insert ``{_id, owner, expires}``; on a duplicate key wait with
+growing back-off, steal a lease whose ``expires`` has passed, give up after :data:`LOCK_WAIT_S`
+with 409. Leases are released when the session ends. Inside a transaction the session also bumps a
+``guard`` counter for the key: a transaction whose snapshot predates another one's commit under the
+same lock then fails with a write conflict instead of acting on a stale read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import (
+    ConfigurationError,
+    DuplicateKeyError,
+    InvalidOperation,
+    OperationFailure,
+    PyMongoError,
+)
+
+from server.errors import Conflict
+from server.search.model import Condition
+from server.stores.base import Version, VersionConflict, Write
+
+from . import reads
+from .errors import RETRY_AFTER, map_errors, mapped
+from .schema import HISTORY, LOCKS, PROBE, RESOURCES, current_document, history_document, resource_key
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL_S = 30.0
+"""A lease outlives a crashed holder by at most this long; live holders renew it while writing."""
+LOCK_WAIT_S = 15.0
+"""How long :meth:`MongoSession.lock` waits for a busy key before answering 409."""
+LOCK_FIRST_DELAY_S = 0.01
+LOCK_MAX_DELAY_S = 0.2
+PRIOR = {"version": 1, "deleted": 1}
+COMMIT_ATTEMPTS = 3
+"""``UnknownTransactionCommitResult`` may be retried: commitTransaction is idempotent."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class _Undo:
+    """How to take back one write of a compensating session."""
+
+    key: str
+    version: int
+    prior: dict[str, Any] | None
+    history_id: str | None = None
+
+
+class MongoSession:
+    """A :class:`~server.stores.base.Session`; use it sequentially (one operation at a time)."""
+
+    def __init__(self, db: reads.Db, client_session: AsyncClientSession | None) -> None:
+        self._db = db
+        self._s = client_session
+        self._owner = uuid4().hex
+        self._held: dict[str, float] = {}
+        self._undo: list[_Undo] = []
+
+    @property
+    def transactional(self) -> bool:
+        return self._s is not None
+
+    @mapped
+    async def read(self, type_: str, id_: str) -> Version | None:
+        return await reads.read(self._db, self._s, type_, id_)
+
+    @mapped
+    async def find(self, type_: str, where: Condition, limit: int) -> list[str]:
+        return await reads.find(self._db, self._s, type_, where, limit)
+
+    @mapped
+    async def lock(self, key: str) -> None:
+        lease = f"lock {key}"
+        await self._renew()
+        if lease not in self._held:
+            await self._acquire(lease, key)
+            self._held[lease] = time.monotonic()
+        if self._s is not None:
+            await self._db[LOCKS].update_one({"_id": f"guard {key}"}, {"$inc": {"n": 1}}, upsert=True, session=self._s)
+
+    async def _acquire(self, lease: str, key: str) -> None:
+        locks = self._db[LOCKS]
+        deadline = time.monotonic() + LOCK_WAIT_S
+        delay = LOCK_FIRST_DELAY_S
+        while True:
+            now = _now_ms()
+            expires = now + int(LOCK_TTL_S * 1000)
+            try:
+                await locks.insert_one({"_id": lease, "owner": self._owner, "expires": expires})
+                return
+            except DuplicateKeyError:
+                pass
+            stolen = await locks.find_one_and_update(
+                {"_id": lease, "expires": {"$lt": now}},
+                {"$set": {"owner": self._owner, "expires": expires}},
+            )
+            if stolen is not None:
+                log.warning("took over expired lock %r from %s", key, stolen.get("owner"))
+                return
+            if time.monotonic() + delay > deadline:
+                raise Conflict(f"another request holds the lock on {key!r}; retry", headers=RETRY_AFTER)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 1.5, LOCK_MAX_DELAY_S)
+
+    async def _renew(self) -> None:
+        """Extend held leases once a third of their lifetime has passed."""
+        if not self._held or time.monotonic() - min(self._held.values()) < LOCK_TTL_S / 3:
+            return
+        await self._db[LOCKS].update_many(
+            {"_id": {"$in": list(self._held)}, "owner": {"$eq": self._owner}},
+            {"$set": {"expires": _now_ms() + int(LOCK_TTL_S * 1000)}},
+        )
+        now = time.monotonic()
+        self._held = dict.fromkeys(self._held, now)
+
+    @mapped
+    async def write(self, write: Write) -> None:
+        await self._renew()
+        v = write.version
+        key = resource_key(v.type, v.id)
+        resources = self._db[RESOURCES]
+        # the whole pre-image only when compensation may have to restore it
+        prior = await resources.find_one({"_id": key}, None if self._s is None else PRIOR, session=self._s)
+        current = None if prior is None else int(prior["version"])
+        # expected None: the resource must not exist, or exist only as a deletion
+        allowed = (prior is None or bool(prior["deleted"])) if write.expected is None else current == write.expected
+        if not allowed or (current is not None and v.version <= current):
+            raise VersionConflict(v.type, v.id, current)
+        doc = current_document(v, write.entries)
+        if prior is None:
+            try:
+                await resources.insert_one(doc, session=self._s)
+            except DuplicateKeyError:
+                raise VersionConflict(v.type, v.id, await self._current(key)) from None
+        else:
+            done = await resources.replace_one({"_id": key, "version": {"$eq": current}}, doc, session=self._s)
+            if done.matched_count != 1:
+                raise VersionConflict(v.type, v.id, await self._current(key))
+        undo = _Undo(key, v.version, prior)
+        if self._s is None:
+            self._undo.append(undo)
+        entry = history_document(v)
+        try:
+            await self._db[HISTORY].insert_one(entry, session=self._s)
+        except DuplicateKeyError:
+            if self._s is not None:
+                raise
+            # left by an interrupted earlier attempt at this version: the CAS above proves that
+            # no committed write owns it, so it is replaced
+            await self._db[HISTORY].replace_one({"_id": entry["_id"]}, entry)
+        undo.history_id = entry["_id"]
+
+    async def _current(self, key: str) -> int | None:
+        """The committed current version, read outside the (possibly aborted) transaction."""
+        doc = await self._db[RESOURCES].find_one({"_id": key}, {"version": 1})
+        return None if doc is None else int(doc["version"])
+
+    # --- ending ---------------------------------------------------------------------------
+
+    async def commit(self) -> None:
+        try:
+            if self._s is not None:
+                with map_errors():
+                    await self._commit_transaction(self._s)
+        finally:
+            await self._end()
+
+    async def _commit_transaction(self, s: AsyncClientSession) -> None:
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                await s.commit_transaction()
+                return
+            except PyMongoError as exc:
+                if attempt == COMMIT_ATTEMPTS or not exc.has_error_label("UnknownTransactionCommitResult"):
+                    raise
+
+    async def rollback(self) -> None:
+        try:
+            if self._s is not None:
+                if self._s.in_transaction:
+                    await self._s.abort_transaction()
+            else:
+                await self._compensate()
+        except PyMongoError:
+            log.exception("rolling back a MongoDB session failed; some writes may remain")
+        finally:
+            await self._end()
+
+    async def _compensate(self) -> None:
+        resources, history = self._db[RESOURCES], self._db[HISTORY]
+        while self._undo:
+            u = self._undo.pop()
+            if u.history_id is not None:
+                await history.delete_one({"_id": u.history_id})
+            mine = {"_id": u.key, "version": {"$eq": u.version}}
+            if u.prior is None:
+                await resources.delete_one(mine)
+            else:
+                await resources.replace_one(mine, u.prior)
+
+    async def _end(self) -> None:
+        try:
+            if self._held:
+                await self._db[LOCKS].delete_many({"_id": {"$in": list(self._held)}, "owner": {"$eq": self._owner}})
+        except PyMongoError:
+            log.warning("releasing locks failed; they expire within %ss", LOCK_TTL_S, exc_info=True)
+        finally:
+            self._held.clear()
+            if self._s is not None:
+                await self._s.end_session()
+
+
+@asynccontextmanager
+async def open_session(
+    client: AsyncMongoClient[dict[str, Any]], db: reads.Db, *, transactional: bool
+) -> AsyncIterator[MongoSession]:
+    """Commit on normal exit; roll back (abort or compensate) and re-raise on any exception."""
+    client_session = None
+    if transactional:
+        with map_errors():
+            client_session = client.start_session()
+            try:
+                await client_session.start_transaction()
+            except BaseException:
+                await client_session.end_session()
+                raise
+    session = MongoSession(db, client_session)
+    try:
+        yield session
+    except BaseException:
+        await asyncio.shield(session.rollback())
+        raise
+    await session.commit()
+
+
+async def transactions_isolated(client: AsyncMongoClient[dict[str, Any]], db: reads.Db) -> bool:
+    """True when the deployment runs multi-document transactions with isolation (see above)."""
+    probe = db[PROBE]
+    marker = uuid4().hex
+    async with client.start_session() as s:
+        try:
+            await s.start_transaction()
+            await probe.insert_one({"_id": marker}, session=s)
+            leaked = await probe.find_one({"_id": marker})
+            await s.abort_transaction()
+        except (OperationFailure, ConfigurationError, InvalidOperation) as exc:
+            log.info("MongoDB transactions unavailable (%s): sessions use compensation", exc)
+            return False
+    await probe.delete_one({"_id": marker})
+    if leaked is not None:
+        log.info("MongoDB transactions are not isolated on this server: sessions use compensation")
+    return leaked is None
