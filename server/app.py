@@ -8,7 +8,7 @@ its store fails at start-up, not at the first request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +27,7 @@ from server.http.observability import Metrics
 from server.http.responses import error_response
 from server.http.routes import fhir_routes
 from server.interactions.services import Services
+from server.operations.table import operation_table
 from server.search.index import Indexer
 from server.search.registry import SearchRegistry
 from server.settings import Settings, resolve_store
@@ -48,7 +49,7 @@ def make_store(settings: Settings) -> Store:
 def structural_validator() -> Any:
     validator = default_validator()
 
-    def validate(resource: dict[str, Any]) -> list[Issue]:
+    def validate(resource: dict[str, Any], *, profiles: Sequence[str] = ()) -> list[Issue]:
         return [Issue(i.severity, i.code, i.message, (i.expression,) if i.expression else ())
                 for i in validator.validate(resource)]
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     settings = resolve_store(settings or Settings())
     store = store or make_store(settings)
     registry = SearchRegistry()
+    operations = operation_table()
     services = Services(
         settings=settings,
         store=store,
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         validate=structural_validator(),
         resource_types=core().resource_types,
         hooks=hooks or Hooks(),
+        operations=operations,
     )
 
     @asynccontextmanager
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     app = FastAPI(title="Yidang FHIR R4 server", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
+    app.state.operations = operations
     app.state.metrics = Metrics()
 
     async def healthz(request: Request) -> Response:

@@ -84,7 +84,7 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
         try:
             neg = negotiate(request)
             for name in ("type", "id"):
-                if params.get(name, "").startswith("$"):
+                if str(params.get(name, "")).startswith("$"):
                     raise NotFound(f"Operation '{params[name]}' is not supported by this server")
             await svc.hooks.check(access)
             call = Call(request, neg, svc, base_url(request, svc))

@@ -10,9 +10,10 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import BaseRoute, Route
 
 from server.bundles.transaction import process
-from server.errors import BadRequest, NotFound
+from server.errors import BadRequest
 from server.fhir.instant import parse_http_date
 from server.http.endpoint import Call, endpoint
+from server.http.operations import invoke
 from server.interactions import create, delete, history, patch, read, search, update
 from server.interactions.capabilities import capability_statement
 from server.interactions.result import Result
@@ -33,6 +34,21 @@ class ResourceTypeConvertor(Convertor[str]):
 
 
 register_url_convertor("rtype", ResourceTypeConvertor())
+
+
+class OperationConvertor(Convertor[str]):
+    """``$name`` path segments (http://hl7.org/fhir/R4/operations.html)."""
+
+    regex = r"\$[A-Za-z][A-Za-z0-9\-]*"
+
+    def convert(self, value: str) -> str:
+        return value[1:]
+
+    def to_string(self, value: str) -> str:
+        return "$" + value
+
+
+register_url_convertor("op", OperationConvertor())
 
 
 def _criteria(call: Call) -> str:
@@ -135,13 +151,21 @@ async def instance_vread(call: Call) -> Result:
     return await read.vread(call.svc, call.path("type"), call.path("id"), call.path("vid"))
 
 
-async def unknown_operation(call: Call) -> Result:
-    raise NotFound(f"Operation '{call.request.url.path.rsplit('/', 1)[-1]}' is not supported by this server")
+async def operation(call: Call) -> Result:
+    params = call.request.path_params
+    level = "instance" if "id" in params else "type" if "type" in params else "system"
+    return await invoke(call, level)
 
 
 ROUTES: list[tuple[str, str, str, object]] = [
     # path, method, interaction (metrics label), handler
     ("/metadata", "GET", "capabilities", metadata),
+    ("/{name:op}", "GET", "operation", operation),
+    ("/{name:op}", "POST", "operation", operation),
+    ("/{type:rtype}/{name:op}", "GET", "operation", operation),
+    ("/{type:rtype}/{name:op}", "POST", "operation", operation),
+    ("/{type:rtype}/{id}/{name:op}", "GET", "operation", operation),
+    ("/{type:rtype}/{id}/{name:op}", "POST", "operation", operation),
     ("/", "POST", "transaction", base_post),
     ("/", "GET", "search-system", system_search),
     ("/_history", "GET", "history-system", system_history),

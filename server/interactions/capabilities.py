@@ -31,6 +31,19 @@ def _search_params(svc: Services, type_: str) -> list[dict[str, Any]]:
     return out
 
 
+def _operations(svc: Services, type_: str | None, base: str) -> list[dict[str, Any]]:
+    out = []
+    for op in svc.operations.all() if svc.operations is not None else []:
+        if type_ is None and "system" not in op.levels:
+            continue
+        if type_ is not None and not ({"type", "instance"} & op.levels and (op.types is None or type_ in op.types)):
+            continue
+        entry: dict[str, Any] = {"name": op.name}
+        entry["definition"] = op.definition or f"{base}/OperationDefinition/{op.name}"
+        out.append(entry)
+    return out
+
+
 def capability_statement(svc: Services, *, base: str) -> dict[str, Any]:
     conditional_delete = {"not-supported": "not-supported", "single": "single", "multiple": "multiple"}
     resources = []
@@ -50,6 +63,7 @@ def capability_statement(svc: Services, *, base: str) -> dict[str, Any]:
             "searchInclude": ["*"],
             "searchRevInclude": ["*"],
             "searchParam": _search_params(svc, type_),
+            **({"operation": ops} if (ops := _operations(svc, type_, base)) else {}),
         })
     return {
         "resourceType": "CapabilityStatement",
@@ -71,5 +85,6 @@ def capability_statement(svc: Services, *, base: str) -> dict[str, Any]:
                 {"name": "_lastUpdated", "type": "date"},
                 {"name": "_type", "type": "token"},
             ],
+            **({"operation": ops} if (ops := _operations(svc, None, base)) else {}),
         }],
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ from server.stores.base import Session, Store
 class ResourceValidator(Protocol):
     """The validation seam: structural validation now; profiles, invariants and terminology later."""
 
-    def __call__(self, resource: dict[str, Any]) -> list[Issue]: ...
+    def __call__(self, resource: dict[str, Any], *, profiles: Sequence[str] = ()) -> list[Issue]: ...
 
 
 @dataclass
@@ -31,6 +31,8 @@ class Services:
     validate: ResourceValidator
     resource_types: frozenset[str]
     hooks: Hooks = field(default_factory=Hooks)
+    operations: Any = None
+    """The operation table (``server.operations.registry.OperationTable``), for the CapabilityStatement."""
     clock: Callable[[], int] = now_us
 
     @asynccontextmanager

@@ -1,0 +1,12 @@
+"""Every operation the server offers, in one reviewable list."""
+
+from __future__ import annotations
+
+from server.operations import validate
+from server.operations.registry import OperationTable
+
+
+def operation_table() -> OperationTable:
+    return OperationTable([
+        validate.OPERATION,
+    ])
