@@ -373,6 +373,27 @@ async def test_search_across_types(dataset: MongoStore, query: Query, expected: 
     assert sorted(r.id for r in got.rows) == sorted(expected)
 
 
+LITERALS = ["中文", "中", "a.b", "a*c", "ab", "a\\b", "(x)", "$where", "a\U0010ffff", "é"]
+
+
+@pytest.mark.parametrize(
+    ("op", "needle"),
+    [("prefix", n) for n in ("中", "a", "a.", "a*", "a\\", "(", "$", "a\U0010ffff")]
+    + [("contains", n) for n in (".", "*", "\\", "b", "文", "x)", "$")],
+)
+async def test_text_operators_match_literally_on_the_server(
+    stores: dict[str, MongoStore], op: str, needle: str
+) -> None:
+    store = stores["compensation"]
+    kind = "Literal"
+    if (await store.search(Query((kind,), Always(), count=0, total="accurate"))).total == 0:
+        for i, text in enumerate(LITERALS):
+            await put(store, kind, f"l{i}", [Entry("string", "name", (text, text))])
+    found = await store.search(Query((kind,), m("string", "name", ("value", op, needle)), count=50))
+    expected = {f"l{i}" for i, t in enumerate(LITERALS) if (t.startswith(needle) if op == "prefix" else needle in t)}
+    assert {r.id for r in found.rows} == expected
+
+
 async def test_search_rejects_document_values(dataset: MongoStore) -> None:
     with pytest.raises(InvalidSearch):
         await dataset.search(Query(("Patient",), m("string", "family", ("value", "eq", {"$ne": None}))))
