@@ -126,7 +126,7 @@ async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, re
     results: dict[int, dict[str, Any]] = {}
     ordered = sorted(reqs, key=lambda r: (ORDER[r.method], r.index))
     reads = [r for r in ordered if r.method in ("GET", "HEAD")]
-    async with svc.store.session() as session:
+    async with svc.session() as session:
         mapping, assigned, existing = await _resolve_ids(svc, session, reqs)
         await _rewrite(svc, session, reqs, mapping)
         for req in ordered:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -11,9 +11,37 @@ from server.errors import Issue
 from server.fhir.instant import now_us
 from server.hooks import Hooks
 from server.search.index import Indexer
+from server.search.model import Condition
 from server.search.registry import SearchRegistry
 from server.settings import Settings
-from server.stores.base import Session, Store
+from server.stores.base import Session, Store, Version, Write
+
+CommitListener = Callable[[list[Version]], Awaitable[None]]
+"""Called with the versions a session wrote, after it committed (never after a rollback)."""
+
+
+class TrackedSession:
+    """A session that remembers the versions written through it, for the commit listeners."""
+
+    def __init__(self, inner: Session) -> None:
+        self._inner = inner
+        self.written: list[Version] = []
+
+    async def read(self, type_: str, id_: str) -> Version | None:
+        return await self._inner.read(type_, id_)
+
+    async def find(self, type_: str, where: Condition, limit: int) -> list[str]:
+        return await self._inner.find(type_, where, limit)
+
+    async def lock(self, key: str) -> None:
+        await self._inner.lock(key)
+
+    async def write(self, write: Write) -> None:
+        await self._inner.write(write)
+        self.written.append(write.version)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 class ResourceValidator(Protocol):
@@ -31,15 +59,24 @@ class Services:
     validate: ResourceValidator
     resource_types: frozenset[str]
     hooks: Hooks = field(default_factory=Hooks)
+    terminology: Any = None
+    """The terminology service (``terminology.Terminology``); None = the packaged default."""
     operations: Any = None
     """The operation table (``server.operations.registry.OperationTable``), for the CapabilityStatement."""
     clock: Callable[[], int] = now_us
+    listeners: list[CommitListener] = field(default_factory=list)
+    """Run after every committed session with what it wrote (conformance resources take effect)."""
 
     @asynccontextmanager
     async def session(self, outer: Session | None = None) -> AsyncIterator[Session]:
-        """Join ``outer`` (a transaction Bundle's session) or open a session of our own."""
+        """Join ``outer`` (a transaction Bundle's session) or open a session of our own; after our
+        own session commits, the listeners see what it wrote."""
         if outer is not None:
             yield outer
             return
         async with self.store.session() as session:
-            yield session
+            tracked = TrackedSession(session)
+            yield tracked
+        if tracked.written:
+            for listener in self.listeners:
+                await listener(tracked.written)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from server.operations import validate
+from server.operations import terminology, validate
 from server.operations.registry import OperationTable
 
 
 def operation_table() -> OperationTable:
     return OperationTable([
         validate.OPERATION,
+        *terminology.OPERATIONS_HTTP,
     ])
