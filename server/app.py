@@ -26,12 +26,14 @@ from server.hooks import Hooks
 from server.http.observability import Metrics
 from server.http.responses import error_response
 from server.http.routes import fhir_routes
+from server.interactions.conformance import conformance_listener, load_stored
 from server.interactions.services import Services
 from server.operations.table import operation_table
 from server.search.index import Indexer
 from server.search.registry import SearchRegistry
 from server.settings import Settings, resolve_store
 from server.stores.base import Store
+from terminology import Terminology
 
 
 def make_store(settings: Settings) -> Store:
@@ -70,11 +72,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         resource_types=core().resource_types,
         hooks=hooks or Hooks(),
         operations=operations,
+        terminology=Terminology(),
     )
+    services.listeners.append(conformance_listener(services))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
+        await load_stored(services)
         try:
             yield
         finally:

@@ -70,3 +70,31 @@ async def test_terminology_ops_only_on_their_types(client: httpx.AsyncClient) ->
     cs = (await client.get("/metadata")).json()
     code_system = next(r for r in cs["rest"][0]["resource"] if r["type"] == "CodeSystem")
     assert {"lookup", "subsumes", "validate-code"} <= {o["name"] for o in code_system["operation"]}
+
+
+async def test_code_system_written_through_the_api_is_used_at_once(client: httpx.AsyncClient) -> None:
+    url = "http://example.org/fhir/CodeSystem/district-codes"
+    cs = {"resourceType": "CodeSystem", "url": url, "status": "active", "content": "complete",
+          "concept": [{"code": "310101", "display": "黄浦区"}, {"code": "310104", "display": "徐汇区"}]}
+    created = await client.post("/CodeSystem", json=cs)
+    assert created.status_code == 201
+    r = await client.get("/CodeSystem/$lookup", params={"system": url, "code": "310104"})
+    assert r.status_code == 200, r.text
+    assert param(r.json(), "display") == "徐汇区"
+    instance = await client.get(f"/CodeSystem/{created.json()['id']}/$lookup", params={"code": "310101"})
+    assert param(instance.json(), "display") == "黄浦区"
+    await client.delete(f"/CodeSystem/{created.json()['id']}")
+    gone = await client.get("/CodeSystem/$lookup", params={"system": url, "code": "310104"})
+    assert gone.status_code == 404
+
+
+async def test_rolled_back_code_system_is_not_used(client: httpx.AsyncClient) -> None:
+    url = "http://example.org/fhir/CodeSystem/rolled-back"
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "CodeSystem", "url": url, "status": "active", "content": "complete",
+                      "concept": [{"code": "a"}]}, "request": {"method": "POST", "url": "CodeSystem"}},
+        {"resource": {"resourceType": "Patient", "active": "yes"}, "request": {"method": "POST", "url": "Patient"}},
+    ]}
+    assert (await client.post("/", json=bundle)).status_code == 422
+    r = await client.get("/CodeSystem/$lookup", params={"system": url, "code": "a"})
+    assert r.status_code == 404

@@ -1,0 +1,63 @@
+"""Conformance resources take effect when they are stored: a CodeSystem, ValueSet or ConceptMap
+written through the API is used by the terminology service (and so by validation) from the next
+request on; deleting it withdraws it. Runs as a commit listener, so a rolled-back transaction
+changes nothing, and at start-up over what the store already holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from server.interactions.services import CommitListener, Services
+from server.search.model import Always, Query
+from server.stores.base import Version
+
+TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
+
+
+async def _previous_url(svc: Services, version: Version) -> str | None:
+    """The url a deleted resource had (from the version before its deletion)."""
+    if version.version < 2:
+        return None
+    previous = await svc.store.vread(version.type, version.id, version.version - 1)
+    if previous is None or previous.body is None:
+        return None
+    url = orjson.loads(previous.body).get("url")
+    return url if isinstance(url, str) else None
+
+
+def _apply(svc: Services, resource: dict[str, Any]) -> None:
+    if resource.get("resourceType") in TERMINOLOGY_TYPES and isinstance(resource.get("url"), str):
+        svc.terminology.add(resource)
+
+
+def conformance_listener(svc: Services) -> CommitListener:
+    async def on_commit(versions: list[Version]) -> None:
+        for version in versions:
+            if version.type not in TERMINOLOGY_TYPES:
+                continue
+            if version.deleted:
+                url = await _previous_url(svc, version)
+                if url:
+                    svc.terminology.remove(url)
+            elif version.body is not None:
+                _apply(svc, orjson.loads(version.body))
+
+    return on_commit
+
+
+async def load_stored(svc: Services, page: int = 500) -> int:
+    """Register every stored conformance resource (start-up); returns how many."""
+    loaded = 0
+    after = None
+    while True:
+        result = await svc.store.search(Query(TERMINOLOGY_TYPES, Always(), count=page, after=after))
+        for row in result.rows:
+            if row.body is not None:
+                _apply(svc, orjson.loads(row.body))
+                loaded += 1
+        if result.next_after is None:
+            return loaded
+        after = result.next_after
