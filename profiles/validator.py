@@ -15,18 +15,31 @@ resources) and knows their types; each later *stage* is a function that is given
 
 Stages share the compiled tables of the validator they extend, so adding one costs nothing at
 start-up, and a validator without stages does not even collect the sites.
+
+Profile validation (:class:`profiles.engine.ProfileEngine`: claimed and explicit profiles, core
+invariants, bindings, extensions, references, Bundle and QuestionnaireResponse rules) is not a
+per-site stage: it needs every resource of the payload at once (a contained resource's
+container for ``#id`` references and ``%rootResource``, the Bundle's entries for ``fullUrl``
+resolution), so a validator given an ``engine`` runs it over the whole resource right after the
+structural walk and before the stages::
+
+    validator = Validator(engine=ProfileEngine(registry))
+    validator.validate(resource, profiles=["http://example.org/StructureDefinition/x"])
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profiles.issues import FATAL, STRUCTURE, ValidationIssue
 from profiles.model import TypeModel, core_model
 from profiles.structure import ResourceSite, Structure
+
+if TYPE_CHECKING:
+    from profiles.engine import ProfileEngine
 
 __all__ = ["ResourceSite", "Stage", "ValidationIssue", "Validator", "default_validator"]
 
@@ -37,13 +50,26 @@ Stage = Callable[[ResourceSite], Iterable[ValidationIssue]]
 class Validator:
     """Validates FHIR R4 resources (parsed JSON) against a type model plus optional later stages."""
 
-    def __init__(self, model: TypeModel | None = None, *, stages: Iterable[Stage] = ()) -> None:
+    def __init__(self, model: TypeModel | None = None, *, stages: Iterable[Stage] = (),
+                 engine: ProfileEngine | None = None) -> None:
         self._structure = Structure(model if model is not None else core_model())
         self._stages: tuple[Stage, ...] = tuple(stages)
+        self._engine = engine
 
     @property
     def model(self) -> TypeModel:
         return self._structure.model
+
+    @property
+    def engine(self) -> ProfileEngine | None:
+        """The profile engine run after the structural walk, if any."""
+        return self._engine
+
+    def with_engine(self, engine: ProfileEngine | None) -> Validator:
+        """A validator that also validates against profiles with ``engine``, sharing the compiled structure."""
+        extended = copy.copy(self)
+        extended._engine = engine
+        return extended
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -55,16 +81,23 @@ class Validator:
         extended._stages = self._stages + stages
         return extended
 
-    def validate(self, resource: dict[str, Any]) -> list[ValidationIssue]:
+    def validate(self, resource: dict[str, Any], *, profiles: Sequence[str] = ()) -> list[ValidationIssue]:
         """All issues found in ``resource``, structural ones first; an empty list means valid.
+
+        ``profiles`` are canonical urls the resource must conform to besides those it claims in
+        ``meta.profile``; they need a validator with a profile engine.
 
         Never raises for bad content: anything that is not a resource (a list, a string, an
         unknown ``resourceType``) is reported as a ``fatal`` issue.
         """
+        if profiles and self._engine is None:
+            raise ValueError("validating against profiles needs a Validator with a ProfileEngine")
         issues: list[ValidationIssue] = []
         sites: list[ResourceSite] | None = [] if self._stages else None
         try:
             self._structure.walk(resource, issues, sites)
+            if self._engine is not None and not any(i.severity == FATAL for i in issues):
+                issues.extend(self._engine.validate(resource, profiles=profiles))
         except RecursionError:
             issues.append(ValidationIssue(FATAL, STRUCTURE, "the resource is nested too deeply to validate", ""))
             return issues
@@ -80,3 +113,15 @@ class Validator:
 def default_validator() -> Validator:
     """The process-wide structural validator for the R4 core definitions (built once, tables lazily)."""
     return Validator(core_model())
+
+
+@cache
+def full_validator() -> Validator:
+    """The process-wide validator with core invariants, bindings and claimed profiles (core registry only).
+
+    A server that accepts uploaded profiles builds its own ``Validator(engine=ProfileEngine(registry))``
+    around the registry it keeps up to date.
+    """
+    from profiles.engine import ProfileEngine
+
+    return default_validator().with_engine(ProfileEngine())

@@ -18,7 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from profiles.bindings import LayeredChecker
 from profiles.definitions import core
+from profiles.engine import ProfileEngine
+from profiles.registry import ProfileRegistry
 from profiles.validator import default_validator
 from server import __version__
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound
@@ -48,12 +51,17 @@ def make_store(settings: Settings) -> Store:
     return SqliteStore(settings.data_dir)
 
 
-def structural_validator() -> Any:
-    validator = default_validator()
+def make_validator(settings: Settings, registry: ProfileRegistry, terminology: Terminology) -> Any:
+    """The validation seam: structure, core invariants and bindings, claimed and required profiles."""
+    engine = ProfileEngine(registry, terminology=LayeredChecker(registry, terminology),
+                           core_invariants=settings.validate_invariants)
+    validator = default_validator().with_engine(engine)
+    required = settings.required_profiles
 
     def validate(resource: dict[str, Any], *, profiles: Sequence[str] = ()) -> list[Issue]:
+        wanted = [*profiles, *required.get(str(resource.get("resourceType")), ())]
         return [Issue(i.severity, i.code, i.message, (i.expression,) if i.expression else ())
-                for i in validator.validate(resource)]
+                for i in validator.validate(resource, profiles=wanted)]
 
     return validate
 
@@ -63,16 +71,19 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     store = store or make_store(settings)
     registry = SearchRegistry()
     operations = operation_table()
+    terminology = Terminology()
+    profile_registry = ProfileRegistry()
     services = Services(
         settings=settings,
         store=store,
         registry=registry,
         indexer=Indexer(registry),
-        validate=structural_validator(),
+        validate=make_validator(settings, profile_registry, terminology),
         resource_types=core().resource_types,
         hooks=hooks or Hooks(),
         operations=operations,
-        terminology=Terminology(),
+        terminology=terminology,
+        profiles=profile_registry,
     )
     services.listeners.append(conformance_listener(services))
 

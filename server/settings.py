@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     conditional_delete: Literal["not-supported", "single", "multiple"] = "multiple"
     conditional_delete_max: int = 100
     validate_on_write: bool = True
+    validate_invariants: bool = True
+    """Evaluate the core definitions' invariants (FHIRPath constraints) on every write."""
+    required_profiles: dict[str, list[str]] = {}
+    """Profiles every write of a type must conform to, e.g. ``{"Patient": ["http://…/cn-patient"]}``
+    (``YIDANG_REQUIRED_PROFILES`` as JSON)."""
     log_requests: bool = True
 
 

@@ -1,7 +1,7 @@
 """Conformance resources take effect when they are stored: a CodeSystem, ValueSet or ConceptMap
-written through the API is used by the terminology service (and so by validation) from the next
-request on; deleting it withdraws it. Runs as a commit listener, so a rolled-back transaction
-changes nothing, and at start-up over what the store already holds.
+written through the API is used by the terminology service, a StructureDefinition (profile,
+extension) by the validator, from the next request on; deleting it withdraws it. Runs as a commit
+listener, so a rolled-back transaction changes nothing, and at start-up over what the store holds.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from server.search.model import Always, Query
 from server.stores.base import Version
 
 TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
+PROFILE_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "Questionnaire")
+"""Resources the profile registry resolves: profiles and extensions, the value sets and code
+systems they bind to, and Questionnaires for QuestionnaireResponse validation."""
+KINDS = tuple(dict.fromkeys(TERMINOLOGY_TYPES + PROFILE_TYPES))
 
 
 async def _previous_url(svc: Services, version: Version) -> str | None:
@@ -29,19 +33,31 @@ async def _previous_url(svc: Services, version: Version) -> str | None:
 
 
 def _apply(svc: Services, resource: dict[str, Any]) -> None:
-    if resource.get("resourceType") in TERMINOLOGY_TYPES and isinstance(resource.get("url"), str):
+    kind = resource.get("resourceType")
+    if not isinstance(resource.get("url"), str):
+        return
+    if kind in TERMINOLOGY_TYPES:
         svc.terminology.add(resource)
+    if kind in PROFILE_TYPES and svc.profiles is not None:
+        svc.profiles.add(resource)
+
+
+def _withdraw(svc: Services, kind: str, url: str) -> None:
+    if kind in TERMINOLOGY_TYPES:
+        svc.terminology.remove(url)
+    if kind in PROFILE_TYPES and svc.profiles is not None:
+        svc.profiles.remove(url)
 
 
 def conformance_listener(svc: Services) -> CommitListener:
     async def on_commit(versions: list[Version]) -> None:
         for version in versions:
-            if version.type not in TERMINOLOGY_TYPES:
+            if version.type not in KINDS:
                 continue
             if version.deleted:
                 url = await _previous_url(svc, version)
                 if url:
-                    svc.terminology.remove(url)
+                    _withdraw(svc, version.type, url)
             elif version.body is not None:
                 _apply(svc, orjson.loads(version.body))
 
@@ -53,7 +69,7 @@ async def load_stored(svc: Services, page: int = 500) -> int:
     loaded = 0
     after = None
     while True:
-        result = await svc.store.search(Query(TERMINOLOGY_TYPES, Always(), count=page, after=after))
+        result = await svc.store.search(Query(KINDS, Always(), count=page, after=after))
         for row in result.rows:
             if row.body is not None:
                 _apply(svc, orjson.loads(row.body))

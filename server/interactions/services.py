@@ -59,6 +59,8 @@ class Services:
     validate: ResourceValidator
     resource_types: frozenset[str]
     hooks: Hooks = field(default_factory=Hooks)
+    profiles: Any = None
+    """The profile registry (``profiles.registry.ProfileRegistry``) that validation resolves against."""
     terminology: Any = None
     """The terminology service (``terminology.Terminology``); None = the packaged default."""
     operations: Any = None
