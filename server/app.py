@@ -53,13 +53,17 @@ def make_store(settings: Settings) -> Store:
 
 def make_validator(settings: Settings, registry: ProfileRegistry, terminology: Terminology) -> Any:
     """The validation seam: structure, core invariants and bindings, claimed and required profiles."""
-    engine = ProfileEngine(registry, terminology=LayeredChecker(registry, terminology),
-                           core_invariants=settings.validate_invariants)
-    validator = default_validator().with_engine(engine)
+    engine = ProfileEngine(registry, terminology=LayeredChecker(registry, terminology))
+    structural = default_validator()
+    full = structural.with_engine(engine)
     required = settings.required_profiles
+    core = settings.validation == "core"
 
-    def validate(resource: dict[str, Any], *, profiles: Sequence[str] = ()) -> list[Issue]:
+    def validate(resource: dict[str, Any], *, profiles: Sequence[str] = (), complete: bool = False) -> list[Issue]:
         wanted = [*profiles, *required.get(str(resource.get("resourceType")), ())]
+        meta = resource.get("meta")
+        claims = isinstance(meta, dict) and bool(meta.get("profile"))
+        validator = full if (complete or core or wanted or claims) else structural
         return [Issue(i.severity, i.code, i.message, (i.expression,) if i.expression else ())
                 for i in validator.validate(resource, profiles=wanted)]
 
@@ -77,7 +81,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         settings=settings,
         store=store,
         registry=registry,
-        indexer=Indexer(registry),
+        indexer=Indexer(registry, base_url=settings.base_url),
         validate=make_validator(settings, profile_registry, terminology),
         resource_types=core().resource_types,
         hooks=hooks or Hooks(),

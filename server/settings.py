@@ -27,8 +27,11 @@ class Settings(BaseSettings):
     conditional_delete: Literal["not-supported", "single", "multiple"] = "multiple"
     conditional_delete_max: int = 100
     validate_on_write: bool = True
-    validate_invariants: bool = True
-    """Evaluate the core definitions' invariants (FHIRPath constraints) on every write."""
+    validation: Literal["structure", "core"] = "structure"
+    """What every write is checked against: ``structure`` (the R4 StructureDefinitions' elements,
+    types, cardinality and formats) or ``core`` (also their invariants and required bindings).
+    Resources claiming a profile (``meta.profile``) or covered by ``required_profiles`` are always
+    validated completely against those profiles; ``$validate`` always validates completely."""
     required_profiles: dict[str, list[str]] = {}
     """Profiles every write of a type must conform to, e.g. ``{"Patient": ["http://…/cn-patient"]}``
     (``YIDANG_REQUIRED_PROFILES`` as JSON)."""

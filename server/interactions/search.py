@@ -21,7 +21,7 @@ from server.interactions.bundles import bundle, encode_cursor, full_url, page_ur
 from server.interactions.result import Result
 from server.interactions.services import Services
 from server.interactions.write import check_type
-from server.search.model import FieldTest, Match, Or, Query
+from server.search.model import And, Condition, FieldTest, Match, Or, Query
 from server.search.parse import Include, SearchRequest, parse_search
 from server.stores.base import Version
 
@@ -104,7 +104,10 @@ async def search(
     types: tuple[str, ...],
     strict: bool = False,
     path: str = "",
+    within: Condition | None = None,
 ) -> Result:
+    """``within`` narrows the search to a scope the URL gives, e.g. a compartment
+    (:mod:`server.interactions.compartment`): it is and-ed with the parsed criteria."""
     for t in types:
         check_type(svc, t)
     request = parse_search(
@@ -117,6 +120,8 @@ async def search(
         base_url=base,
     )
     query = request.query
+    if within is not None:
+        query = replace(query, where=And((within, query.where)))
     if request.summary == "count":
         query = replace(query, count=0, total="accurate")
     result = await svc.store.search(query)

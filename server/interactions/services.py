@@ -47,7 +47,9 @@ class TrackedSession:
 class ResourceValidator(Protocol):
     """The validation seam: structural validation now; profiles, invariants and terminology later."""
 
-    def __call__(self, resource: dict[str, Any], *, profiles: Sequence[str] = ()) -> list[Issue]: ...
+    def __call__(
+        self, resource: dict[str, Any], *, profiles: Sequence[str] = (), complete: bool = False
+    ) -> list[Issue]: ...
 
 
 @dataclass

@@ -43,7 +43,7 @@ async def run(inv: Invocation) -> Result:
                             ("resourceType",)))
     if mode == "update" and inv.id and resource.get("id") != inv.id:
         issues.append(Issue("error", "invalid", f"id '{resource.get('id')}' does not match '{inv.id}'", ("id",)))
-    issues.extend(inv.svc.validate(resource, profiles=profiles))
+    issues.extend(inv.svc.validate(resource, profiles=profiles, complete=True))
     return Result(200, resource=_outcome(issues))
 
 

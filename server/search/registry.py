@@ -126,6 +126,7 @@ class SearchRegistry:
         for sp in sps:
             self._by_url[sp["url"]] = _defs(sp, self._component)
             self._core_urls.add(sp["url"])
+        self._core_defs: dict[str, list[ParamDef]] = dict(self._by_url)
         self._rebuild()
 
     def _component(self, url: str, base: str) -> ParamDef | None:
@@ -142,30 +143,52 @@ class SearchRegistry:
         self._tables = tables
         self.version += 1
 
-    def add(self, search_parameter: dict[str, Any]) -> list[ParamDef]:
-        """Activate a SearchParameter resource (replacing an earlier one with the same url)."""
+    def _checked(self, search_parameter: dict[str, Any]) -> list[ParamDef]:
         if search_parameter.get("resourceType") != "SearchParameter":
             raise Unprocessable("not a SearchParameter resource")
+        defs = _defs(search_parameter, self._component)
+        for d in defs:
+            if not self.definitions.is_resource_type(d.base) and d.base not in COMMON_BASES:
+                raise Unprocessable(f"SearchParameter {d.url}: base '{d.base}' is not a resource type")
+            try:
+                if d.expression:
+                    compile_expression(d.expression, d.base)
+                for c in d.components:
+                    compile_expression(c.expression, d.base)
+            except FhirPathSyntax as e:
+                raise Unprocessable(f"SearchParameter {d.url}: invalid expression ({e})") from e
+        return defs
+
+    def check(self, search_parameter: dict[str, Any]) -> list[ParamDef]:
+        """The ParamDefs :meth:`add` would activate, without activating them: raises
+        :class:`~server.errors.Unprocessable` for a SearchParameter this server cannot index, so
+        a create/update of one can be refused before anything is stored."""
         with self._lock:
-            defs = _defs(search_parameter, self._component)
-            for d in defs:
-                try:
-                    if d.expression:
-                        compile_expression(d.expression, d.base)
-                    for c in d.components:
-                        compile_expression(c.expression, d.base)
-                except FhirPathSyntax as e:
-                    raise Unprocessable(f"SearchParameter {d.url}: invalid expression ({e})") from e
+            return self._checked(search_parameter)
+
+    def add(self, search_parameter: dict[str, Any]) -> list[ParamDef]:
+        """Activate a SearchParameter resource (replacing an earlier one with the same url)."""
+        with self._lock:
+            defs = self._checked(search_parameter)
             self._by_url[search_parameter["url"]] = defs
             self._rebuild()
         return defs
 
     def remove(self, url: str) -> None:
-        """Deactivate a run-time SearchParameter (core ones cannot be removed)."""
+        """Deactivate a run-time SearchParameter; removing one that replaced a core parameter of
+        the same url brings the core definition back (core parameters are never dropped)."""
         with self._lock:
-            if url in self._by_url and url not in self._core_urls:
+            if url in self._core_urls:
+                if self._by_url.get(url) is not self._core_defs.get(url):
+                    self._by_url[url] = self._core_defs[url]
+                    self._rebuild()
+            elif url in self._by_url:
                 del self._by_url[url]
                 self._rebuild()
+
+    def is_core(self, url: str) -> bool:
+        """Whether ``url`` is one of the parameters the registry was built with."""
+        return url in self._core_urls
 
     def get(self, resource_type: str, code: str) -> ParamDef | None:
         """The parameter ``code`` as it applies to ``resource_type`` (common ones included)."""

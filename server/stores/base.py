@@ -89,6 +89,12 @@ class Session(Protocol):
     async def write(self, write: Write) -> None:
         """Store a new version; raises :class:`VersionConflict` when ``write.expected`` is stale."""
 
+    async def reindex(self, type_: str, id_: str, version: int, entries: Sequence[Entry]) -> bool:
+        """Replace the search entries (and sort values) of ``type_/id_`` without making a new
+        version, only if ``version`` is still its current, non-deleted version; False otherwise
+        (a concurrent write has indexed it already). Used by ``$reindex`` after a SearchParameter
+        change."""
+
 
 class Store(Protocol):
     """What every store offers. All methods are async; there are no sync twins."""

@@ -22,10 +22,17 @@ def errors(body: dict) -> list[dict]:
     return [i for i in body["issue"] if i["severity"] in ("error", "fatal")]
 
 
-async def test_required_binding_is_enforced(client: httpx.AsyncClient) -> None:
-    r = await client.post("/Patient", json={"resourceType": "Patient", "gender": "robot"})
-    assert r.status_code == 422
-    assert any("gender" in e for i in errors(r.json()) for e in i.get("expression", []))
+async def test_required_binding_is_enforced_with_core_validation(store) -> None:  # type: ignore[no-untyped-def]
+    robot = {"resourceType": "Patient", "gender": "robot"}
+    async with make_client(store, validation="core") as core:
+        r = await core.post("/Patient", json=robot)
+        assert r.status_code == 422
+        assert any("gender" in e for i in errors(r.json()) for e in i.get("expression", []))
+        org = await core.post("/Organization", json={"resourceType": "Organization"})  # org-1 invariant
+        assert org.status_code == 422
+    async with make_client(store) as structural:
+        checked = await structural.post("/Patient/$validate", json=robot)
+        assert errors(checked.json())
 
 
 async def test_uploaded_profile_is_used_at_once(client: httpx.AsyncClient) -> None:

@@ -74,6 +74,8 @@ DEFAULT_DATABASE = "yidang"
 NAMESPACE_EXISTS = 48
 
 ROW_FIELDS = ("type", "id", "version", "lu", "deleted", "method", "res")
+INDEX_FIELDS = (*TABLES, "refs", "sort")
+"""Fields of a current document derived from its entries (:func:`index_fields`)."""
 """What a read needs from a ``resources`` / ``history`` document (projections)."""
 
 SORT_FIELD: dict[str, tuple[str, str]] = {

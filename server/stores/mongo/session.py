@@ -31,7 +31,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -48,12 +48,22 @@ from pymongo.errors import (
 )
 
 from server.errors import Conflict
-from server.search.model import Condition
+from server.search.model import Condition, Entry
 from server.stores.base import Version, VersionConflict, Write
 
 from . import reads
 from .errors import RETRY_AFTER, map_errors, mapped
-from .schema import HISTORY, LOCKS, PROBE, RESOURCES, current_document, history_document, resource_key
+from .schema import (
+    HISTORY,
+    INDEX_FIELDS,
+    LOCKS,
+    PROBE,
+    RESOURCES,
+    current_document,
+    history_document,
+    index_fields,
+    resource_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +195,25 @@ class MongoSession:
             # no committed write owns it, so it is replaced
             await self._db[HISTORY].replace_one({"_id": entry["_id"]}, entry)
         undo.history_id = entry["_id"]
+
+    @mapped
+    async def reindex(self, type_: str, id_: str, version: int, entries: Sequence[Entry]) -> bool:
+        """Compare-and-set on the version: the entry arrays, ``refs`` and ``sort`` are recomputed
+        exactly as :meth:`write` computes them; fields the new entries no longer have are unset.
+        Not logged for compensation: the new entries describe the same version, so keeping them
+        after a rolled-back session is harmless."""
+        await self._renew()
+        fields = index_fields(entries)
+        stale = {name: "" for name in INDEX_FIELDS if name not in fields}
+        update: dict[str, Any] = {"$set": fields} if fields else {}
+        if stale:
+            update["$unset"] = stale
+        done = await self._db[RESOURCES].update_one(
+            {"_id": resource_key(type_, id_), "version": {"$eq": version}, "deleted": {"$eq": False}},
+            update,
+            session=self._s,
+        )
+        return done.matched_count == 1
 
     async def _current(self, key: str) -> int | None:
         """The committed current version, read outside the (possibly aborted) transaction."""

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from server.errors import StoreUnavailable
-from server.search.model import TABLES, Condition, Query
+from server.search.model import TABLES, Condition, Entry, Query
 from server.search.sorting import sort_values
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
 from server.stores.sqlite.compile import Compiler, compile_query
@@ -294,13 +294,31 @@ class SqliteSession:
                 "UPDATE resources SET version = ?, lu = ?, deleted = ? WHERE rid = ?",
                 (v.version, v.last_updated, int(v.deleted), rid),
             )
-            for table in TABLES:
-                conn.execute(f"DELETE FROM idx_{table} WHERE rid = ?", (rid,))
-            conn.execute("DELETE FROM sortkeys WHERE rid = ?", (rid,))
+            self._delete_entries(rid)
         self._versions.append((v.type, v.id, v.version, v.last_updated, int(v.deleted), v.method, v.body))
         if not v.deleted:
-            entries = list(write.entries)
-            for e in entries:
-                self._entries.setdefault(e.table, []).append((rid, f"{v.type}.{e.param}", *e.values))
-            for param, (lo, hi) in sort_values(entries).items():
-                self._sortkeys.append((rid, f"{v.type}.{param}", lo, hi))
+            self._buffer_entries(rid, v.type, write.entries)
+
+    async def reindex(self, type_: str, id_: str, version: int, entries: Sequence[Entry]) -> bool:
+        row = self._conn.execute(
+            "SELECT rid, version, deleted FROM resources WHERE type = ? AND id = ?", (type_, id_)
+        ).fetchone()
+        if row is None or row[1] != version or row[2]:
+            return False
+        self.flush()
+        self._delete_entries(row[0])
+        self._buffer_entries(row[0], type_, entries)
+        return True
+
+    def _delete_entries(self, rid: int) -> None:
+        for table in TABLES:
+            self._conn.execute(f"DELETE FROM idx_{table} WHERE rid = ?", (rid,))
+        self._conn.execute("DELETE FROM sortkeys WHERE rid = ?", (rid,))
+
+    def _buffer_entries(self, rid: int, type_: str, entries: Sequence[Entry]) -> None:
+        """Queue the entry rows and sort keys of ``rid`` (written by :meth:`flush`)."""
+        entries = list(entries)
+        for e in entries:
+            self._entries.setdefault(e.table, []).append((rid, f"{type_}.{e.param}", *e.values))
+        for param, (lo, hi) in sort_values(entries).items():
+            self._sortkeys.append((rid, f"{type_}.{param}", lo, hi))
