@@ -59,5 +59,47 @@ def load(
     raise typer.Exit(1 if summary.failed else 0)
 
 
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Resource files or folders (JSON or FHIR XML)")],
+    profile: Annotated[list[str] | None, typer.Option(help="Profile url every resource must conform to")] = None,
+    ig: Annotated[list[Path] | None, typer.Option(help="Folder of an implementation guide's resources")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable report")] = False,
+) -> None:
+    """Validate resources against the R4 core definitions and profiles; exit 1 when any has errors."""
+    from profiles.report import build_validator, to_json, to_text, validate_files
+
+    results = validate_files(files, profiles=profile or [], validator=build_validator(ig or []))
+    if json_output:
+        typer.echo(to_json(results).decode())
+    else:
+        typer.echo(to_text(results))
+    raise typer.Exit(1 if any(r.errors for r in results) else 0)
+
+
+terminology_app = typer.Typer(help="Terminology: load code systems, value sets and concept maps.")
+app.add_typer(terminology_app, name="terminology")
+
+
+@terminology_app.command("load")
+def terminology_load(
+    file: Annotated[Path, typer.Argument(help="A CodeSystem/ValueSet/ConceptMap JSON, or a CSV code table")],
+    url: Annotated[str | None, typer.Option(help="CSV: code system url (e.g. urn:oid:…)")] = None,
+    name: Annotated[str | None, typer.Option(help="CSV: code system name")] = None,
+    valueset_url: Annotated[str | None, typer.Option(help="CSV: url of the all-codes ValueSet")] = None,
+    server: Annotated[str | None, typer.Option(help="Load into a running server at this base URL")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Load straight into the embedded store here")] = None,
+    mongodb_uri: Annotated[str | None, typer.Option(help="Load straight into MongoDB at this URI")] = None,
+) -> None:
+    """Store terminology so the server's terminology service and validator use it."""
+    import asyncio
+
+    from server.terminology_load import load_terminology
+
+    code = asyncio.run(load_terminology(file, url=url, name=name, valueset_url=valueset_url, server=server,
+                                        data_dir=data_dir, mongodb_uri=mongodb_uri))
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()

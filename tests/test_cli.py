@@ -82,3 +82,49 @@ def test_load_files_directories_and_ndjson(tmp_path: Path) -> None:
     assert (files, created, updated, failed) == (5, 6, 0, 2)
     again = CliRunner().invoke(app, ["load", str(src / "patient.json"), "--data-dir", str(data)])
     assert again.exit_code == 0, again.output
+
+
+def test_validate_reports_and_exit_codes(tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_bytes(orjson.dumps({"resourceType": "Patient", "gender": "male",
+                                   "text": {"status": "generated",
+                                            "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'}}))
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(orjson.dumps({"resourceType": "Patient", "gender": "robot", "birthDate": "1990-02-30"}))
+    ok = CliRunner().invoke(app, ["validate", str(good)])
+    assert ok.exit_code == 0, ok.output
+    assert "0 with errors" in ok.output
+    failed = CliRunner().invoke(app, ["validate", str(good), str(bad)])
+    assert failed.exit_code == 1
+    assert "Patient.birthDate" in failed.output and "Patient.gender" in failed.output
+    as_json = CliRunner().invoke(app, ["validate", str(bad), "--json"])
+    report = json.loads(as_json.output)
+    assert report[0]["errors"] >= 2
+    ig = tmp_path / "ig"
+    ig.mkdir()
+    (ig / "sd.json").write_bytes(orjson.dumps({
+        "resourceType": "StructureDefinition", "url": "http://example.org/sd/named", "name": "Named",
+        "status": "active", "fhirVersion": "4.0.1", "kind": "resource", "abstract": False, "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+        "differential": {"element": [{"id": "Patient.name", "path": "Patient.name", "min": 1}]}}))
+    profiled = CliRunner().invoke(app, ["validate", str(good), "--ig", str(ig), "--profile",
+                                        "http://example.org/sd/named"])
+    assert profiled.exit_code == 1, profiled.output
+    assert "Patient.name" in profiled.output
+
+
+def test_terminology_load_csv_and_json(tmp_path: Path) -> None:
+    table = tmp_path / "districts.csv"
+    table.write_bytes("code,display\n310101,黄浦区\n310104,徐汇区\n".encode("gb18030"))
+    data = tmp_path / "data"
+    result = CliRunner().invoke(app, ["terminology", "load", str(table), "--url", "urn:oid:1.2.3.4",
+                                      "--name", "Districts", "--valueset-url", "http://example.org/vs/districts",
+                                      "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "CodeSystem urn:oid:1.2.3.4: created" in result.output
+    again = CliRunner().invoke(app, ["terminology", "load", str(table), "--url", "urn:oid:1.2.3.4",
+                                     "--name", "Districts", "--valueset-url", "http://example.org/vs/districts",
+                                     "--data-dir", str(data)])
+    assert "CodeSystem urn:oid:1.2.3.4: updated" in again.output
+    missing = CliRunner().invoke(app, ["terminology", "load", str(table), "--data-dir", str(data)])
+    assert missing.exit_code != 0
