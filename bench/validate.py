@@ -37,7 +37,7 @@ from profiles.engine import ProfileEngine
 from profiles.registry import ProfileRegistry
 from profiles.validator import Validator, default_validator
 
-DEFAULT_SYNTHEA = Path("/work/shared/samples/synthea")
+DEFAULT_SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "samples" / "synthea"
 TYPES = ("Patient", "Observation", "Encounter")
 VITAL_SIGNS = "http://hl7.org/fhir/StructureDefinition/vitalsigns"
 REGIONAL_PATIENT = "http://example.org/bench/StructureDefinition/patient"

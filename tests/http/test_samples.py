@@ -19,8 +19,9 @@ import orjson
 import pytest
 
 from tests.conftest import make_client
+from tests.paths import SAMPLES
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SHARED = SAMPLES
 EXAMPLES = sorted((SHARED / "r4-examples").glob("*.json"))
 SYNTHEA = SHARED / "synthea"
 

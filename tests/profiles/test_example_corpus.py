@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from profiles.validator import default_validator
+from tests.paths import SAMPLES
 
-SAMPLES = Path("/work/shared/samples")
 EXAMPLES = sorted((SAMPLES / "r4-examples").glob("*.json"))
 SYNTHEA = sorted((SAMPLES / "synthea").glob("*.json.gz"))
 

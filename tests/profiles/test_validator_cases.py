@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,8 +28,9 @@ from profiles.issues import ERROR, ValidationIssue
 from profiles.registry import ProfileRegistry, read_resource
 from profiles.validator import Validator, default_validator
 from profiles.xml_format import XmlFormatError
+from tests.paths import SAMPLES
 
-CASES = Path("/work/shared/samples/validator-cases")
+CASES = SAMPLES / "validator-cases"
 TARGET_MODULES = frozenset({"profile", "general", "bundle", "references", "extensions", "sd", "invariants", "fmt",
                             "xhtml"})
 TARGET = 0.95

@@ -8,7 +8,6 @@ import copy
 import gzip
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import fhirpathpy
@@ -19,8 +18,7 @@ from fhirpathpy.models import models
 from server.search.extract import compile_expression, reference_type
 from server.search.fhirpath import FhirPathSyntax, parse, split_union
 from server.search.registry import SearchRegistry
-
-SAMPLES = Path("/work/shared/samples")
+from tests.paths import SAMPLES
 
 
 def test_every_core_expression_compiles(registry: SearchRegistry) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,7 @@ import pytest
 from server.search.index import Indexer
 from server.search.model import TABLES, Entry
 from server.search.types.date import MAX_US, MIN_US
-
-SAMPLES = Path("/work/shared/samples")
+from tests.paths import SAMPLES
 
 
 def synthea(n: int) -> list[dict[str, Any]]:
