@@ -21,6 +21,7 @@ from starlette.routing import Route
 from profiles.bindings import LayeredChecker
 from profiles.definitions import core
 from profiles.engine import ProfileEngine
+from profiles.regional import definitions as regional_definitions
 from profiles.registry import ProfileRegistry
 from profiles.validator import default_validator
 from server import __version__
@@ -29,8 +30,11 @@ from server.hooks import Hooks
 from server.http.observability import Metrics
 from server.http.responses import error_response
 from server.http.routes import fhir_routes
+from server.interactions import search_parameters
 from server.interactions.conformance import conformance_listener, load_stored
 from server.interactions.services import Services
+from server.jobs.reindex import ReindexJob
+from server.jobs.runner import JobRunner
 from server.operations.table import operation_table
 from server.search.index import Indexer
 from server.search.registry import SearchRegistry
@@ -77,6 +81,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     operations = operation_table()
     terminology = Terminology()
     profile_registry = ProfileRegistry()
+    for resource in regional_definitions():  # the regional profiles ship with the server
+        profile_registry.add(resource)
+        if resource["resourceType"] in ("CodeSystem", "ValueSet", "ConceptMap"):
+            terminology.add(resource)
     services = Services(
         settings=settings,
         store=store,
@@ -90,14 +98,20 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         profiles=profile_registry,
     )
     services.listeners.append(conformance_listener(services))
+    services.listeners.append(search_parameters.listener(services))
+    jobs = JobRunner(services, [ReindexJob()])
+    services.jobs = jobs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
         await load_stored(services)
+        await search_parameters.load(services)
+        await jobs.start()  # resumes the jobs a previous process left unfinished
         try:
             yield
         finally:
+            await jobs.stop()  # running jobs are released, to be resumed at the next start
             await store.close()
 
     app = FastAPI(title="Yidang FHIR R4 server", version=__version__, lifespan=lifespan,

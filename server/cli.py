@@ -1,4 +1,4 @@
-"""The ``yidang`` command line (typer): ``serve`` and ``load``; later issues add more."""
+"""The ``yidang`` command line (typer): ``serve``, ``load`` and ``conformance run|list``."""
 
 from __future__ import annotations
 
@@ -99,6 +99,50 @@ def terminology_load(
     code = asyncio.run(load_terminology(file, url=url, name=name, valueset_url=valueset_url, server=server,
                                         data_dir=data_dir, mongodb_uri=mongodb_uri))
     raise typer.Exit(code)
+
+
+conformance = typer.Typer(help="Run TestScript conformance suites against a FHIR server.", no_args_is_help=True)
+app.add_typer(conformance, name="conformance")
+
+
+@conformance.command("run")
+def conformance_run(
+    server: Annotated[str, typer.Option(help="Base URL of the FHIR server under test")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="TestScript files or folders (JSON or FHIR XML)")] = None,
+    suite: Annotated[list[str] | None, typer.Option(help="A shipped suite (`conformance list`); repeatable")] = None,
+    report_dir: Annotated[Path | None, typer.Option(help="Write TestReports, junit.xml, report.html here")] = None,
+    var: Annotated[list[str] | None, typer.Option(help="Script variable NAME=VALUE; repeatable")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each response")] = 30.0,
+) -> None:
+    """Run TestScripts against --server; exit status 1 if any script fails."""
+    import asyncio
+
+    from conformance import session
+
+    try:
+        variables = session.parse_variables(var or [])
+        scripts = session.collect(paths or [], suite or [])
+    except (ValueError, KeyError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if not scripts:
+        typer.echo("error: no TestScripts to run (give --suite NAME or paths)", err=True)
+        raise typer.Exit(2)
+    results = asyncio.run(session.run_against(server, scripts, variables=variables, timeout=timeout))
+    typer.echo(session.summary(results))
+    if report_dir is not None:
+        written = session.write_reports(results, report_dir, server=server)
+        typer.echo(f"reports: {report_dir} ({len(written)} files; open report.html)")
+    raise typer.Exit(0 if all(r.passed for r in results) else 1)
+
+
+@conformance.command("list")
+def conformance_list() -> None:
+    """Show the suites Yidang ships."""
+    from conformance.suites import suites
+
+    for found in suites():
+        typer.echo(f"{found.name:12} {len(found.scripts()):4} scripts  {found.description}")
 
 
 def main() -> None:

@@ -8,14 +8,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.errors import FhirError, NotFound, PayloadTooLarge
+from profiles.fhirxml import FhirXmlError, from_xml
+from server.errors import BadRequest, FhirError, NotFound, PayloadTooLarge
 from server.fhir.json import load_resource, loads
 from server.hooks import Access
-from server.http.negotiation import Negotiated, check_content_type, negotiate
+from server.http.negotiation import Format, Negotiated, check_content_type, negotiate
 from server.http.observability import Metrics, log_request
 from server.http.responses import error_response, render
 from server.interactions.result import Result
@@ -37,6 +39,19 @@ class Call:
     def params(self) -> list[tuple[str, str]]:
         return list(self.request.query_params.multi_items())
 
+    async def form(self) -> list[tuple[str, str]]:
+        """The ``application/x-www-form-urlencoded`` body of ``POST .../_search``, in order
+        (http://hl7.org/fhir/R4/http.html#search); decoded here, within the body size limit, so
+        search needs no multipart parser."""
+        content_type = self.request.headers.get("content-type", "")
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            raise BadRequest("POST .../_search takes application/x-www-form-urlencoded parameters")
+        try:
+            text = (await self.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("The form body is not UTF-8") from None
+        return parse_qsl(text, keep_blank_values=True)
+
     def path(self, name: str) -> str:
         return self.request.path_params[name]
 
@@ -55,8 +70,8 @@ class Call:
         return b"".join(chunks)
 
     async def resource(self) -> dict[str, Any]:
-        check_content_type(self.request)
-        return load_resource(await self.body())
+        fmt = check_content_type(self.request)
+        return parse_resource(await self.body(), fmt)
 
     async def json_patch(self) -> Any:
         check_content_type(self.request, patch=True)
@@ -64,6 +79,18 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Result]]
+
+
+def parse_resource(body: bytes, fmt: Format, *, what: str = "request body") -> dict[str, Any]:
+    """The JSON form of a resource sent as FHIR JSON or FHIR XML (400 with the reason if it is neither)."""
+    if fmt == "json":
+        return load_resource(body, what=what)
+    if not body.strip():
+        raise BadRequest(f"The {what} is empty; a FHIR XML resource was expected")
+    try:
+        return from_xml(body)
+    except FhirXmlError as error:
+        raise BadRequest(f"The {what} is not FHIR XML: {error}") from None
 
 
 def base_url(request: Request, svc: Services) -> str:

@@ -1,17 +1,22 @@
 """Formats (http://hl7.org/fhir/R4/http.html#mime-type): ``_format``, ``Accept``, ``Content-Type``
-and ``Prefer``. JSON only for now: an XML request is answered 406/415 with an OperationOutcome."""
+and ``Prefer``. JSON and XML (http://hl7.org/fhir/R4/xml.html) both ways: the XML form is
+converted at the edge (:mod:`profiles.fhirxml`), so everything behind this layer sees JSON."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.requests import Request
 
 from server.errors import NotAcceptable, UnsupportedMediaType
 
+Format = Literal["json", "xml"]
 FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
 JSON_TYPES = {"application/fhir+json", "application/json", "json", "application/json+fhir", "text/json"}
 XML_TYPES = {"application/fhir+xml", "application/xml", "xml", "text/xml", "application/xml+fhir"}
+WILDCARDS = {"*/*", "application/*", ""}
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -24,34 +29,55 @@ class Negotiated:
     strict: bool
     """Prefer: handling=strict."""
 
+    @property
+    def format(self) -> Format:
+        return "xml" if self.media_type in XML_TYPES else "json"
+
 
 def _media(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
+
+
+def _answer(kind: str) -> str | None:
+    """The media type to answer with when a client asks for ``kind`` (None: not one of ours)."""
+    if kind in JSON_TYPES:
+        return "application/json" if kind == "application/json" else FHIR_JSON
+    if kind in XML_TYPES:
+        return "application/xml" if kind == "application/xml" else FHIR_XML
+    return FHIR_JSON if kind in WILDCARDS else None
+
+
+def _accepted(header: str) -> list[str]:
+    """Media ranges of an Accept header, most preferred first (RFC 9110 §12.5.1 ``q`` weights)."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        kind, *params = (p.strip() for p in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if weight > 0:
+            ranked.append((-weight, position, kind.lower()))
+    return [kind for _, _, kind in sorted(ranked)]
 
 
 def negotiate(request: Request) -> Negotiated:
     fmt = request.query_params.get("_format")
     media = FHIR_JSON
     if fmt is not None:
-        wanted = _media(fmt)
-        if wanted in XML_TYPES:
-            raise NotAcceptable("XML is not supported yet; ask for application/fhir+json (_format=json)")
-        if wanted not in JSON_TYPES:
-            raise NotAcceptable(f"_format '{fmt}' is not supported; use json or application/fhir+json")
-        media = "application/json" if wanted == "application/json" else FHIR_JSON
-    else:
-        accept = request.headers.get("accept")
-        if accept:
-            kinds = [_media(part) for part in accept.split(",")]
-            if any(k in JSON_TYPES for k in kinds):
-                media = "application/json" if "application/fhir+json" not in kinds and "application/json" in kinds \
-                    else FHIR_JSON
-            elif any(k in ("*/*", "application/*", "") for k in kinds):
-                media = FHIR_JSON
-            elif any(k in XML_TYPES for k in kinds):
-                raise NotAcceptable("XML is not supported yet; ask for application/fhir+json")
-            else:
-                raise NotAcceptable(f"Cannot answer in '{accept}'; this server speaks application/fhir+json")
+        found = _answer(_media(fmt))
+        if found is None or _media(fmt) in WILDCARDS:
+            raise NotAcceptable(f"_format '{fmt}' is not supported; use json or xml")
+        media = found
+    elif accept := request.headers.get("accept"):
+        answers = [a for a in map(_answer, _accepted(accept)) if a is not None]
+        if not answers:
+            raise NotAcceptable(f"Cannot answer in '{accept}'; this server speaks {FHIR_JSON} and {FHIR_XML}")
+        media = answers[0]
     prefer = _prefer(request.headers.get("prefer", ""))
     return Negotiated(
         media_type=media,
@@ -70,16 +96,22 @@ def _prefer(value: str) -> dict[str, str]:
     return out
 
 
-def check_content_type(request: Request, *, patch: bool = False) -> None:
-    raw = request.headers.get("content-type")
-    if raw is None:
-        return  # lenient: many clients omit it; the body is still parsed as JSON
-    media = _media(raw)
-    if patch:
-        if media != JSON_PATCH:
-            raise UnsupportedMediaType(f"PATCH needs Content-Type {JSON_PATCH}, not '{raw}'")
-        return
+def body_format(content_type: str | None) -> Format:
+    """The format of a request body by its Content-Type (missing: JSON, as many clients omit it)."""
+    if content_type is None or not content_type.strip():
+        return "json"
+    media = _media(content_type)
+    if media in JSON_TYPES:
+        return "json"
     if media in XML_TYPES:
-        raise UnsupportedMediaType("XML request bodies are not supported yet; send application/fhir+json")
-    if media not in JSON_TYPES:
-        raise UnsupportedMediaType(f"Content-Type '{raw}' is not supported; send application/fhir+json")
+        return "xml"
+    raise UnsupportedMediaType(f"Content-Type '{content_type}' is not supported; send {FHIR_JSON} or {FHIR_XML}")
+
+
+def check_content_type(request: Request, *, patch: bool = False) -> Format:
+    raw = request.headers.get("content-type")
+    if patch:
+        if raw is not None and _media(raw) != JSON_PATCH:
+            raise UnsupportedMediaType(f"PATCH needs Content-Type {JSON_PATCH}, not '{raw}'")
+        return "json"
+    return body_format(raw)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.errors import BadRequest
-from server.fhir.json import load_resource
-from server.http.endpoint import Call
+from server.http.endpoint import Call, parse_resource
+from server.http.negotiation import body_format
 from server.interactions.result import Result
 from server.interactions.write import check_type
 from server.operations.parameters import from_parameters
@@ -27,9 +26,7 @@ async def invoke(call: Call, level: Level) -> Result:
     if method == "POST":
         body = await call.body()
         if not op.raw_body and body.strip():
-            if "json" not in content_type and content_type:
-                raise BadRequest(f"${op.name} takes a FHIR JSON body, not '{content_type}'")
-            data = load_resource(body)
+            data = parse_resource(body, body_format(content_type))
             if data["resourceType"] == "Parameters":
                 params.extend(from_parameters(data))
             else:

@@ -1,4 +1,5 @@
-"""Rendering interaction results as HTTP responses: status, ETag, Location, Prefer, _pretty."""
+"""Rendering interaction results as HTTP responses: status, ETag, Location, Prefer, _pretty, and
+the negotiated format (JSON as produced, or FHIR XML converted here at the edge)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from profiles.fhirxml import to_xml
 from server.errors import FhirError, Issue
 from server.fhir.instant import to_http_date
 from server.http.negotiation import Negotiated
@@ -19,7 +21,10 @@ def outcome(issues: list[Issue]) -> dict[str, Any]:
     return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}
 
 
-def _bytes(body: bytes | dict[str, Any], pretty: bool) -> bytes:
+def _bytes(body: bytes | dict[str, Any], pretty: bool, xml: bool = False) -> bytes:
+    if xml:  # through JSON bytes: Bundles embed stored resources as orjson.Fragment
+        data = orjson.loads(body if isinstance(body, bytes) else orjson.dumps(body))
+        return to_xml(data, pretty=pretty).encode("utf-8")
     if isinstance(body, bytes):
         return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2) if pretty else body
     return orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
@@ -28,7 +33,7 @@ def _bytes(body: bytes | dict[str, Any], pretty: bool) -> bytes:
 def fhir_response(status: int, body: bytes | dict[str, Any] | None, neg: Negotiated | None,
                   headers: dict[str, str] | None = None) -> Response:
     media = neg.media_type if neg else "application/fhir+json"
-    content = b"" if body is None else _bytes(body, bool(neg and neg.pretty))
+    content = b"" if body is None else _bytes(body, bool(neg and neg.pretty), bool(neg and neg.format == "xml"))
     out = Response(content, status_code=status, headers=headers,
                    media_type=None if body is None else f"{media}; charset=utf-8")
     return out

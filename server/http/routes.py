@@ -14,7 +14,7 @@ from server.errors import BadRequest
 from server.fhir.instant import parse_http_date
 from server.http.endpoint import Call, endpoint
 from server.http.operations import invoke
-from server.interactions import create, delete, history, patch, read, search, update
+from server.interactions import compartment, create, delete, history, patch, read, search, update
 from server.interactions.capabilities import capability_statement
 from server.interactions.result import Result
 from server.interactions.write import parse_etag
@@ -70,8 +70,8 @@ async def base_post(call: Call) -> Result:
 
 
 async def system_search(call: Call) -> Result:
-    types = tuple(t for v in call.request.query_params.getlist("_type") for t in v.split(",") if t)
-    return await search.search(call.svc, call.params, base=call.base, types=types, strict=call.neg.strict)
+    # ``_type`` is a search parameter of the system search: the parser reads it (and checks it)
+    return await search.search(call.svc, call.params, base=call.base, types=(), strict=call.neg.strict)
 
 
 async def system_history(call: Call) -> Result:
@@ -86,11 +86,7 @@ async def type_search(call: Call) -> Result:
 
 async def type_search_post(call: Call) -> Result:
     type_ = call.path("type")
-    content_type = call.request.headers.get("content-type", "")
-    if not content_type.startswith("application/x-www-form-urlencoded"):
-        raise BadRequest("POST [type]/_search takes application/x-www-form-urlencoded parameters")
-    form = await call.request.form()
-    params = [*call.params, *((k, str(v)) for k, v in form.multi_items())]
+    params = [*call.params, *await call.form()]
     return await search.search(call.svc, params, base=call.base, types=(type_,), strict=call.neg.strict,
                                path=type_)
 
@@ -151,6 +147,20 @@ async def instance_vread(call: Call) -> Result:
     return await read.vread(call.svc, call.path("type"), call.path("id"), call.path("vid"))
 
 
+async def compartment_search(call: Call) -> Result:
+    type_ = call.path("rtype") if "rtype" in call.request.path_params else None
+    return await compartment.compartment_search(
+        call.svc, call.params, base=call.base, compartment_type=call.path("type"), owner_id=call.path("id"),
+        type_=type_, strict=call.neg.strict)
+
+
+async def compartment_search_post(call: Call) -> Result:
+    params = [*call.params, *await call.form()]
+    return await compartment.compartment_search(
+        call.svc, params, base=call.base, compartment_type=call.path("type"), owner_id=call.path("id"),
+        type_=call.path("rtype"), strict=call.neg.strict)
+
+
 async def operation(call: Call) -> Result:
     params = call.request.path_params
     level = "instance" if "id" in params else "type" if "type" in params else "system"
@@ -176,6 +186,9 @@ ROUTES: list[tuple[str, str, str, object]] = [
     ("/{type:rtype}", "PUT", "update", type_conditional_update),
     ("/{type:rtype}", "DELETE", "delete", type_conditional_delete),
     ("/{type:rtype}", "PATCH", "patch", type_conditional_patch),
+    ("/{type:rtype}/{id}/*", "GET", "search-compartment", compartment_search),
+    ("/{type:rtype}/{id}/{rtype:rtype}", "GET", "search-compartment", compartment_search),
+    ("/{type:rtype}/{id}/{rtype:rtype}/_search", "POST", "search-compartment", compartment_search_post),
     ("/{type:rtype}/{id}/_history/{vid}", "GET", "vread", instance_vread),
     ("/{type:rtype}/{id}/_history", "GET", "history-instance", instance_history),
     ("/{type:rtype}/{id}", "GET", "read", instance_read),

@@ -12,6 +12,7 @@ from typing import Any
 from server import __version__
 from server.fhir.instant import now_us, to_instant
 from server.interactions.services import Services
+from server.search.compartment import COMPARTMENTS
 
 TYPE_INTERACTIONS = (
     "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
@@ -74,7 +75,7 @@ def capability_statement(svc: Services, *, base: str) -> dict[str, Any]:
         "software": {"name": "Yidang", "version": __version__},
         "implementation": {"description": f"Yidang FHIR R4 server on the {svc.store.kind} store", "url": base},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["application/fhir+json", "json", "application/fhir+xml", "xml"],
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
@@ -86,5 +87,6 @@ def capability_statement(svc: Services, *, base: str) -> dict[str, Any]:
                 {"name": "_type", "type": "token"},
             ],
             **({"operation": ops} if (ops := _operations(svc, None, base)) else {}),
+            "compartment": [f"http://hl7.org/fhir/CompartmentDefinition/{c[0].lower()}{c[1:]}" for c in COMPARTMENTS],
         }],
     }

@@ -58,6 +58,14 @@ async def _references(svc: Services, rows: list[Version], include: Include) -> s
     return targets
 
 
+def _reference_params(svc: Services, include: Include) -> list[str]:
+    """The reference parameters an include follows: the one named, or for ``Type:*`` every
+    reference parameter of the type (search.html#include)."""
+    if include.param != "*":
+        return [include.param]
+    return sorted(code for code, d in svc.registry.for_type(include.source_type).items() if d.type == "reference")
+
+
 async def _included(svc: Services, request: SearchRequest, matched: list[Version]) -> list[Version]:
     seen = {(v.type, v.id) for v in matched}
     found: list[Version] = []
@@ -82,7 +90,8 @@ async def _included(svc: Services, request: SearchRequest, matched: list[Version
             for v in frontier:
                 by_type.setdefault(v.type, []).append(v.id)
             where = Or(tuple(
-                Match("reference", inc.param, (FieldTest("ref_type", "eq", t), FieldTest("ref_id", "in", tuple(ids))))
+                Match("reference", code, (FieldTest("ref_type", "eq", t), FieldTest("ref_id", "in", tuple(ids))))
+                for code in _reference_params(svc, inc)
                 for t, ids in by_type.items()
             ))
             result = await svc.store.search(Query((inc.source_type,), where, count=MAX_INCLUDED))
@@ -122,7 +131,8 @@ async def search(
     query = request.query
     if within is not None:
         query = replace(query, where=And((within, query.where)))
-    if request.summary == "count":
+    if request.summary == "count" or query.count == 0:
+        # _count=0 is treated like _summary=count: the total, no entries (search.html#count)
         query = replace(query, count=0, total="accurate")
     result = await svc.store.search(query)
     entries = [_entry(base, v, "match", request) for v in result.rows]

@@ -11,7 +11,7 @@ from server.errors import Issue
 from server.fhir.instant import now_us
 from server.hooks import Hooks
 from server.search.index import Indexer
-from server.search.model import Condition
+from server.search.model import Condition, Entry
 from server.search.registry import SearchRegistry
 from server.settings import Settings
 from server.stores.base import Session, Store, Version, Write
@@ -40,6 +40,9 @@ class TrackedSession:
         await self._inner.write(write)
         self.written.append(write.version)
 
+    async def reindex(self, type_: str, id_: str, version: int, entries: Sequence[Entry]) -> bool:
+        return await self._inner.reindex(type_, id_, version, entries)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
@@ -67,6 +70,8 @@ class Services:
     """The terminology service (``terminology.Terminology``); None = the packaged default."""
     operations: Any = None
     """The operation table (``server.operations.registry.OperationTable``), for the CapabilityStatement."""
+    jobs: Any = None
+    """The background job runner (``server.jobs.runner.JobRunner``); None = no background jobs."""
     clock: Callable[[], int] = now_us
     listeners: list[CommitListener] = field(default_factory=list)
     """Run after every committed session with what it wrote (conformance resources take effect)."""

@@ -99,6 +99,8 @@ async def store_version(
     body: bytes | None = None
     entries: list = []
     if resource is not None:
+        if type_ == "SearchParameter":
+            svc.registry.check(resource)  # one this server cannot index is refused before storing (422)
         resource["id"] = id_
         meta = dict(resource.get("meta") or {})
         meta["versionId"] = str(number)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.operations import terminology, validate
+from server.operations import everything, reindex, terminology, validate
 from server.operations.registry import OperationTable
 
 
@@ -10,4 +10,6 @@ def operation_table() -> OperationTable:
     return OperationTable([
         validate.OPERATION,
         *terminology.OPERATIONS_HTTP,
+        everything.OPERATION,
+        reindex.OPERATION,
     ])

@@ -236,6 +236,8 @@ def parse_search(
                 _skip(name, "only allowed in a system search", strict, ignored)
                 continue
             listed = tuple(dict.fromkeys(t for t in value.split(",") if t))
+            if not listed:
+                invalid("_type", "empty value (name one or more resource types)")
             for t in listed:
                 if not registry.is_resource_type(t):
                     invalid("_type", f"'{t}' is not a resource type")
@@ -267,6 +269,9 @@ def parse_search(
                 element_names = elements(value)
             elif base == "_cursor":
                 after = decode_cursor(value)
+            elif base == "_revinclude" and value == "*":
+                _skip(name, "'*' would follow every reference of every type to the matches; name the type "
+                            "(e.g. Observation:*)", strict, ignored, True)
             elif base in ("_include", "_revinclude"):
                 target = revincludes if base == "_revinclude" else includes
                 target.append(include(value, modifier or None, base == "_revinclude", registry, types))

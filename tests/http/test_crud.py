@@ -110,10 +110,11 @@ async def test_vread_of_deleted_version_is_gone(client: httpx.AsyncClient) -> No
         ("GET", "/Patient/bad id!", None, {}, 404, "not-found"),
         ("GET", "/Patient/x/_history/abc", None, {}, 404, "not-found"),
         ("POST", "/Patient", b'{"resourceType": "Patient"}', {"Content-Type": "text/plain"}, 415, "not-supported"),
-        ("POST", "/Patient", b'<Patient xmlns="http://hl7.org/fhir"/>', {"Content-Type": "application/fhir+xml"},
-         415, "not-supported"),
-        ("GET", "/Patient?_format=xml", None, {}, 406, "not-supported"),
-        ("GET", "/metadata", None, {"Accept": "application/fhir+xml"}, 406, "not-supported"),
+        ("POST", "/Patient", b'<Patient xmlns="http://hl7.org/fhir"><nope/></Patient>',
+         {"Content-Type": "application/fhir+xml"}, 400, "invalid"),
+        ("POST", "/Patient", b"<Patient>", {"Content-Type": "application/fhir+xml"}, 400, "invalid"),
+        ("GET", "/Patient?_format=yaml", None, {}, 406, "not-supported"),
+        ("GET", "/metadata", None, {"Accept": "text/html"}, 406, "not-supported"),
         ("DELETE", "/metadata", None, {}, 405, "not-supported"),
         ("PUT", "/Patient/abc", b'{"resourceType": "Patient", "id": "xyz"}', FHIR_JSON, 400, "invalid"),
         ("PUT", "/Patient/abc", b'{"resourceType": "Patient"}', FHIR_JSON, 400, "invalid"),
@@ -240,7 +241,7 @@ async def test_metadata_is_a_capability_statement(client: httpx.AsyncClient) -> 
     names = {p["name"] for p in patient_caps["searchParam"]}
     assert {"identifier", "name", "birthdate"} <= names
     assert "near" not in {p["name"] for p in types["Location"]["searchParam"]}
-    assert cs["format"] == ["application/fhir+json", "json"]
+    assert cs["format"] == ["application/fhir+json", "json", "application/fhir+xml", "xml"]
 
 
 async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:

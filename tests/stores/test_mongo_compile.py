@@ -276,8 +276,9 @@ def test_chain_and_has_use_resolved_filters() -> None:
     ("types", "where", "expected"),
     [
         ((), c.ALWAYS, {"deleted": {"$eq": False}}),
-        (("Patient",), F_A, {"$and": [{"deleted": {"$eq": False}}, {"type": {"$eq": "Patient"}}, F_A]}),
-        (("A", "B"), c.ALWAYS, {"$and": [{"deleted": {"$eq": False}}, {"type": {"$in": ["A", "B"]}}]}),
+        (("Patient",), F_A, {"deleted": {"$eq": False}, "type": {"$eq": "Patient"}, **F_A}),
+        (("A", "B"), c.ALWAYS, {"deleted": {"$eq": False}, "type": {"$in": ["A", "B"]}}),
+        (("A",), c.and_(F_A, F_A), {"deleted": {"$eq": False}, "type": {"$eq": "A"}, **F_A, "$and": [F_A]}),
         (("A",), c.NEVER, c.NEVER),
     ],
 )

@@ -300,6 +300,25 @@ def has_filter(keys: Sequence[str]) -> Filter:
     return {"_id": {"$in": list(keys)}} if keys else NEVER
 
 
+def conjoin(*filters: Filter) -> Filter:
+    """:func:`and_`, written as one document where the parts name different fields (an implicit
+    AND). Identical on MongoDB; nx-27017 answers ``type``/``id``/``lu``/``_id`` from its indexes only
+    in this form (an explicit ``$and`` makes it scan the collection)."""
+    found = and_(*filters)
+    if list(found) != ["$and"]:
+        return found
+    merged: Filter = {}
+    rest: list[Filter] = []
+    for item in found["$and"]:
+        if any(key in merged for key in item):
+            rest.append(item)
+        else:
+            merged.update(item)
+    if rest:
+        merged["$and"] = rest
+    return merged
+
+
 def base_filter(types: Sequence[str], where: Filter) -> Filter:
     """Current, non-deleted resources of ``types`` (all types when empty) matching ``where``."""
     kinds: Filter = {}
@@ -307,4 +326,4 @@ def base_filter(types: Sequence[str], where: Filter) -> Filter:
         kinds = {"type": {"$eq": types[0]}}
     elif types:
         kinds = {"type": {"$in": list(types)}}
-    return and_({"deleted": {"$eq": False}}, kinds, where)
+    return conjoin({"deleted": {"$eq": False}}, kinds, where)

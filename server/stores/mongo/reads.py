@@ -144,7 +144,7 @@ async def search(db: Db, s: ClientSession, query: Query) -> SearchResult:
     docs: list[dict[str, Any]] = []
     for part in order.partitions(fields):
         after = c.ALWAYS if query.after is None else order.after_filter(fields, query.after, part.missing)
-        f = c.and_(base, part.filter, after)
+        f = c.conjoin(base, part.filter, after)
         if f == c.NEVER:
             continue
         cursor = _resources(db).find(f, SEARCH_ROW, sort=part.sort, limit=query.count + 1, session=s)

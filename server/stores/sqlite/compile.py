@@ -1,10 +1,27 @@
 """Compile the query representation (``server.search.model``) into SQLite SQL.
 
-Pure: ``compile_where`` returns an SQL fragment and its bound parameters; nothing from a
-request is ever formatted into the SQL text. Table and column names come from
-``model.TABLES``, operators from a fixed table. Every ``Match`` becomes
-``r.rid IN (SELECT rid FROM idx_<table> WHERE param IN (...) AND ...)`` so SQLite probes the
-covering index ``(param, <fields>, rid)`` and then the resources primary key.
+Pure: every function returns SQL text and its bound parameters; nothing from a request is ever
+formatted into the SQL text. Table and column names come from ``model.TABLES``, operators from a
+fixed table, index names from :mod:`.schema`.
+
+Plan shape (the planner is told, not asked: SQLite has no statistics on a fresh database and
+would otherwise walk every resource of the type in ``(type, id)`` order):
+
+- A *driver* — the most selective-looking condition that an index answers — produces a set of
+  ``rid`` values: ``SELECT rid FROM idx_<table> WHERE param = ? AND <tests>`` on the covering
+  index ``(param, <fields>, rid)``, a chain's referring entries, a ``_has`` target list, ``_id``,
+  or a ``UNION`` of those for an ``Or``. ``CROSS JOIN`` fixes it as the outer loop, so a search
+  costs in proportion to its hits, not to the size of the type.
+- Every other condition is a correlated test on the candidate row, probing the entry table by
+  ``rid`` (``INDEXED BY idx_<table>_rid``): a resource has a handful of entries per table.
+- With no usable driver (``:missing``, ``:not``, one-sided ranges, no criteria) the resources of
+  the type are walked in result order, which stops as soon as a page is full.
+
+Two-sided date ranges written as two parameters (``date=ge…&date=lt…``) are answered through the
+*hull* rows the session writes for date parameters with several values (``<param>|hull``: the
+smallest start and the largest end): every resource matching both bounds has a value or a hull
+that overlaps the range, and an overlap is an index range when the value is short (at most
+:data:`~.schema.SHORT_DATE_US`) or is found through the partial index of long values.
 """
 
 from __future__ import annotations
@@ -26,10 +43,16 @@ from server.search.model import (
     Query,
     ResourceTest,
 )
+from server.stores.sqlite.schema import HULL, INDEX_COLUMNS, SHORT_DATE_US
 
 OPS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 RESOURCE_FIELDS = {"id": "id", "last_updated": "lu", "type": "type"}
 MAX_CHAR = "\U0010ffff"
+RANGE_TABLES = frozenset({"date", "number", "quantity"})
+"""Tables whose entries are ranges [lo, hi] with lo <= hi."""
+
+# driver ranks: lower is preferred
+RANK_ID, RANK_EQ, RANK_LINK, RANK_PREFIX, RANK_RANGE, RANK_UPDATED = 0, 1, 2, 3, 4, 6
 
 
 @dataclass
@@ -38,24 +61,86 @@ class Sql:
     params: list[object] = field(default_factory=list)
 
 
+@dataclass
+class Driver:
+    """A ``SELECT rid …`` giving a superset of the rows a condition matches; ``covers`` is the
+    (sub)condition whose rows it is exactly, if any, so that condition need not be tested again."""
+
+    sql: Sql
+    rank: int
+    covers: Condition | None
+
+
+def _with_implied_bounds(table: str, tests: tuple[FieldTest, ...]) -> tuple[FieldTest, ...]:
+    """Add the bounds ``lo <= hi`` implies, so "within [a, b]" is a bounded index range on ``lo``."""
+    if table not in RANGE_TABLES:
+        return tests
+    extra: list[FieldTest] = []
+    for t in tests:
+        if t.field == "hi" and t.op in ("lt", "le"):
+            extra.append(FieldTest("lo", t.op, t.value))
+        elif t.field == "lo" and t.op in ("gt", "ge"):
+            extra.append(FieldTest("hi", t.op, t.value))
+    return tests + tuple(e for e in extra if e not in tests)
+
+
+def _probe_rank(m: Match) -> int | None:
+    """How well the table's indexes answer ``m`` on their own; None when only ``param`` is probed."""
+    leading = {cols[0] for cols in INDEX_COLUMNS[m.table]}
+    best: int | None = None
+    tests = _with_implied_bounds(m.table, m.tests)
+    for t in tests:
+        if t.field not in leading:
+            continue
+        if t.op in ("eq", "in") and t.value is not None:
+            rank = RANK_EQ
+        elif t.op == "prefix":
+            rank = RANK_PREFIX
+        elif m.table in RANGE_TABLES and t.field == "lo" and t.op in ("lt", "le") and any(
+                u.field == "lo" and u.op in ("gt", "ge") for u in tests):
+            rank = RANK_RANGE  # bounded on both sides
+        else:
+            continue
+        best = rank if best is None else min(best, rank)
+    return best
+
+
 class Compiler:
-    """Compiles conditions for rows of ``resources`` bound to an alias, for given types."""
+    """Compiles conditions against rows of ``resources`` bound to an alias, for given types."""
 
     def __init__(self) -> None:
         self._aliases = 0
 
-    def _alias(self) -> str:
+    def _alias(self, prefix: str = "r") -> str:
         self._aliases += 1
-        return f"r{self._aliases}"
+        return f"{prefix}{self._aliases}"
+
+    @staticmethod
+    def _params(param: str, types: tuple[str, ...]) -> tuple[str, list[object]]:
+        names = [f"{t}.{param}" for t in types]
+        if len(names) == 1:
+            return "param = ?", names
+        return f"param IN ({', '.join('?' * len(names))})", list(names)
+
+    @staticmethod
+    def _types(alias: str, types: tuple[str, ...]) -> Sql:
+        if not types:
+            return Sql("1")
+        if len(types) == 1:
+            return Sql(f"{alias}.type = ?", [types[0]])
+        return Sql(f"{alias}.type IN ({', '.join('?' * len(types))})", list(types))
+
+    # --- correlated tests on one candidate row ------------------------------------------------
 
     def where(self, cond: Condition, alias: str, types: tuple[str, ...]) -> Sql:
+        """A boolean SQL expression on the row ``alias`` (a resource of one of ``types``)."""
         if isinstance(cond, Always):
             return Sql("1")
         if isinstance(cond, Match):
-            return self._match(cond, alias, types)
+            return self._exists(cond.table, cond.param, cond.tests, alias, types)
         if isinstance(cond, Missing):
-            inner = self._match(Match(cond.table, cond.param), alias, types)
-            return Sql(f"NOT ({inner.text})", inner.params) if cond.missing else inner
+            inner = self._exists(cond.table, cond.param, (), alias, types)
+            return Sql(f"NOT {inner.text}", inner.params) if cond.missing else inner
         if isinstance(cond, ResourceTest):
             return self._resource_test(cond, alias)
         if isinstance(cond, And | Or):
@@ -68,29 +153,33 @@ class Compiler:
             inner = self.where(cond.item, alias, types)
             return Sql(f"NOT ({inner.text})", inner.params)
         if isinstance(cond, Chain):
-            return self._chain(cond, alias, types)
+            return self._chain_test(cond, alias, types)
         if isinstance(cond, Has):
-            return self._has(cond, alias)
+            return self._has_test(cond, alias)
         raise TypeError(f"unknown condition {cond!r}")
 
-    @staticmethod
-    def _params(param: str, types: tuple[str, ...]) -> tuple[str, list[object]]:
-        names = [f"{t}.{param}" for t in types]
-        if len(names) == 1:
-            return "param = ?", names
-        return f"param IN ({', '.join('?' * len(names))})", list(names)
-
-    def _match(self, cond: Match, alias: str, types: tuple[str, ...]) -> Sql:
-        fields = TABLES[cond.table]
-        clause, params = self._params(cond.param, types)
-        parts = [clause]
-        for test in cond.tests:
+    def _tests(self, table: str, tests: tuple[FieldTest, ...], prefix: str) -> Sql:
+        fields = TABLES[table]
+        parts: list[str] = []
+        params: list[object] = []
+        for test in _with_implied_bounds(table, tests):
             if test.field not in fields:
-                raise ValueError(f"{test.field} is not a field of {cond.table}")
-            text, values = _field_test(test.field, test)
+                raise ValueError(f"{test.field} is not a field of {table}")
+            text, values = _field_test(f"{prefix}{test.field}", test)
             parts.append(text)
             params.extend(values)
-        return Sql(f"{alias}.rid IN (SELECT rid FROM idx_{cond.table} WHERE {' AND '.join(parts)})", params)
+        return Sql(" AND ".join(parts), params)
+
+    def _exists(self, table: str, param: str, tests: tuple[FieldTest, ...], alias: str,
+                types: tuple[str, ...]) -> Sql:
+        e = self._alias("e")
+        clause, params = self._params(param, types)
+        where = [f"{e}.rid = {alias}.rid", f"{e}.{clause}"]
+        found = self._tests(table, tests, f"{e}.")
+        if found.text:
+            where.append(found.text)
+        return Sql(f"EXISTS (SELECT 1 FROM idx_{table} {e} INDEXED BY idx_{table}_rid WHERE {' AND '.join(where)})",
+                   [*params, *found.params])
 
     @staticmethod
     def _resource_test(test: ResourceTest, alias: str) -> Sql:
@@ -98,26 +187,172 @@ class Compiler:
         text, values = _field_test(column, FieldTest(column, test.op, test.value))
         return Sql(text, values)
 
-    def _chain(self, cond: Chain, alias: str, types: tuple[str, ...]) -> Sql:
-        inner_alias = self._alias()
-        inner = self.where(cond.where, inner_alias, (cond.target_type,))
+    def _chain_test(self, cond: Chain, alias: str, types: tuple[str, ...]) -> Sql:
+        x, t = self._alias("x"), self._alias("t")
         clause, params = self._params(cond.param, types)
+        inner = self.where(cond.where, t, (cond.target_type,))
         text = (
-            f"{alias}.rid IN (SELECT x.rid FROM idx_reference x WHERE x.{clause} AND x.ref_type = ? "
-            f"AND x.ref_id IN (SELECT {inner_alias}.id FROM resources {inner_alias} "
-            f"WHERE {inner_alias}.type = ? AND {inner_alias}.deleted = 0 AND {inner.text}))"
+            f"EXISTS (SELECT 1 FROM idx_reference {x} INDEXED BY idx_reference_rid CROSS JOIN resources {t} "
+            f"ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id WHERE {x}.rid = {alias}.rid AND {x}.{clause} "
+            f"AND {x}.ref_type = ? AND {t}.deleted = 0 AND {inner.text})"
         )
-        return Sql(text, [*params, cond.target_type, cond.target_type, *inner.params])
+        return Sql(text, [*params, cond.target_type, *inner.params])
 
-    def _has(self, cond: Has, alias: str) -> Sql:
-        inner_alias = self._alias()
-        inner = self.where(cond.where, inner_alias, (cond.source_type,))
+    def _has_test(self, cond: Has, alias: str) -> Sql:
+        x, s = self._alias("x"), self._alias("s")
+        inner = self.where(cond.where, s, (cond.source_type,))
         text = (
-            f"({alias}.type, {alias}.id) IN (SELECT x.ref_type, x.ref_id FROM idx_reference x "
-            f"JOIN resources {inner_alias} ON {inner_alias}.rid = x.rid "
-            f"WHERE x.param = ? AND {inner_alias}.deleted = 0 AND {inner.text})"
+            f"EXISTS (SELECT 1 FROM idx_reference {x} INDEXED BY idx_reference_q0 CROSS JOIN resources {s} "
+            f"ON {s}.rid = {x}.rid WHERE {x}.param = ? AND {x}.ref_id = {alias}.id AND {x}.ref_type = {alias}.type "
+            f"AND {s}.type = ? AND {s}.deleted = 0 AND {inner.text})"
         )
-        return Sql(text, [f"{cond.source_type}.{cond.param}", *inner.params])
+        return Sql(text, [f"{cond.source_type}.{cond.param}", cond.source_type, *inner.params])
+
+    # --- drivers: sets of rids from an index --------------------------------------------------
+
+    def driver(self, cond: Condition, types: tuple[str, ...]) -> Driver | None:
+        """The best index-driven superset of ``cond``'s rows, or None (walk the type instead)."""
+        if isinstance(cond, ResourceTest):
+            if cond.field == "id" and cond.op in ("eq", "in"):
+                return Driver(self._resource_rids(cond, types), RANK_ID, cond)
+            if cond.field == "last_updated" and cond.op in OPS:
+                return Driver(self._resource_rids(cond, types), RANK_UPDATED, cond)
+            return None
+        if isinstance(cond, Match):
+            rank = _probe_rank(cond)
+            if rank is None:
+                return None
+            clause, params = self._params(cond.param, types)
+            tests = self._tests(cond.table, cond.tests, "")
+            where = f"{clause} AND {tests.text}" if tests.text else clause
+            return Driver(Sql(f"SELECT rid FROM idx_{cond.table} WHERE {where}", [*params, *tests.params]), rank, cond)
+        if isinstance(cond, Chain):
+            return self._chain_driver(cond, types)
+        if isinstance(cond, Has):
+            return self._has_driver(cond)
+        if isinstance(cond, Or):
+            found = [self.driver(c, types) for c in cond.items]
+            if not found or any(d is None for d in found):
+                return None
+            drivers = [d for d in found if d is not None]
+            text = " UNION ".join(d.sql.text for d in drivers)
+            exact = all(d.covers is c for d, c in zip(drivers, cond.items, strict=True))
+            return Driver(Sql(text, [v for d in drivers for v in d.sql.params]), max(d.rank for d in drivers),
+                          cond if exact else None)
+        if isinstance(cond, And):
+            candidates = [d for c in cond.items if (d := self.driver(c, types)) is not None]
+            hull = self._hull_driver(cond, types)
+            if hull is not None:
+                candidates.append(hull)
+            if not candidates:
+                return None
+            return min(candidates, key=lambda d: d.rank)
+        return None
+
+    def _resource_rids(self, cond: ResourceTest, types: tuple[str, ...]) -> Sql:
+        kinds = self._types("resources", types)
+        test = self._resource_test(cond, "resources")
+        return Sql(f"SELECT rid FROM resources WHERE {kinds.text} AND {test.text}", [*kinds.params, *test.params])
+
+    def _chain_driver(self, cond: Chain, types: tuple[str, ...]) -> Driver | None:
+        t = self._alias("t")
+        target = self.rows(cond.where, t, (cond.target_type,), f"{t}.id")
+        if target is None:
+            return None
+        clause, params = self._params(cond.param, types)
+        text = (f"SELECT rid FROM idx_reference WHERE {clause} AND ref_type = ? AND ref_id IN ({target.text})")
+        return Driver(Sql(text, [*params, cond.target_type, *target.params]), RANK_LINK, cond)
+
+    def _has_driver(self, cond: Has) -> Driver | None:
+        s, x, k, r = self._alias("s"), self._alias("x"), self._alias("k"), self._alias("r")
+        source = self.rows(cond.where, s, (cond.source_type,), f"{s}.rid")
+        if source is None:
+            return None
+        text = (
+            f"SELECT {r}.rid FROM (SELECT DISTINCT {x}.ref_type AS t, {x}.ref_id AS i FROM ({source.text}) {k} "
+            f"CROSS JOIN idx_reference {x} INDEXED BY idx_reference_rid ON {x}.rid = {k}.rid "
+            f"WHERE {x}.param = ? AND {x}.ref_id IS NOT NULL) {k}t "
+            f"CROSS JOIN resources {r} ON {r}.type = {k}t.t AND {r}.id = {k}t.i"
+        )
+        return Driver(Sql(text, [*source.params, f"{cond.source_type}.{cond.param}"]), RANK_LINK, cond)
+
+    def _hull_driver(self, cond: And, types: tuple[str, ...]) -> Driver | None:
+        """Two-sided date range over several Matches of one parameter (see the module docstring)."""
+        by_param: dict[str, list[tuple[object | None, object | None]]] = {}
+        for item in cond.items:
+            found = _hull_bounds(item)
+            if found is not None:
+                by_param.setdefault(found[0], []).append(found[1])
+        for param, bounds in by_param.items():
+            lows = [lo for lo, _ in bounds if lo is not None]  # lower bounds on the hull's end
+            highs = [hi for _, hi in bounds if hi is not None]  # upper bounds on the hull's start
+            if not lows or not highs:
+                continue
+            start_max, end_min = min(highs), max(lows)  # type: ignore[type-var]
+            names = [f"{t}.{param}" for t in types] + [f"{t}.{param}{HULL}" for t in types]
+            marks = ", ".join("?" * len(names))
+            text = (
+                f"SELECT rid FROM idx_date WHERE param IN ({marks}) AND lo >= ? AND lo <= ? AND hi >= ? "
+                f"UNION SELECT rid FROM idx_date INDEXED BY idx_date_long WHERE param IN ({marks}) "
+                f"AND hi - lo > {SHORT_DATE_US} AND lo <= ? AND hi >= ?"
+            )
+            params = [*names, int(end_min) - SHORT_DATE_US, start_max, end_min,  # type: ignore[call-overload]
+                      *names, start_max, end_min]
+            return Driver(Sql(text, params), RANK_RANGE, None)
+        return None
+
+    # --- whole row sets ---------------------------------------------------------------------
+
+    def rows(self, cond: Condition, alias: str, types: tuple[str, ...], column: str) -> Sql | None:
+        """``SELECT <column>`` of current ``types`` rows (as ``alias``) matching ``cond``, driven by an
+        index; None when no condition has an index to drive it (the caller then tests row by row)."""
+        driver = self.driver(cond, types)
+        if driver is None:
+            return None
+        source, where = self.source(cond, alias, types, driver)
+        return Sql(f"SELECT {column} FROM {source.text} WHERE {where.text}", [*source.params, *where.params])
+
+    def source(self, cond: Condition, alias: str, types: tuple[str, ...], driver: Driver | None
+               ) -> tuple[Sql, Sql]:
+        """FROM and WHERE for rows of ``types`` matching ``cond``, driven by ``driver`` if given."""
+        rest: Condition = cond
+        if driver is not None and driver.covers is cond:
+            rest = Always()
+        elif driver is not None and isinstance(cond, And) and any(c is driver.covers for c in cond.items):
+            rest = And(tuple(c for c in cond.items if c is not driver.covers))
+        kinds = self._types(alias, types)
+        test = self.where(rest, alias, types)
+        where = Sql(f"{alias}.deleted = 0 AND {kinds.text} AND {test.text}", [*kinds.params, *test.params])
+        if driver is None:
+            return Sql(f"resources {alias}"), where
+        d = self._alias("d")
+        return (Sql(f"(SELECT DISTINCT rid FROM ({driver.sql.text})) {d} CROSS JOIN resources {alias} "
+                    f"ON {alias}.rid = {d}.rid", list(driver.sql.params)), where)
+
+
+def _hull_bounds(cond: Condition) -> tuple[str, tuple[object | None, object | None]] | None:
+    """For a date condition on one parameter: (param, (lower bound of any matching value's end,
+    upper bound of its start)) implied by the tests; the weakest over ``Or`` alternatives."""
+    if isinstance(cond, Match) and cond.table == "date":
+        low: object | None = None
+        high: object | None = None
+        for t in cond.tests:
+            if t.op in ("gt", "ge") and t.field in ("lo", "hi"):
+                low = t.value if low is None else max(low, t.value)  # type: ignore[type-var]
+            elif t.op in ("lt", "le") and t.field in ("lo", "hi"):
+                high = t.value if high is None else min(high, t.value)  # type: ignore[type-var]
+        return cond.param, (low, high)
+    if isinstance(cond, Or) and cond.items:
+        found = [_hull_bounds(c) for c in cond.items]
+        if any(f is None for f in found) or len({f[0] for f in found if f}) != 1:
+            return None
+        pairs = [f[1] for f in found if f]
+        lows = [p[0] for p in pairs]
+        highs = [p[1] for p in pairs]
+        low = None if any(v is None for v in lows) else min(lows)  # type: ignore[type-var]
+        high = None if any(v is None for v in highs) else max(highs)  # type: ignore[type-var]
+        return found[0][0], (low, high)  # type: ignore[index]
+    return None
 
 
 def _field_test(column: str, test: FieldTest) -> tuple[str, list[object]]:
@@ -148,14 +383,7 @@ def compile_query(query: Query) -> CompiledSearch:
     """SELECT for one page of ``query`` (count + 1 rows, to know if there is a next page)."""
     compiler = Compiler()
     alias = "r"
-    base = ["r.deleted = 0"]
-    params: list[object] = []
-    if query.types:
-        base.append(f"r.type IN ({', '.join('?' * len(query.types))})")
-        params.extend(query.types)
-    where = compiler.where(query.where, alias, query.types or ())
-    base.append(where.text)
-    params.extend(where.params)
+    source, where = compiler.source(query.where, alias, query.types, compiler.driver(query.where, query.types))
 
     # sort columns: s0..sn, then type and id as the final tie-breakers
     sort_cols: list[str] = []
@@ -169,8 +397,8 @@ def compile_query(query: Query) -> CompiledSearch:
             side = "hi" if key.descending else "lo"
             names = [f"{t}.{key.param}" for t in query.types]
             sort_cols.append(
-                f"(SELECT MIN(k.{side}) FROM sortkeys k WHERE k.rid = r.rid AND k.param IN "
-                f"({', '.join('?' * len(names))})) AS s{n}"
+                f"(SELECT {'MAX' if key.descending else 'MIN'}(k.{side}) FROM sortkeys k WHERE k.rid = r.rid "
+                f"AND k.param IN ({', '.join('?' * len(names))})) AS s{n}"
             )
             sort_params.extend(names)
         order.append(f"s{n} {'DESC' if key.descending else 'ASC'} NULLS LAST")
@@ -178,9 +406,9 @@ def compile_query(query: Query) -> CompiledSearch:
 
     keyset_sql, keyset_params = _keyset(query)
     columns = ", ".join(["r.rid", "r.type", "r.id", "r.version", "r.lu", *sort_cols])
-    inner = f"SELECT {columns} FROM resources r WHERE {' AND '.join(base)}"
+    inner = f"SELECT {columns} FROM {source.text} WHERE {where.text}"
     text = f"SELECT * FROM ({inner}) AS page"
-    all_params = [*sort_params, *params]
+    all_params = [*sort_params, *source.params, *where.params]
     if keyset_sql:
         text += f" WHERE {keyset_sql}"
         all_params.extend(keyset_params)
@@ -189,8 +417,16 @@ def compile_query(query: Query) -> CompiledSearch:
     all_params.append(query.count + 1)
     count = None
     if query.total != "none":
-        count = Sql(f"SELECT COUNT(*) FROM resources r WHERE {' AND '.join(base)}", list(params))
+        count = Sql(f"SELECT COUNT(*) FROM {source.text} WHERE {where.text}", [*source.params, *where.params])
     return CompiledSearch(Sql(text, all_params), count)
+
+
+def find_sql(type_: str, where: Condition, limit: int) -> Sql:
+    """Ids of at most ``limit`` current ``type_`` resources matching ``where`` (conditional
+    interactions), driven by an index like a search."""
+    compiler = Compiler()
+    source, test = compiler.source(where, "r", (type_,), compiler.driver(where, (type_,)))
+    return Sql(f"SELECT r.id FROM {source.text} WHERE {test.text} LIMIT ?", [*source.params, *test.params, limit])
 
 
 def _keyset(query: Query) -> tuple[str, list[object]]:

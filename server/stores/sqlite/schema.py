@@ -8,6 +8,8 @@
   is qualified by type (``Observation.code``) so an index probe is selective per resource type.
   Each has a covering index that starts with ``param`` and ends with ``rid`` plus an index on
   ``rid`` for replacing a resource's entries.
+- ``idx_date`` also holds *hull* rows (:data:`HULL`) and a partial index of values longer than a
+  day, for two-sided date ranges.
 - ``sortkeys``: per resource and parameter the min/max sortable value, so ``_sort`` is an indexed
   lookup instead of an aggregate over entries.
 
@@ -30,6 +32,14 @@ PRAGMAS = (
 )
 
 SCHEMA_VERSION = 1
+
+HULL = "|hull"
+"""Suffix of the ``idx_date`` rows holding, for a date parameter with several values in one
+resource, their hull [smallest lo, largest hi]: what a two-sided range over two parameters
+(``date=ge…&date=lt…``) is driven by (see :mod:`.compile`). Searches never name these params."""
+SHORT_DATE_US = 86_400_000_000
+"""Date values at most one day long are found by a bounded range on ``lo``; longer ones (periods,
+partial dates) through the partial index ``idx_date_long``."""
 
 INDEX_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "token": (("code", "system"),),
@@ -83,4 +93,7 @@ def ddl() -> list[str]:
             statements.append(
                 f"CREATE INDEX IF NOT EXISTS idx_{table}_q{n} ON idx_{table} (param, {', '.join(probe)}, rid)"
             )
+    statements.append(
+        f"CREATE INDEX IF NOT EXISTS idx_date_long ON idx_date (param, lo, hi, rid) WHERE hi - lo > {SHORT_DATE_US}"
+    )
     return statements

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ from server.errors import StoreUnavailable
 from server.search.model import TABLES, Condition, Entry, Query
 from server.search.sorting import sort_values
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
-from server.stores.sqlite.compile import Compiler, compile_query
-from server.stores.sqlite.schema import PRAGMAS, SCHEMA_VERSION, ddl
+from server.stores.sqlite.compile import compile_query, find_sql
+from server.stores.sqlite.schema import HULL, PRAGMAS, SCHEMA_VERSION, ddl
 
 VERSION_COLS = "type, id, version, lu, deleted, method, body"
 BUSY_RETRY_SECONDS = 15.0
@@ -146,9 +147,22 @@ class SqliteStore:
     async def search(self, query: Query) -> SearchResult:
         return await asyncio.to_thread(self._search, query)
 
+    @staticmethod
+    def _every_type(conn: sqlite3.Connection, query: Query) -> Query:
+        """``Query.types`` empty means every type; entries are keyed by ``Type.param``, so list the
+        types present (a skip-scan of ``resources_type_lu``: one index seek per distinct type)."""
+        if query.types:
+            return query
+        rows = conn.execute(
+            "WITH RECURSIVE t(type) AS (SELECT MIN(type) FROM resources UNION ALL "
+            "SELECT (SELECT MIN(type) FROM resources WHERE type > t.type) FROM t WHERE t.type IS NOT NULL) "
+            "SELECT type FROM t WHERE type IS NOT NULL"
+        )
+        return replace(query, types=tuple(r[0] for r in rows))
+
     def _search(self, query: Query) -> SearchResult:
-        compiled = compile_query(query)
         conn = self._thread_conn()
+        compiled = compile_query(self._every_type(conn, query))
         total = None
         if compiled.count is not None:
             total = conn.execute(compiled.count.text, compiled.count.params).fetchone()[0]
@@ -171,7 +185,7 @@ class SqliteStore:
 
     def explain(self, query: Query) -> list[str]:
         """SQLite's query plan for ``query`` (used by tests and benchmarks to prove index use)."""
-        compiled = compile_query(query)
+        compiled = compile_query(self._every_type(self._conn(), query))
         rows = self._conn().execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)
         return [r[3] for r in rows]
 
@@ -259,11 +273,8 @@ class SqliteSession:
 
     async def find(self, type_: str, where: Condition, limit: int) -> list[str]:
         self.flush()
-        sql = Compiler().where(where, "r", (type_,))
-        rows = self._conn.execute(
-            f"SELECT r.id FROM resources r WHERE r.type = ? AND r.deleted = 0 AND {sql.text} LIMIT ?",
-            [type_, *sql.params, limit],
-        )
+        sql = find_sql(type_, where, limit)
+        rows = self._conn.execute(sql.text, sql.params)
         return [r[0] for r in rows]
 
     async def lock(self, key: str) -> None:
@@ -318,7 +329,14 @@ class SqliteSession:
     def _buffer_entries(self, rid: int, type_: str, entries: Sequence[Entry]) -> None:
         """Queue the entry rows and sort keys of ``rid`` (written by :meth:`flush`)."""
         entries = list(entries)
+        dates: dict[str, list[tuple[object, ...]]] = {}
         for e in entries:
             self._entries.setdefault(e.table, []).append((rid, f"{type_}.{e.param}", *e.values))
+            if e.table == "date":
+                dates.setdefault(e.param, []).append(e.values)
+        for param, ranges in dates.items():
+            if len(ranges) > 1:  # the hull of several values (see schema.HULL)
+                hull = (min(r[0] for r in ranges), max(r[1] for r in ranges))  # type: ignore[type-var]
+                self._entries["date"].append((rid, f"{type_}.{param}{HULL}", *hull))
         for param, (lo, hi) in sort_values(entries).items():
             self._sortkeys.append((rid, f"{type_}.{param}", lo, hi))

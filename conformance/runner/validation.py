@@ -1,0 +1,36 @@
+"""``validateProfileId`` through the project's validator (:mod:`profiles.validator`).
+
+A core resource profile (``http://hl7.org/fhir/StructureDefinition/Patient``) is checked with the
+structural validator; any other canonical URL goes to the validator with the profile engine, which
+knows the core profiles (vitalsigns, bp…) and the ones the profiles package registers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from profiles.definitions import core
+from profiles.validator import default_validator
+
+CORE = "http://hl7.org/fhir/StructureDefinition/"
+BLOCKING = ("error", "fatal")
+
+
+def profile_check(resource: dict[str, Any], url: str) -> list[str]:
+    """Error messages of ``resource`` against the profile ``url`` (empty: it conforms)."""
+    type_name = url[len(CORE):] if url.startswith(CORE) else None
+    if type_name is not None and core().is_resource_type(type_name):
+        if resource.get("resourceType") != type_name:
+            return [f"the resource is a {resource.get('resourceType')}, not a {type_name}"]
+        issues = default_validator().validate(resource)
+    else:
+        from profiles import validator
+
+        full = getattr(validator, "full_validator", None)
+        if full is None:
+            return [f"profile {url} cannot be checked: this build validates core resource profiles only"]
+        try:
+            issues = full().validate(resource, profiles=[url])
+        except (KeyError, ValueError) as error:
+            return [f"profile {url} cannot be checked: {error}"]
+    return [f"{i.expression or resource.get('resourceType')}: {i.message}" for i in issues if i.severity in BLOCKING]
