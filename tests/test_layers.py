@@ -1,4 +1,4 @@
-"""Layers import downward only: http -> bundles -> interactions -> search -> stores.
+"""Layers import downward only: http -> operations, bundles, jobs -> interactions -> search -> stores.
 
 ``search`` knows no database or web framework; stores know no HTTP; the ``profiles`` and
 ``terminology`` packages stand on their own. Checked by reading every module's imports.
@@ -19,6 +19,8 @@ FORBIDDEN = {
     "server/stores": ("fastapi", "starlette", "server.http", "server.interactions", "server.bundles"),
     "server/interactions": ("fastapi", "starlette", "server.http", "server.bundles", "pymongo", "sqlite3"),
     "server/bundles": ("fastapi", "starlette", "server.http", "pymongo", "sqlite3"),
+    "server/jobs": ("fastapi", "starlette", "server.http", "server.operations", "pymongo", "sqlite3"),
+    "server/operations": ("fastapi", "starlette", "server.http", "pymongo", "sqlite3"),
     "server/fhir": ("fastapi", "starlette", "server.http", "server.interactions", "server.stores", "pymongo"),
     "profiles": ("server",),
     "terminology": ("server",),
