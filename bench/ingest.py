@@ -19,7 +19,7 @@ import uuid
 
 import httpx
 
-from bench.common import mongo_for_bench, synthea_bundles
+from bench.common import mongo_for_bench, server_process, synthea_bundles
 from server.app import create_app
 from server.settings import Settings
 from server.stores.base import Store
@@ -55,13 +55,45 @@ async def ingest(store: Store, bundles: list[bytes], rounds: int) -> tuple[int, 
     return resources, elapsed
 
 
+async def ingest_http(env: dict[str, str], bundles: list[bytes], rounds: int, workers: int) -> tuple[int, float]:
+    """POST the bundles to ``uvicorn --workers N`` with N concurrent clients."""
+    batches = [bundles if n == 0 else [fresh_ids(b) for b in bundles] for n in range(rounds)]
+    work = [b for batch in batches for b in batch]
+    resources = 0
+    with server_process(env, workers=workers) as (host, port):
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=600) as client:
+            queue = list(reversed(work))
+            started = time.perf_counter()
+
+            async def worker() -> int:
+                done = 0
+                while queue:
+                    body = queue.pop()
+                    r = await client.post("/", content=body, headers={"Content-Type": "application/fhir+json"})
+                    if r.status_code != 200:
+                        raise SystemExit(f"transaction failed: {r.status_code} {r.text[:500]}")
+                    done += len(r.json()["entry"])
+                return done
+
+            resources = sum(await asyncio.gather(*(worker() for _ in range(workers))))
+            elapsed = time.perf_counter() - started
+    return resources, elapsed
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", choices=["sqlite", "mongo", "both"], default="both")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--http-workers", type=int, default=0,
+                        help="also POST over HTTP to uvicorn with this many worker processes")
     args = parser.parse_args()
     bundles = synthea_bundles()
     kinds = ["sqlite", "mongo"] if args.store == "both" else [args.store]
+    if args.http_workers and "sqlite" in kinds:
+        with tempfile.TemporaryDirectory() as tmp:
+            count, seconds = await ingest_http({"YIDANG_DATA_DIR": tmp}, bundles, args.rounds, args.http_workers)
+        label = f"embedded SQLite, HTTP, {args.http_workers} workers"
+        print(f"ingest  {label:40s} {count:7d} resources in {seconds:6.1f} s = {count / seconds:7.0f} resources/s")
     for kind in kinds:
         if kind == "sqlite":
             from server.stores.sqlite import SqliteStore

@@ -14,12 +14,13 @@ from server.fhir.instant import parse_http_date, to_instant
 from server.interactions import create, delete, history, patch, read, search, update
 from server.interactions.result import Result
 from server.interactions.services import Services
-from server.interactions.write import parse_etag
+from server.interactions.write import Prepared, parse_etag
 from server.stores.base import Session
 
 
 async def run_entry(
-    svc: Services, req: EntryRequest, *, base: str, session: Session | None, assigned_id: str | None = None
+    svc: Services, req: EntryRequest, *, base: str, session: Session | None, assigned_id: str | None = None,
+    prepared: Prepared | None = None,
 ) -> Result:
     if_match = parse_etag(req.if_match)
     if req.method == "POST":
@@ -27,7 +28,7 @@ async def run_entry(
             raise MethodNotAllowed(f"{req.where}: POST goes to a type, not to {req.type}/{req.id}")
         assert req.resource is not None
         return await create.create(svc, req.type, req.resource, if_none_exist=req.if_none_exist,
-                                   session=session, id_=assigned_id)
+                                   session=session, id_=assigned_id, prepared=prepared)
     if req.method == "PUT":
         assert req.resource is not None
         if req.id is None:

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
+
+import orjson
+
+CONDITIONAL_REFERENCE = re.compile(rb'"reference":"[A-Z][A-Za-z]*\?')
 
 
 def walk_references(node: Any, replace: Callable[[str], str]) -> None:
@@ -35,3 +40,9 @@ def collect_references(node: Any) -> list[str]:
 def is_conditional(reference: str) -> bool:
     head = reference.split("?", 1)[0]
     return "?" in reference and "/" not in head and head[:1].isupper()
+
+
+def has_conditional_reference(resource: dict[str, Any]) -> bool:
+    """Whether any ``reference`` is a search (``Patient?identifier=…``): one scan of the serialised
+    resource, an order of magnitude cheaper than walking the tree in Python."""
+    return CONDITIONAL_REFERENCE.search(orjson.dumps(resource)) is not None

@@ -9,18 +9,21 @@ A batch runs each entry on its own; one failing entry does not affect the others
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 from server.bundles.entries import ORDER, EntryRequest, read_entry
 from server.bundles.execute import error_entry, response_entry, run_entry
-from server.bundles.references import is_conditional, walk_references
+from server.bundles.references import has_conditional_reference, is_conditional, walk_references
 from server.errors import BadRequest, FhirError, PreconditionFailed
 from server.fhir.ids import new_id
 from server.interactions.bundles import bundle
 from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.interactions.services import Services
+from server.interactions.write import Prepared, prepare
 from server.stores.base import Session
 
 
@@ -122,31 +125,92 @@ async def _rewrite(svc: Services, session: Session, reqs: list[EntryRequest], ma
             walk_references(req.resource, lambda ref: conditional.get(ref, ref))
 
 
+def _is_simple(reqs: list[EntryRequest]) -> bool:
+    """Nothing in the Bundle needs the store to resolve: no ifNoneExist, no conditional URLs, no
+    conditional references. Then ids, references, validation and indexing are settled before the
+    write session opens (the usual shape of bulk ingest, e.g. Synthea's urn:uuid bundles)."""
+    for req in reqs:
+        if req.if_none_exist or (req.method in ("PUT", "PATCH", "DELETE") and req.id is None):
+            return False
+        if req.resource is not None and has_conditional_reference(req.resource):
+            return False
+    return True
+
+
+def _prepare(svc: Services, reqs: list[EntryRequest]) -> tuple[dict[int, str], dict[int, Prepared]]:
+    """For a simple Bundle: assign ids, rewrite references, validate and index the POSTed
+    resources, all before the write lock is taken."""
+    assigned: dict[int, str] = {}
+    mapping: dict[str, str] = {}
+    for req in reqs:
+        if req.method == "POST":
+            assigned[req.index] = new_id()
+            target = f"{req.type}/{assigned[req.index]}"
+        elif req.method == "PUT" and req.id is not None:
+            target = f"{req.type}/{req.id}"
+        else:
+            continue
+        if req.full_url:
+            mapping[req.full_url] = target
+
+    def rewrite(ref: str, where: str) -> str:
+        if ref in mapping:
+            return mapping[ref]
+        if ref.startswith(("urn:uuid:", "urn:oid:")):
+            raise BadRequest(f"{where}: reference '{ref}' matches no fullUrl in this transaction",
+                             expression=(f"{where}.resource",))
+        return ref
+
+    prepared: dict[int, Prepared] = {}
+    for req in reqs:
+        if req.resource is None:
+            continue
+        walk_references(req.resource, lambda ref, where=req.where: rewrite(ref, where))
+        if req.method == "POST" and req.resource.get("resourceType") == req.type and req.type in svc.resource_types:
+            req.resource.pop("id", None)
+            with _located(req):
+                prepared[req.index] = prepare(svc, req.resource)
+    return assigned, prepared
+
+
+@contextmanager
+def _located(req: EntryRequest) -> Iterator[None]:
+    """Errors of one entry name the entry (``Bundle.entry[3]: …``)."""
+    try:
+        yield
+    except FhirError as error:
+        error.message = f"{req.where}: {error.message}"
+        error.issues = [
+            replace(i, diagnostics=f"{req.where}: {i.diagnostics}", expression=i.expression or (req.where,))
+            for i in error.issues
+        ]
+        raise
+
+
 async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, representation: bool) -> Result:
     results: dict[int, dict[str, Any]] = {}
     ordered = sorted(reqs, key=lambda r: (ORDER[r.method], r.index))
     reads = [r for r in ordered if r.method in ("GET", "HEAD")]
+    simple = _is_simple(reqs)
+    prepared: dict[int, Prepared] = {}
+    if simple:
+        assigned, prepared = _prepare(svc, reqs)
+        existing: set[int] = set()
     async with svc.session() as session:
-        mapping, assigned, existing = await _resolve_ids(svc, session, reqs)
-        await _rewrite(svc, session, reqs, mapping)
+        if not simple:
+            mapping, assigned, existing = await _resolve_ids(svc, session, reqs)
+            await _rewrite(svc, session, reqs, mapping)
         for req in ordered:
             if req.method in ("GET", "HEAD"):
                 continue
-            try:
+            with _located(req):
                 if req.index in existing:
                     found = await session.read(req.type, assigned[req.index])
                     result = Result(200, found)
                 else:
                     plain = EntryRequest(**{**req.__dict__, "if_none_exist": None}) if req.method == "POST" else req
                     result = await run_entry(svc, plain, base=base, session=session,
-                                             assigned_id=assigned.get(req.index))
-            except FhirError as error:
-                error.message = f"{req.where}: {error.message}"
-                error.issues = [
-                    replace(i, diagnostics=f"{req.where}: {i.diagnostics}", expression=i.expression or (req.where,))
-                    for i in error.issues
-                ]
-                raise
+                                             assigned_id=assigned.get(req.index), prepared=prepared.get(req.index))
             results[req.index] = response_entry(result, representation=representation)
     for req in reads:
         try:

@@ -9,7 +9,7 @@ from server.fhir.ids import new_id
 from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.interactions.services import Services
-from server.interactions.write import check_body, check_type, store_version, validate
+from server.interactions.write import Prepared, check_body, check_type, store_version, validate
 from server.stores.base import Session
 
 
@@ -21,12 +21,13 @@ async def create(
     if_none_exist: str | None = None,
     session: Session | None = None,
     id_: str | None = None,
+    prepared: Prepared | None = None,
 ) -> Result:
     """Create with a server-assigned id (``id_`` lets a transaction pre-assign one for urn:uuid)."""
     check_type(svc, type_)
     check_body(resource, type_)
     resource.pop("id", None)  # the server assigns the id of a created resource (http.html#create)
-    warnings = validate(svc, resource)
+    warnings = prepared.issues if prepared is not None else validate(svc, resource)
     async with svc.session(session) as s:
         if if_none_exist:
             found = await matches(svc, s, type_, if_none_exist)
@@ -36,5 +37,6 @@ async def create(
                 existing = await s.read(type_, found[0])
                 info = Issue("information", "duplicate", f"{type_}/{found[0]} already matches '{if_none_exist}'")
                 return Result(200, existing, issues=[info])
-        version = await store_version(svc, s, resource, type_=type_, id_=id_ or new_id(), current=None, method="POST")
+        version = await store_version(svc, s, resource, type_=type_, id_=id_ or new_id(), current=None, method="POST",
+                                      entries=prepared.entries if prepared is not None else None)
     return Result(201, version, issues=warnings, created=True)

@@ -6,6 +6,7 @@ Shared by create, update, patch, delete and the Bundle processors, so versioning
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from server.errors import BadRequest, Conflict, Issue, NotFound, PreconditionFai
 from server.fhir.ids import is_valid_id
 from server.fhir.instant import to_instant
 from server.interactions.services import Services
+from server.search.model import Entry
 from server.stores.base import Method, Session, Version, VersionConflict, Write
 
 
@@ -71,6 +73,22 @@ def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return strip(a) == strip(b)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Validation issues and search entries computed for a resource before its write session
+    (a transaction Bundle prepares its entries outside the store's write lock, so several
+    processes can validate and index in parallel while only the writes are serialised).
+    Stamping ``meta.versionId``/``lastUpdated`` later does not change the entries."""
+
+    issues: list[Issue]
+    entries: list[Entry]
+
+
+def prepare(svc: Services, resource: dict[str, Any]) -> Prepared:
+    """Validate (422 on errors) and index ``resource`` as it will be stored."""
+    return Prepared(validate(svc, resource), svc.indexer.entries(resource))
+
+
 async def store_version(
     svc: Services,
     session: Session,
@@ -81,6 +99,7 @@ async def store_version(
     current: Version | None,
     method: Method,
     if_match: int | None = None,
+    entries: list[Entry] | None = None,
 ) -> Version:
     """Write the next version of ``type_/id_`` (``resource`` None = a deletion) after ``current``.
 
@@ -97,8 +116,9 @@ async def store_version(
     if current is not None and lu <= current.last_updated:
         lu = current.last_updated + 1
     body: bytes | None = None
-    entries: list = []
-    if resource is not None:
+    if resource is None:
+        entries = []
+    else:
         if type_ == "SearchParameter":
             svc.registry.check(resource)  # one this server cannot index is refused before storing (422)
         resource["id"] = id_
@@ -107,7 +127,8 @@ async def store_version(
         meta["lastUpdated"] = to_instant(lu)
         resource["meta"] = meta
         body = orjson.dumps(resource)
-        entries = svc.indexer.entries(resource)
+        if entries is None:
+            entries = svc.indexer.entries(resource)
     version = Version(type_, id_, number, lu, resource is None, method, body)
     try:
         await session.write(Write(version, entries, current.version if current is not None else None))

@@ -12,6 +12,8 @@ nothing more to do here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -24,11 +26,24 @@ from server.errors import StoreUnavailable
 from server.search.model import TABLES, Condition, Entry, Query
 from server.search.sorting import sort_values
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
-from server.stores.sqlite.compile import compile_query, find_sql
+from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql, compile_query, find_sql
 from server.stores.sqlite.schema import HULL, PRAGMAS, SCHEMA_VERSION, ddl
 
 VERSION_COLS = "type, id, version, lu, deleted, method, body"
+log = logging.getLogger("yidang.sqlite")
 BUSY_RETRY_SECONDS = 15.0
+CHECKPOINT_INTERVAL = 0.5
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+
+
+def estimator(conn: sqlite3.Connection) -> Estimate:
+    """Counts a driver's rows up to ESTIMATE_CAP: a bounded read of one index range."""
+
+    def estimate(sql: Sql) -> int:
+        found = conn.execute(f"SELECT COUNT(*) FROM ({sql.text} LIMIT {ESTIMATE_CAP})", sql.params).fetchone()
+        return int(found[0])
+
+    return estimate
 
 
 def _version(row: tuple[Any, ...]) -> Version:
@@ -65,10 +80,39 @@ class SqliteStore:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
             self._reader = self._connect()
+            # checkpoints (which fsync) run beside the writer, not inside its commits
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from exc
+        self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop(self._connect()))
+
+    async def _checkpoint_loop(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL into the database in a worker thread once it has grown, so a commit never
+        waits for a checkpoint's fsync; readers and the writer carry on meanwhile (PASSIVE)."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_INTERVAL)
+                try:
+                    if wal.exists() and wal.stat().st_size > CHECKPOINT_WAL_BYTES:
+                        await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                except (OSError, sqlite3.Error) as exc:
+                    log.warning("WAL checkpoint failed, will retry: %s", exc)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            conn.close()
 
     async def close(self) -> None:
+        checkpointer = getattr(self, "_checkpointer", None)
+        if checkpointer is not None:
+            checkpointer.cancel()
+            await asyncio.gather(checkpointer, return_exceptions=True)
+            self._checkpointer = None
+        if self._writer is not None:
+            # another process may still read: then its close or the next checkpoint finishes the job
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         for conn in (self._writer, self._reader, *self._thread_conns):
             if conn is not None:
                 conn.close()
@@ -162,7 +206,7 @@ class SqliteStore:
 
     def _search(self, query: Query) -> SearchResult:
         conn = self._thread_conn()
-        compiled = compile_query(self._every_type(conn, query))
+        compiled = compile_query(self._every_type(conn, query), estimator(conn))
         total = None
         if compiled.count is not None:
             total = conn.execute(compiled.count.text, compiled.count.params).fetchone()[0]
@@ -185,7 +229,7 @@ class SqliteStore:
 
     def explain(self, query: Query) -> list[str]:
         """SQLite's query plan for ``query`` (used by tests and benchmarks to prove index use)."""
-        compiled = compile_query(self._every_type(self._conn(), query))
+        compiled = compile_query(self._every_type(self._conn(), query), estimator(self._conn()))
         rows = self._conn().execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)
         return [r[3] for r in rows]
 
@@ -273,7 +317,7 @@ class SqliteSession:
 
     async def find(self, type_: str, where: Condition, limit: int) -> list[str]:
         self.flush()
-        sql = find_sql(type_, where, limit)
+        sql = find_sql(type_, where, limit, estimator(self._conn))
         rows = self._conn.execute(sql.text, sql.params)
         return [r[0] for r in rows]
 
