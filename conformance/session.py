@@ -12,7 +12,7 @@ import orjson
 
 from conformance.reports.html import html_report
 from conformance.reports.junit import junit_xml
-from conformance.reports.testreport import test_report
+from conformance.reports.testreport import build_test_report
 from conformance.runner import LoadedScript, RunOptions, ScriptError, ScriptResult, load_script, run_script
 from conformance.suites import suite
 
@@ -60,7 +60,7 @@ def write_reports(results: Sequence[ScriptResult], folder: Path, *, server: str)
     written = []
     for index, result in enumerate(results, 1):
         path = folder / f"TestReport-{index:03d}.json"
-        path.write_bytes(orjson.dumps(test_report(result, server=server), option=orjson.OPT_INDENT_2))
+        path.write_bytes(orjson.dumps(build_test_report(result, server=server), option=orjson.OPT_INDENT_2))
         written.append(path)
     (folder / "junit.xml").write_bytes(junit_xml(results))
     (folder / "report.html").write_text(html_report(results, server=server), encoding="utf-8")

@@ -150,9 +150,25 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         assert isinstance(exc, FhirError)
         return error_response(exc)
 
+    app.add_middleware(BaseWithoutSlash)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(FhirError, fhir_error)
     return app
+
+
+class BaseWithoutSlash:
+    """``POST [base]`` is the same as ``POST [base]/`` (batch/transaction, system search): when the
+    server sits under a path prefix, answer it instead of redirecting (clients do not re-POST)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            root = scope.get("root_path", "")
+            if root and scope["path"] == root:
+                scope = {**scope, "path": root + "/", "raw_path": (root + "/").encode()}
+        await self.app(scope, receive, send)
 
 
 def _status_error(status: int, message: str) -> FhirError:

@@ -60,6 +60,53 @@ def load(
 
 
 @app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="Local data-set file: CSV (UTF-8/GB18030), JSON array or XML")],
+    dataset: Annotated[str, typer.Option(help="Data set: person, encounter, diagnosis, lab-report")],
+    source: Annotated[str | None, typer.Option(help="Source institution code (when no column gives it)")] = None,
+    server: Annotated[str | None, typer.Option(help="Send to a running server at this base URL")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Write straight into the embedded store here")] = None,
+    report: Annotated[Path | None, typer.Option(help="Directory for the QC report (JSON + HTML)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Check and convert only; store nothing")] = False,
+) -> None:
+    """Convert a local data set to FHIR with quality control and store it (one transaction per person)."""
+    import asyncio
+
+    from profiles.datasets import spec
+    from server.ingest_local import run_ingest
+
+    if dataset not in spec.names():
+        raise typer.BadParameter(f"unknown data set {dataset!r}; known: {', '.join(spec.names())}",
+                                 param_hint="--dataset")
+    qc, sent = asyncio.run(run_ingest(file, dataset=dataset, source=source, server=server, data_dir=data_dir,
+                                      report_dir=report, dry_run=dry_run))
+    typer.echo(f"records {qc['records_total']}: accepted {qc['records_accepted']}, rejected "
+               f"{qc['records_rejected']}; transactions {sent.transactions} (failed {sent.failed})")
+    raise typer.Exit(1 if sent.failed else 0)
+
+
+@app.command("export-local")
+def export_local(
+    dataset: Annotated[str, typer.Option(help="Data set: person, encounter, diagnosis, lab-report")],
+    out: Annotated[Path, typer.Option(help="CSV file to write (UTF-8, data-element ids as headers)")],
+    source: Annotated[str | None, typer.Option(help="Only records of this source institution code")] = None,
+    since: Annotated[str | None, typer.Option(help="Only records changed since this date (YYYY-MM-DD)")] = None,
+    server: Annotated[str | None, typer.Option(help="Read from a running server at this base URL")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Read straight from the embedded store here")] = None,
+) -> None:
+    """Write stored FHIR data back as a local data set (数据回流)."""
+    import asyncio
+
+    from profiles.datasets import spec
+    from server.export_local import run_export
+
+    if dataset not in spec.names() or spec.load(dataset).row is None:
+        raise typer.BadParameter(f"data set {dataset!r} cannot be exported", param_hint="--dataset")
+    count = asyncio.run(run_export(dataset, out, source=source, since=since, server=server, data_dir=data_dir))
+    typer.echo(f"{count} records written to {out}")
+
+
+@app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Resource files or folders (JSON or FHIR XML)")],
     profile: Annotated[list[str] | None, typer.Option(help="Profile url every resource must conform to")] = None,

@@ -24,6 +24,7 @@ FORBIDDEN = {
     "server/fhir": ("fastapi", "starlette", "server.http", "server.interactions", "server.stores", "pymongo"),
     "profiles": ("server",),
     "terminology": ("server",),
+    "conformance": ("server",),
 }
 
 

@@ -39,7 +39,7 @@ def _id(text: str) -> str:
     return cleaned or uuid.uuid4().hex
 
 
-def test_report(result: ScriptResult, *, server: str) -> dict[str, Any]:
+def build_test_report(result: ScriptResult, *, server: str) -> dict[str, Any]:
     """The TestReport of ``result`` run against ``server``."""
     script = result.script
     failed = result.outcome in ("fail", "error")

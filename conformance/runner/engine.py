@@ -37,6 +37,10 @@ class RunOptions:
     validator: ProfileCheck | None = profile_check
 
 
+CHECKS = ("response", "responseCode", "contentType", "headerField", "resource", "expression", "path",
+          "compareToSourceId", "minimumId", "navigationLinks", "validateProfileId", "requestMethod", "requestURL")
+
+
 def _label(action: dict[str, Any], kind: str) -> str:
     spec = action[kind]
     if spec.get("label"):
@@ -45,7 +49,11 @@ def _label(action: dict[str, Any], kind: str) -> str:
         return str(spec["description"])
     if kind == "operation":
         return f"{(spec.get('type') or {}).get('code', 'operation')} {spec.get('resource', '')}".strip()
-    return "assert"
+    checked = next((k for k in CHECKS if k in spec), None)
+    if checked is None:
+        return "assert"
+    words = [f"{checked} {spec[checked]}", spec.get("operator", ""), str(spec.get("value", ""))]
+    return "assert " + " ".join(w for w in words if w)
 
 
 async def _operation(ctx: RunContext, spec: dict[str, Any], label: str, where: str) -> ActionResult:

@@ -34,7 +34,9 @@ METHODS = {
     "update": "PUT", "updateCreate": "PUT", "patch": "PATCH",
     "delete": "DELETE", "deleteCondMultiple": "DELETE", "deleteCondSingle": "DELETE",
 }
-_URL_SAFE = ":/?#[]@!$&'()*+,;=%-._~"
+_URL_SAFE = ":/?#[]@!$&'()*,;=%-._~"
+"""Kept as written when ``encodeRequestUrl`` is true: URL structure and escapes. ``+`` is encoded,
+since servers read it as a space in a query (``_since=…+08:00``)."""
 
 
 @dataclass
@@ -111,7 +113,8 @@ def build(ctx: RunContext, operation: dict[str, Any]) -> Request:
         if not url.startswith(("http://", "https://")):
             url = f"{base}/{url.lstrip('/')}"
     else:
-        url = f"{base}/{_path(ctx, operation, code, body)}".rstrip("/")
+        path = _path(ctx, operation, code, body)
+        url = f"{base}/{path}" if path or code in ("batch", "transaction") else base
     if operation.get("encodeRequestUrl", True):
         url = quote(url, safe=_URL_SAFE)
     method = str(operation.get("method") or METHODS.get(code) or ("POST" if body is not None else "GET")).upper()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.operations import everything, reindex, terminology, validate
+from server.operations import everything, ingest_local, reindex, terminology, validate
 from server.operations.registry import OperationTable
 
 
@@ -12,4 +12,5 @@ def operation_table() -> OperationTable:
         *terminology.OPERATIONS_HTTP,
         everything.OPERATION,
         reindex.OPERATION,
+        *ingest_local.OPERATIONS,
     ])

@@ -7,6 +7,7 @@ import base64
 import httpx
 import orjson
 
+from tests.conftest import BASE as BASE_URL
 from tests.conftest import unique
 
 SYSTEM = "urn:oid:2.16.156.10011.1.3"
@@ -133,3 +134,10 @@ async def test_transaction_with_representation(client: httpx.AsyncClient) -> Non
     bundle = tx(post("urn:uuid:x", {"resourceType": "Patient", "gender": "female"}))
     r = await client.post("/", json=bundle, headers={"Prefer": "return=representation"})
     assert r.json()["entry"][0]["resource"]["gender"] == "female"
+
+
+async def test_base_url_without_trailing_slash(client: httpx.AsyncClient) -> None:
+    bundle = tx(post("urn:uuid:s", {"resourceType": "Patient"}))
+    r = await client.post(BASE_URL, json=bundle)
+    assert r.status_code == 200, r.text
+    assert r.json()["type"] == "transaction-response"

@@ -146,3 +146,17 @@ async def test_malformed_date_is_400_naming_the_parameter(client: httpx.AsyncCli
     r = await client.get("/Observation", params={"date": value})
     body = outcome(r, 400)
     assert any("date" in i.get("expression", ()) for i in body["issue"]), body
+
+
+async def test_a_changed_value_list_changes_two_sided_ranges(client: httpx.AsyncClient) -> None:
+    """The bounds of ``date=ge…&date=lt…`` may be met by different values of one resource; when an
+    update removes one of them, the resource stops matching (no stale index rows)."""
+    two = obs("d10", effectiveTiming={"event": ["1901-01-01T00:00:00Z", "1909-01-01T00:00:00Z"]})
+    await load(client, [two])
+    query = "date=ge1905-01-01&date=lt1906-01-01"
+    assert await search_ids(client, "/Observation", query) == {"d10"}
+    await load(client, [obs("d10", effectiveTiming={"event": ["1909-01-01T00:00:00Z"]})])
+    assert await search_ids(client, "/Observation", query) == set()
+    assert await search_ids(client, "/Observation", "date=ge1905-01-01&date=lt1910-01-01") == {"d10"}
+    assert (await client.delete("/Observation/d10")).status_code == 204
+    assert await search_ids(client, "/Observation", "date=ge1905-01-01&date=lt1910-01-01") == set()

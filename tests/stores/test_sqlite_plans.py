@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -24,7 +25,8 @@ from server.search.parse import parse_criteria, parse_search
 from server.search.registry import SearchRegistry
 from server.stores.base import Version, Write
 from server.stores.sqlite import SqliteStore
-from server.stores.sqlite.compile import find_sql
+from server.stores.sqlite.compile import ESTIMATE_CAP
+from server.stores.sqlite.page import compile_query, find_sql
 
 REGISTRY = SearchRegistry()
 
@@ -35,10 +37,9 @@ DRIVEN: list[tuple[str, str, list[str]]] = [
     ("Patient", "identifier=urn:oid:2.16.156|110101", ["idx_token_q0"]),
     ("Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|1", ["idx_token_q0"]),
     ("Patient", "_tag=http://example.org|vip", ["idx_token_q0"]),
-    ("Patient", "gender=male&_sort=birthdate", ["idx_token_q0", "sortkeys"]),
+    ("Patient", "gender=male&_sort=birthdate", ["idx_token_q0", "SEARCH k USING PRIMARY KEY (param=? AND rid=?)"]),
     ("Patient", "name=zha", ["idx_string_q0"]),
     ("Patient", "name:exact=Zhang", ["idx_string_q0"]),
-    ("Patient", "family=张&gender=male", ["idx_string_q0", "idx_token_rid"]),
     ("Observation", "date=ge2024-01-01T10:00:00Z&date=lt2024-01-01T11:00:00Z", ["idx_date_q0", "idx_date_long"]),
     ("Observation", "date=2024-01-01", ["idx_date_q0"]),
     ("Patient", "birthdate=1990", ["idx_date_q0"]),
@@ -111,6 +112,15 @@ async def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     await opened.close()
 
 
+@pytest_asyncio.fixture(scope="module")
+async def analyzed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(tmp_path_factory.mktemp("plans"))
+    await opened.open()
+    await _seed(opened)
+    yield opened
+    await opened.close()
+
+
 def plan(store: SqliteStore, resource_type: str, query: str) -> list[str]:
     params = [tuple(p.split("=", 1)) for p in query.split("&") if p]
     request = parse_search((resource_type,), params, REGISTRY, strict=True)  # type: ignore[arg-type]
@@ -134,6 +144,34 @@ def test_selective_searches_are_driven_by_an_index(store: SqliteStore, resource_
     assert outer == ["SEARCH r USING INTEGER PRIMARY KEY (rowid=?)"], text
 
 
+def test_the_fewest_rows_drive_a_conjunction(analyzed: SqliteStore) -> None:
+    """``family=zhang1&gender=male`` is driven by the family (about 43 of 300 patients) and tests
+    the gender row by row; the gender (150 of 300) does not drive, whatever the order."""
+    for query in ("family=zhang1&gender=male", "gender=male&family=zhang1"):
+        text = "\n".join(plan(analyzed, "Patient", query))
+        assert "SEARCH idx_string USING COVERING INDEX idx_string_q0" in text, text
+        assert re.search(r"SEARCH e\d+ USING INDEX idx_token_rid \(rid=\?\)", text), text
+
+
+@pytest.mark.parametrize(("query", "walks"), [("code=8480-6", True), ("code=8480-6&_sort=date", False),
+                                              ("code=8480-6&_total=accurate", True)])
+def test_a_broad_search_in_the_default_order_walks_the_type(analyzed: SqliteStore, query: str, walks: bool) -> None:
+    """When the driver has ESTIMATE_CAP hits or more, a page in the default order is found by
+    walking the type (it stops at the first ``_count`` hits); a sorted search keeps the driver, and
+    so does the COUNT of ``_total``."""
+    params = [tuple(p.split("=", 1)) for p in query.split("&")]
+    request = parse_search(("Observation",), params, REGISTRY, strict=True)  # type: ignore[arg-type]
+    compiled = compile_query(request.query, lambda sql: ESTIMATE_CAP)
+    with sqlite3.connect(analyzed.path) as conn:
+        lines = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)]
+        assert_no_scan(lines)
+        assert (TYPE_WALK in "\n".join(lines)) == walks, lines
+        assert not any("TEMP B-TREE FOR ORDER BY" in line for line in lines) or not walks, lines
+        if compiled.count is not None:
+            counted = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + compiled.count.text, compiled.count.params)]
+            assert "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)" in counted, counted
+
+
 @pytest.mark.parametrize(("resource_type", "query"), WALKED, ids=[q or "(none)" for _, q in WALKED])
 def test_other_searches_walk_the_type_with_index_probes(store: SqliteStore, resource_type: str, query: str) -> None:
     lines = plan(store, resource_type, query)
@@ -142,6 +180,17 @@ def test_other_searches_walk_the_type_with_index_probes(store: SqliteStore, reso
     assert any(line.startswith("SEARCH r USING") and "(type=?" in line for line in lines), text
     probes = [line for line in lines if re.match(r"SEARCH e\d+ ", line)]
     assert all(re.search(r"USING (COVERING )?INDEX idx_\w+_rid \(rid=\?\)", p) for p in probes), text
+
+
+@pytest.mark.parametrize("query", ["", "gender:missing=true", "name:contains=han"])
+def test_next_pages_of_a_walk_seek_the_cursor(store: SqliteStore, query: str) -> None:
+    """Keyset paging in the default order starts the walk at the cursor row, not at the start."""
+    params = [tuple(p.split("=", 1)) for p in query.split("&") if p]
+    request = parse_search(("Patient",), params, REGISTRY, strict=True)  # type: ignore[arg-type]
+    compiled = compile_query(replace(request.query, after=("Patient", "p7")))
+    with sqlite3.connect(store.path) as conn:
+        lines = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)]
+    assert "SEARCH r USING INDEX sqlite_autoindex_resources_1 (type=? AND id>?)" in lines, lines
 
 
 @pytest.mark.parametrize("criteria", ["identifier=urn:oid:2.16.156|110101", "name=zhang&birthdate=1990",

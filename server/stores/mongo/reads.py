@@ -92,7 +92,7 @@ async def resolve(db: Db, s: ClientSession, cond: Condition, types: Sequence[str
             out[node] = c.chain_filter(node, ids)
         else:
             inner = await where_filter(db, s, (node.source_type,), node.where)
-            inner = c.and_(inner, c.has_entry("reference", node.param))
+            inner = c.conjoin(inner, c.has_entry("reference", node.param))
             prefix = f"{node.param}|"
             keys: set[str] = set()
             async for d in _resources(db).find(inner, {"refs": 1}, session=s):

@@ -101,6 +101,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         _index("token.p", "token.code", "token.system"),
         _index("string.p", "string.value"),
         _index("date.p", "date.lo", "date.hi"),
+        _index("date.p", "date.hi"),  # gt/ge/sa bound only the end of a value's range
         _index("number.p", "number.lo", "number.hi"),
         _index("quantity.p", "quantity.lo", "quantity.hi"),
         _index("reference.p", "reference.ref_id", "reference.ref_type"),

@@ -1,4 +1,5 @@
-"""Compile the query representation (``server.search.model``) into SQLite SQL.
+"""Compile the query representation (``server.search.model``) into SQLite SQL: which rows match
+(ordering, paging and counting them is :mod:`.page`).
 
 Pure: every function returns SQL text and its bound parameters; nothing from a request is ever
 formatted into the SQL text. Table and column names come from ``model.TABLES``, operators from a
@@ -26,6 +27,7 @@ that overlaps the range, and an overlap is an index range when the value is shor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from server.search.model import (
@@ -40,7 +42,6 @@ from server.search.model import (
     Missing,
     Not,
     Or,
-    Query,
     ResourceTest,
 )
 from server.stores.sqlite.schema import HULL, INDEX_COLUMNS, SHORT_DATE_US
@@ -53,6 +54,14 @@ RANGE_TABLES = frozenset({"date", "number", "quantity"})
 
 # driver ranks: lower is preferred
 RANK_ID, RANK_EQ, RANK_LINK, RANK_PREFIX, RANK_RANGE, RANK_UPDATED = 0, 1, 2, 3, 4, 6
+
+ESTIMATE_CAP = 5000
+"""Driver candidates are counted up to this many rows (a bounded index range read). Above it, a
+search in the default order walks the type instead: with at least this many hits, a page is found
+among the first rows of the walk sooner than the driver can sort all of its hits."""
+
+Estimate = Callable[["Sql"], int]
+"""Counts the rows of a driver's SQL (up to :data:`ESTIMATE_CAP`); supplied by the store."""
 
 
 @dataclass
@@ -106,10 +115,14 @@ def _probe_rank(m: Match) -> int | None:
 
 
 class Compiler:
-    """Compiles conditions against rows of ``resources`` bound to an alias, for given types."""
+    """Compiles conditions against rows of ``resources`` bound to an alias, for given types.
 
-    def __init__(self) -> None:
+    With ``estimate``, an ``And`` is driven by its candidate with the fewest rows (so ``gender``
+    never drives ``family=zha&gender=male``); without it, by the best :func:`_probe_rank`."""
+
+    def __init__(self, estimate: Estimate | None = None) -> None:
         self._aliases = 0
+        self.estimate = estimate
 
     def _alias(self, prefix: str = "r") -> str:
         self._aliases += 1
@@ -246,6 +259,9 @@ class Compiler:
                 candidates.append(hull)
             if not candidates:
                 return None
+            if self.estimate is not None and len(candidates) > 1:
+                estimate = self.estimate
+                return min(candidates, key=lambda d: (estimate(d.sql), d.rank))
             return min(candidates, key=lambda d: d.rank)
         return None
 
@@ -371,91 +387,3 @@ def _field_test(column: str, test: FieldTest) -> tuple[str, list[object]]:
     if op == "contains":
         return f"instr({column}, ?) > 0", [value]
     raise ValueError(f"unknown field operator {op}")
-
-
-@dataclass
-class CompiledSearch:
-    select: Sql
-    count: Sql | None
-
-
-def compile_query(query: Query) -> CompiledSearch:
-    """SELECT for one page of ``query`` (count + 1 rows, to know if there is a next page)."""
-    compiler = Compiler()
-    alias = "r"
-    source, where = compiler.source(query.where, alias, query.types, compiler.driver(query.where, query.types))
-
-    # sort columns: s0..sn, then type and id as the final tie-breakers
-    sort_cols: list[str] = []
-    sort_params: list[object] = []
-    order: list[str] = []
-    for n, key in enumerate(query.sort):
-        if key.table == "resource":
-            col = "r.lu" if key.param == "last_updated" else "r.id"
-            sort_cols.append(f"{col} AS s{n}")
-        else:
-            side = "hi" if key.descending else "lo"
-            names = [f"{t}.{key.param}" for t in query.types]
-            sort_cols.append(
-                f"(SELECT {'MAX' if key.descending else 'MIN'}(k.{side}) FROM sortkeys k WHERE k.rid = r.rid "
-                f"AND k.param IN ({', '.join('?' * len(names))})) AS s{n}"
-            )
-            sort_params.extend(names)
-        order.append(f"s{n} {'DESC' if key.descending else 'ASC'} NULLS LAST")
-    order.extend(["r.type ASC", "r.id ASC"])
-
-    keyset_sql, keyset_params = _keyset(query)
-    columns = ", ".join(["r.rid", "r.type", "r.id", "r.version", "r.lu", *sort_cols])
-    inner = f"SELECT {columns} FROM {source.text} WHERE {where.text}"
-    text = f"SELECT * FROM ({inner}) AS page"
-    all_params = [*sort_params, *source.params, *where.params]
-    if keyset_sql:
-        text += f" WHERE {keyset_sql}"
-        all_params.extend(keyset_params)
-    text += " ORDER BY " + ", ".join(o.replace("r.", "page.") for o in order)
-    text += " LIMIT ?"
-    all_params.append(query.count + 1)
-    count = None
-    if query.total != "none":
-        count = Sql(f"SELECT COUNT(*) FROM {source.text} WHERE {where.text}", [*source.params, *where.params])
-    return CompiledSearch(Sql(text, all_params), count)
-
-
-def find_sql(type_: str, where: Condition, limit: int) -> Sql:
-    """Ids of at most ``limit`` current ``type_`` resources matching ``where`` (conditional
-    interactions), driven by an index like a search."""
-    compiler = Compiler()
-    source, test = compiler.source(where, "r", (type_,), compiler.driver(where, (type_,)))
-    return Sql(f"SELECT r.id FROM {source.text} WHERE {test.text} LIMIT ?", [*source.params, *test.params, limit])
-
-
-def _keyset(query: Query) -> tuple[str, list[object]]:
-    """Rows strictly after ``query.after`` in the order (s0.., type, id); NULL sorts last."""
-    if query.after is None:
-        return "", []
-    keys = [(f"page.s{n}", k.descending) for n, k in enumerate(query.sort)]
-    keys += [("page.type", False), ("page.id", False)]
-    values = list(query.after)
-    if len(values) != len(keys):
-        raise ValueError("cursor does not match the sort order")
-    ors: list[str] = []
-    params: list[object] = []
-    for i, (col, desc) in enumerate(keys):
-        eqs: list[str] = []
-        eq_params: list[object] = []
-        for j, (prev_col, _desc) in enumerate(keys[:i]):
-            prev = values[j]
-            if prev is None:
-                eqs.append(f"{prev_col} IS NULL")
-            else:
-                eqs.append(f"{prev_col} = ?")
-                eq_params.append(prev)
-        value = values[i]
-        if value is None:
-            continue  # nothing sorts after NULL within this key (NULLS LAST)
-        after = f"({col} {'<' if desc else '>'} ? OR {col} IS NULL)"
-        ors.append("(" + " AND ".join([*eqs, after]) + ")")
-        params.extend([*eq_params, value])
-    if not ors:
-        return "0", []
-    return "(" + " OR ".join(ors) + ")", params

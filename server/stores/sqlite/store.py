@@ -26,7 +26,8 @@ from server.errors import StoreUnavailable
 from server.search.model import TABLES, Condition, Entry, Query
 from server.search.sorting import sort_values
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
-from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql, compile_query, find_sql
+from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql
+from server.stores.sqlite.page import compile_query, find_sql
 from server.stores.sqlite.schema import HULL, PRAGMAS, SCHEMA_VERSION, ddl
 
 VERSION_COLS = "type, id, version, lu, deleted, method, body"

@@ -1,0 +1,303 @@
+"""The generic engine: local data-set records → QC → FHIR resources → one transaction per person.
+
+Per record: every element is parsed by its WS 363 format, checked against its value domain
+(terminology service ValueSets), cross-checked (:mod:`profiles.datasets.qc`); a record with an
+error is rejected (reported, never silently dropped), the others write their values at the FHIR
+paths the map file gives. Resources are keyed by their business-identifier criteria, so rows that
+name the same report or patient fill one resource. Each person's resources become one transaction
+Bundle (http://hl7.org/fhir/R4/http.html#transaction) of conditional writes: ``update`` →
+``PUT Type?criteria`` (conditional update: creates once, then changes only when values change),
+``create`` → ``POST`` with ``ifNoneExist``, ``merge`` → like update, but the ingester first merges in
+the identifiers of the stored resource (:func:`merge_identifiers`) — see the data-set README.
+References use deterministic ``urn:uuid:`` fullUrls (uuid5 of the criteria), so the same input
+always gives the same Bundle.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from profiles.datasets import formats, paths, qc
+from profiles.datasets.spec import DataSet, ResourceSpec, Write
+from terminology.service import Terminology, default_terminology
+
+NAMESPACE = uuid.UUID("6f1f0a52-4c1e-5b6e-9a57-79646a616e67")
+_PLACEHOLDER = re.compile(r"\{(@?[A-Za-z0-9_.]+)\}")
+SOURCE = "YD.SOURCE"
+
+
+@dataclass(slots=True)
+class Record:
+    number: int
+    """1-based position of the record in its file."""
+    fields: dict[str, str]
+    """Element id → text as read."""
+
+
+@dataclass(slots=True)
+class Instance:
+    spec: ResourceSpec
+    criteria: str
+    full_url: str
+    resource: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Outcome:
+    record: int
+    source: str | None
+    accepted: bool
+    issues: list[qc.Issue]
+    values: dict[str, Any]
+    person: str | None = None
+
+
+@dataclass(slots=True)
+class Conversion:
+    outcomes: list[Outcome] = field(default_factory=list)
+    bundles: list[dict[str, Any]] = field(default_factory=list)
+    """One transaction Bundle per person, in first-seen order."""
+    unknown_columns: list[str] = field(default_factory=list)
+
+
+def resolve_headers(dataset: DataSet, headers: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """Column header → element id for known headers (ids, Chinese names, aliases), and the unknown ones."""
+    known = dataset.headers()
+    mapping: dict[str, str] = {}
+    unknown: list[str] = []
+    for header in headers:
+        clean = header.strip().lstrip("\ufeff")
+        if clean in known:
+            mapping[header] = known[clean]
+        elif clean:
+            unknown.append(clean)
+    return mapping, unknown
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+    return value
+
+
+def _fill(template: Any, values: dict[str, Any], urls: dict[str, str], this: Any) -> Any:
+    if isinstance(template, dict):
+        return {k: _fill(v, values, urls, this) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_fill(v, values, urls, this) for v in template]
+    if not isinstance(template, str):
+        return template
+
+    def lookup(name: str) -> Any:
+        if name == "this":
+            return this
+        if name.startswith("@"):
+            return urls[name[1:]]
+        return values[name]
+
+    whole = _PLACEHOLDER.fullmatch(template)
+    if whole:
+        return _json(lookup(whole[1]))
+    return _PLACEHOLDER.sub(lambda m: str(_json(lookup(m[1]))), template)
+
+
+def _criteria(spec: ResourceSpec, values: dict[str, Any]) -> str | None:
+    for template in spec.keys:
+        names = _PLACEHOLDER.findall(template)
+        if all(values.get(n) is not None for n in names):
+            return _PLACEHOLDER.sub(lambda m: quote(str(values[m[1]]), safe=""), template)
+    return None
+
+
+class Converter:
+    """Converts the records of one data set; keeps run state (duplicates, open Bundles)."""
+
+    def __init__(self, dataset: DataSet, *, source: str | None = None, terminology: Terminology | None = None,
+                 today: date | None = None) -> None:
+        self.dataset = dataset
+        self.source = source
+        self.terminology = terminology or default_terminology()
+        self.today = today or date.today()
+        self.roles: dict[str, list[str]] = {}
+        for element in dataset.elements:
+            if element.role:
+                self.roles.setdefault(element.role, []).append(element.id)
+        self.duplicates = qc.Duplicates(per_record_person=dataset.resources[dataset.person].mode == "merge")
+        self._groups: dict[str, dict[tuple[str, str], Instance]] = {}
+        self._domain_cache: dict[tuple[str, str, str], bool] = {}
+
+    # ---- per record ----------------------------------------------------------------------------
+
+    def _in_domain(self, valueset: str, system: str, code: str) -> bool:
+        key = (valueset, system, code)
+        if key not in self._domain_cache:
+            self._domain_cache[key] = self.terminology.check(valueset, system, code).result
+        return self._domain_cache[key]
+
+    def parse(self, record: Record) -> tuple[dict[str, Any], list[qc.Issue]]:
+        """Element id → FHIR-ready value, with the format, domain and identity-number issues."""
+        values: dict[str, Any] = {}
+        issues: list[qc.Issue] = []
+        n = record.number
+        id_type = (record.fields.get(self.roles.get("id_type", [""])[0]) or "").strip() or None
+        for element in self.dataset.elements:
+            text = (record.fields.get(element.id) or "").strip()
+            if not text and element.role == "source" and self.source:
+                text = self.source
+            if not text:
+                if element.required:
+                    issues.append(qc.issue(n, element.id, qc.ERROR, "required"))
+                continue
+            if element.role == "id_number":
+                number, old, found = qc.identity_number(n, element.id, text, id_type, self.today)
+                issues.extend(found)
+                if number is None:
+                    continue
+                if old is not None:
+                    values[element.id + "#old"] = old
+                text = number
+            parsed = formats.parse(element.format, text)
+            if parsed.problem is not None:
+                issues.append(qc.issue(n, element.id, qc.ERROR, "format", parsed.problem))
+                continue
+            if element.range is not None and isinstance(parsed.value, Decimal) and \
+                    not element.range[0] <= parsed.value <= element.range[1]:
+                issues.append(qc.issue(n, element.id, qc.ERROR, "out-of-range",
+                                       f"{element.range[0]}–{element.range[1]}"))
+                continue
+            if parsed.nonstandard:
+                issues.append(qc.issue(n, element.id, qc.WARNING, "format-nonstandard"))
+            domain = element.domain
+            if domain is not None and domain.valueset is not None and \
+                    not self._in_domain(domain.valueset, domain.system, str(parsed.value)):
+                issues.append(qc.issue(n, element.id, domain.unknown, "code-unknown", f"{domain.system}#{text}"))
+                if domain.unknown == qc.ERROR:
+                    continue
+            values[element.id] = parsed.value
+        for group in self.dataset.one_of:
+            if not any(values.get(e) is not None for e in group) and \
+                    not any(i.element in group for i in issues):
+                issues.append(qc.issue(n, group[0], qc.ERROR, "required-one-of", ", ".join(group)))
+        for high, low in self.dataset.greater:
+            if values.get(high) is not None and values.get(low) is not None and not values[high] > values[low]:
+                issues.append(qc.issue(n, high, qc.ERROR, "value-order", f"{high} > {low}"))
+        issues.extend(qc.cross_checks(n, values, self.roles, self.today))
+        return values, issues
+
+    def add(self, record: Record) -> Outcome:
+        """Check one record and, when it has no error, write it into its person's Bundle."""
+        values, issues = self.parse(record)
+        person_spec = self.dataset.resources[self.dataset.person]
+        person = _criteria(person_spec, values)
+        if person is None and not any(i.severity == qc.ERROR for i in issues):
+            issues.append(qc.issue(record.number, self.roles.get("id_number", [None])[0], qc.ERROR, "no-person-key"))
+        if not any(i.severity == qc.ERROR for i in issues):
+            issues.extend(self.duplicates.check(record.number, values, self.roles))
+        accepted = not any(i.severity == qc.ERROR for i in issues)
+        if accepted and person is not None:
+            self._write(person, values)
+        return Outcome(record.number, values.get(SOURCE), accepted, issues, values, person)
+
+    def _value(self, write: Write, element_id: str, value: Any, urls: dict[str, str], values: dict[str, Any]) -> Any:
+        domain = self.dataset.element(element_id).domain
+        if write.template is not None:
+            return _fill(write.template, values, urls, value)
+        if write.kind == "value":
+            return _json(value)
+        if write.kind == "reference":
+            return {"reference": urls[write.target or ""]}
+        system = domain.system if domain else ""
+        code = str(value)
+        if write.kind in ("coding", "concept", "display"):
+            display = self.terminology.display(system, code) if domain else None
+            if write.kind == "display":
+                return display
+            coding = {"system": system, "code": code, **({"display": display} if display else {})}
+            return coding if write.kind == "coding" else {"coding": [coding]}
+        found = self.terminology.translations(system, code, url=write.conceptmap)
+        if not found:
+            return None
+        if write.kind == "translate":
+            return found[0].code
+        return {"system": found[0].system, "code": found[0].code, **({"display": found[0].display}
+                                                                     if found[0].display else {})}
+
+    def _write(self, person: str, values: dict[str, Any]) -> None:
+        group = self._groups.setdefault(person, {})
+        made: dict[str, Instance] = {}
+        for alias, spec in self.dataset.resources.items():
+            if any(values.get(e) is None for e in spec.when):
+                continue
+            criteria = _criteria(spec, values)
+            if criteria is None:
+                continue
+            instance = group.get((spec.type, criteria))
+            if instance is None:
+                resource: dict[str, Any] = {"resourceType": spec.type}
+                if spec.profile:
+                    resource["meta"] = {"profile": [spec.profile]}
+                full_url = "urn:uuid:" + str(uuid.uuid5(NAMESPACE, f"{spec.type}?{criteria}"))
+                instance = group[(spec.type, criteria)] = Instance(spec, criteria, full_url, resource)
+            made[alias] = instance
+        urls = {alias: inst.full_url for alias, inst in made.items()}
+        for instance in made.values():
+            for fixed in instance.spec.fixed:
+                try:
+                    paths.put(instance.resource, fixed.path, _fill(fixed.template, values, urls, None))
+                except KeyError:  # a placeholder names an absent element or resource: nothing to fix
+                    continue
+        for element in self.dataset.elements:
+            value = values.get(element.id)
+            if value is None:
+                continue
+            for write in element.writes:
+                if write.resource not in made or (write.kind == "reference" and write.target not in made):
+                    continue
+                try:
+                    out = self._value(write, element.id, value, urls, values)
+                except KeyError:
+                    continue
+                if out is not None:
+                    paths.put(made[write.resource].resource, write.path, out)
+        old = values.get(self.roles.get("id_number", [""])[0] + "#old")
+        patient = made.get(self.dataset.person)
+        if old is not None and patient is not None:  # GB 11643-1989 number kept as an old identifier
+            paths.put(patient.resource, "identifier[+]",
+                      {"use": "old", "system": "urn:oid:2.16.156.10011.1.3", "value": old})
+
+    # ---- whole runs ----------------------------------------------------------------------------
+
+    def bundles(self) -> list[dict[str, Any]]:
+        """One transaction Bundle per person seen so far."""
+        return [transaction(list(group.values())) for group in self._groups.values()]
+
+
+def entry(instance: Instance) -> dict[str, Any]:
+    spec = instance.spec
+    if spec.mode == "create":
+        request = {"method": "POST", "url": spec.type, "ifNoneExist": instance.criteria}
+    else:
+        request = {"method": "PUT", "url": f"{spec.type}?{instance.criteria}"}
+    return {"fullUrl": instance.full_url, "resource": instance.resource, "request": request}
+
+
+def transaction(instances: list[Instance]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [entry(i) for i in instances]}
+
+
+def convert(dataset: DataSet, records: Iterable[Record], *, source: str | None = None,
+            terminology: Terminology | None = None, today: date | None = None) -> Conversion:
+    """Check and convert every record; the Bundles hold the accepted ones."""
+    converter = Converter(dataset, source=source, terminology=terminology, today=today)
+    result = Conversion()
+    for record in records:
+        result.outcomes.append(converter.add(record))
+    result.bundles = converter.bundles()
+    return result

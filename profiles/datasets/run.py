@@ -1,0 +1,90 @@
+"""One conversion run over a file: read, resolve headers, QC + convert, report; and identifier merging.
+
+:func:`merge_identifiers` is the read-modify-write step of the ``merge`` write mode: the Patient
+the platform already holds keeps every identifier it has (another institution's 病案号 with its
+``assigner``, an old 15-digit number), and the incoming record's identifiers are added after them.
+Identifiers are the same when system, value and assigner institution are the same, so merging an
+unchanged record again gives the stored list unchanged and the server keeps the version.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from profiles.datasets import qc, readers, report
+from profiles.datasets.convert import Conversion, Record, convert, resolve_headers
+from profiles.datasets.spec import DataSet
+from terminology.service import Terminology
+
+
+@dataclass(slots=True)
+class Run:
+    conversion: Conversion
+    report: dict[str, Any]
+
+
+def records_of(dataset: DataSet, data: bytes, kind: str) -> tuple[list[Record], list[str]]:
+    """The file's records keyed by element id, and its unknown column headers."""
+    headers, rows = readers.read(data, kind)
+    mapping, unknown = resolve_headers(dataset, headers)
+    records = [Record(n, {mapping[h]: v for h, v in row.items() if h in mapping}) for n, row in enumerate(rows, 1)]
+    return records, unknown
+
+
+def run(dataset: DataSet, data: bytes, *, kind: str, source: str | None = None,
+        terminology: Terminology | None = None, today: date | None = None) -> Run:
+    """Convert a whole file and build its QC report."""
+    records, unknown = records_of(dataset, data, kind)
+    conversion = convert(dataset, records, source=source, terminology=terminology, today=today)
+    conversion.unknown_columns = unknown
+    file_issues = [qc.issue(0, column, qc.WARNING, "unknown-column") for column in unknown]
+    return Run(conversion, report.build(dataset, records, conversion.outcomes, unknown_columns=unknown,
+                                        file_issues=file_issues))
+
+
+def _identity(identifier: dict[str, Any]) -> tuple[Any, Any, Any]:
+    assigner = identifier.get("assigner", {})
+    return identifier.get("system"), identifier.get("value"), (assigner.get("identifier") or {}).get("value")
+
+
+def merge_identifiers(stored: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
+    """``incoming`` with the stored resource's identifiers first and its own new ones after."""
+    merged = list(stored.get("identifier", []))
+    seen = {_identity(i) for i in merged}
+    for identifier in incoming.get("identifier", []):
+        if _identity(identifier) not in seen:
+            merged.append(identifier)
+            seen.add(_identity(identifier))
+    return {**incoming, "identifier": merged}
+
+
+Lookup = Callable[[str, str], Awaitable["dict[str, Any] | None"]]
+"""``(type, criteria)`` → the one stored resource matching, or None (none, or several)."""
+
+
+async def prepare(bundle: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
+    """The transaction to send for ``bundle``: ``merge`` Patients turned into version-checked updates.
+
+    For each ``PUT Patient?criteria`` entry whose Patient exists, the entry becomes
+    ``PUT Patient/{id}`` with ``ifMatch`` on the version read and the stored identifiers merged in,
+    so a second institution's record adds its numbers without dropping the first's; a concurrent
+    change in between makes the transaction fail (412) rather than lose an identifier.
+    """
+    out = copy.deepcopy(bundle)
+    for entry in out["entry"]:
+        request, resource = entry["request"], entry["resource"]
+        if request["method"] != "PUT" or resource["resourceType"] != "Patient" or "?" not in request["url"]:
+            continue
+        stored = await lookup("Patient", request["url"].split("?", 1)[1])
+        if stored is None:
+            continue
+        entry["resource"] = {**merge_identifiers(stored, resource), "id": stored["id"]}
+        request["url"] = f"Patient/{stored['id']}"
+        version = (stored.get("meta") or {}).get("versionId")
+        if version:
+            request["ifMatch"] = f'W/"{version}"'
+    return out

@@ -1,0 +1,167 @@
+"""Realistic local data sets for tests and benchmarks: Chinese names and addresses, valid and broken records.
+
+:func:`person_rows`, :func:`encounter_rows`, :func:`diagnosis_rows` and :func:`lab_rows` give rows keyed
+by Chinese column names (as hospital exports have them; a few columns use data-element ids) for
+``n`` generated people; ``faults`` mixes in deliberately invalid records (bad check digits,
+impossible dates, unknown codes, duplicates). :func:`to_csv` writes UTF-8 or GB18030,
+:func:`to_json` and :func:`to_xml` the other two accepted formats. Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+from xml.sax.saxutils import escape
+
+from profiles import resident_id
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀英华平刚桂兰"
+PLACES = [("440304", "广东省", "深圳市", "福田区", "福华一路"), ("510107", "四川省", "成都市", "武侯区", "人民南路"),
+          ("110105", "北京市", "北京市", "朝阳区", "建国路"), ("330106", "浙江省", "杭州市", "西湖区", "文三路")]
+INSTITUTIONS = [("455835013", "深圳市福田区人民医院"), ("450755021", "成都市武侯区社区卫生服务中心")]
+LAB_ITEMS = [("HGB", "718-7", "血红蛋白", "g/L", (110, 175), "130-175"),
+             ("GLU", "14771-0", "空腹血糖", "mmol/L", (3.5, 9.0), "3.9-6.1"),
+             ("WBC", "6690-2", "白细胞计数", "10*9/L", (3.0, 12.0), "3.5-9.5")]
+ICD = [("I10", "特发性(原发性)高血压"), ("E11.9", "2型糖尿病不伴有并发症"), ("J06.9", "急性上呼吸道感染")]
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    sex: str
+    born: date
+    id_number: str
+    phone: str
+    place: tuple[str, str, str, str, str]
+    card: str
+
+
+def id_number(region: str, born: date, sex: str, rng: random.Random) -> str:
+    """A valid 18-character number: region, birth date, a sequence whose 17th digit is odd for men."""
+    last = rng.randrange(0, 5) * 2 + (1 if sex == "1" else 0)
+    first17 = f"{region}{born:%Y%m%d}{rng.randrange(0, 100):02d}{last}"
+    return first17 + resident_id.check_character(first17)
+
+
+def people(n: int, seed: int = 7) -> list[Person]:
+    rng = random.Random(seed)
+    found = []
+    for i in range(n):
+        sex = rng.choice("12")
+        born = date(1940, 1, 1) + timedelta(days=rng.randrange(0, 30000))
+        place = rng.choice(PLACES)
+        number = id_number(place[0], born, sex, rng)
+        assert resident_id.sex_code(number) == sex
+        found.append(Person(rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.choice((1, 2)))), sex, born,
+                            number, f"13{rng.randrange(10**8, 10**9)}", place, f"H{i:08d}"))
+    return found
+
+
+def person_row(p: Person, institution: tuple[str, str], record_no: int) -> dict[str, str]:
+    region, province, city, district, street = p.place
+    return {"医疗卫生机构代码": institution[0], "医疗卫生机构名称": institution[1], "姓名": p.name,
+            "性别代码": p.sex, "出生日期": f"{p.born:%Y%m%d}", "身份证件类别代码": "01", "身份证件号码": p.id_number,
+            "居民健康卡号": p.card, "DE01.00.009.00": f"{region}{record_no:011d}", "病案号": f"BA{record_no:06d}",
+            "民族": "01", "婚姻状况代码": "20", "本人电话号码": p.phone, "行政区划代码": region,
+            "现住址-省(自治区、直辖市)": province,
+            "现住址-市(地区、州)": city, "现住址-县(区)": district, "门牌号码": f"{street}{record_no}号",
+            "责任医生编号": f"YS{record_no % 7:04d}", "责任医生姓名": "刘芳", "建档日期": "20230105"}
+
+
+def person_rows(n: int, *, seed: int = 7, faults: bool = True) -> list[dict[str, str]]:
+    """``n`` valid people, then (with ``faults``) one record per fault kind, each named in ``备注``."""
+    everyone = people(n, seed)
+    rows = [person_row(p, INSTITUTIONS[i % 2], i + 1) for i, p in enumerate(everyone)]
+    if faults:
+        base = everyone[0]
+        bad = [
+            ("bad-check-digit", {"身份证件号码": base.id_number[:17] + ("0" if base.id_number[17] != "0" else "1")}),
+            ("impossible-date", {"出生日期": "19900230"}),
+            ("unknown-sex-code", {"性别代码": "7"}),
+            ("birth-mismatch", {"出生日期": "20000101"}),
+            ("missing-name", {"姓名": ""}),
+        ]
+        for n_bad, (reason, change) in enumerate(bad):
+            p = people(1, seed + 100 + n_bad)[0]
+            rows.append({**person_row(p, INSTITUTIONS[0], 9000 + n_bad), **change, "备注": reason})
+    return rows
+
+
+def _who(p: Person, i: int) -> dict[str, str]:
+    """The patient columns every clinical data set carries, and the sending institution."""
+    return {"医疗卫生机构代码": INSTITUTIONS[i % 2][0], "姓名": p.name, "性别代码": p.sex,
+            "出生日期": f"{p.born:%Y%m%d}", "身份证件号码": p.id_number}
+
+
+def encounter_rows(persons: list[Person]) -> list[dict[str, str]]:
+    rows = []
+    for i, p in enumerate(persons):
+        inpatient = i % 3 == 2
+        start = date(2024, 3, 1) + timedelta(days=i % 200)
+        row = {**_who(p, i), "患者类型代码": "3" if inpatient else "1", "科室名称": "内科"}
+        if inpatient:
+            row.update({"住院号": f"ZY{i:06d}", "入院日期时间": f"{start:%Y%m%d}T083000",
+                        "出院日期时间": f"{start + timedelta(days=5):%Y%m%d}T100000"})
+        else:
+            row.update({"门(急)诊号": f"MZ{i:06d}", "就诊日期时间": f"{start:%Y%m%d}T093000"})
+        rows.append(row)
+    return rows
+
+
+def diagnosis_rows(persons: list[Person]) -> list[dict[str, str]]:
+    return [{**_who(p, i), "门(急)诊号": f"MZ{i:06d}", "诊断代码": ICD[i % 3][0], "诊断名称": ICD[i % 3][1],
+             "诊断日期": f"{date(2024, 3, 1) + timedelta(days=i % 200):%Y%m%d}"} for i, p in enumerate(persons)]
+
+
+def lab_rows(persons: list[Person], *, seed: int = 11) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i, p in enumerate(persons):
+        day = date(2024, 5, 1) + timedelta(days=i % 100)
+        for code, loinc, name, unit, (low, high), ref in LAB_ITEMS:
+            value = round(rng.uniform(low, high), 1)
+            rows.append({**_who(p, i), "报告单编号": f"JY{i:07d}",
+                         "检验类别": "生化", "检验项目代码": code, "LOINC编码": loinc, "检验项目名称": name,
+                         "检验定量结果": str(value), "定量结果计量单位": unit, "检验结果代码": "1",
+                         "参考值范围": ref, "检验标本编号": f"BB{i:07d}", "标本类别": "静脉血",
+                         "标本采样日期时间": f"{day:%Y%m%d}T080000", "检验报告日期": f"{day:%Y%m%d}T140000"})
+    return rows
+
+
+def vital_rows(persons: list[Person], *, seed: int = 13) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i, p in enumerate(persons):
+        systolic = rng.randrange(105, 170)
+        rows.append({**_who(p, i), "测量记录编号": f"TZ{i:07d}", "收缩压": str(systolic),
+                     "舒张压": str(systolic - rng.randrange(25, 55)), "身高": f"{rng.uniform(150, 185):.1f}",
+                     "体重": f"{rng.uniform(45, 95):.1f}", "血糖检测值": f"{rng.uniform(4, 9):.1f}",
+                     "测量日期时间": f"{date(2024, 7, 1) + timedelta(days=i % 90):%Y%m%d}T091000"})
+    return rows
+
+
+def to_csv(rows: list[dict[str, str]], encoding: str = "utf-8") -> bytes:
+    headers: dict[str, None] = {}
+    for row in rows:
+        headers.update(dict.fromkeys(row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(headers), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode(encoding)
+
+
+def to_json(rows: list[dict[str, str]]) -> bytes:
+    return json.dumps(rows, ensure_ascii=False).encode("utf-8")
+
+
+def to_xml(rows: list[dict[str, str]], headers: dict[str, str]) -> bytes:
+    """XML with element-id tags (``headers`` maps the Chinese column names to data-element ids)."""
+    body = "".join("<record>" + "".join(f"<{headers.get(k, k)}>{escape(v)}</{headers.get(k, k)}>"
+                                        for k, v in row.items() if v) + "</record>" for row in rows)
+    return f"<?xml version='1.0' encoding='UTF-8'?><records>{body}</records>".encode()

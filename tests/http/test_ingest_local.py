@@ -1,0 +1,118 @@
+"""Local data sets over HTTP on both stores: ``$convert-local``, ``$ingest-local`` and the ingest sender.
+
+Checks that conversion stores nothing, that ingest stores good records and reports rejected ones,
+that re-ingesting the same file makes no new version (idempotent), that one person sent by two
+institutions ends as one Patient with both institutions' 病案号, and that clinical data sets link
+to that Patient.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from profiles.datasets import spec
+from profiles.datasets.run import run
+from server.ingest_local import send
+from tests.datasets import generate as g
+
+
+def _params(body: dict[str, Any]) -> dict[str, Any]:
+    return {p["name"]: p.get("valueInteger", p.get("valueString")) for p in body["parameter"]}
+
+
+async def _patient(client: httpx.AsyncClient, number: str) -> dict[str, Any]:
+    r = await client.get("/Patient", params={"identifier": f"urn:oid:2.16.156.10011.1.3|{number}"})
+    entries = r.json().get("entry", [])
+    assert len(entries) == 1, r.json()
+    return entries[0]["resource"]
+
+
+async def test_convert_local_stores_nothing(client: httpx.AsyncClient) -> None:
+    people = g.people(3, seed=301)
+    r = await client.post("/$convert-local", params={"dataset": "person"},
+                          content=g.to_csv([g.person_row(p, g.INSTITUTIONS[0], i) for i, p in enumerate(people)]),
+                          headers={"Content-Type": "text/csv"})
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    assert bundle["type"] == "transaction"
+    assert sum(e["resource"]["resourceType"] == "Patient" for e in bundle["entry"]) == 3
+    assert r.headers["X-Records-Accepted"] == "3"
+    missing = await client.get("/Patient", params={"identifier": f"urn:oid:2.16.156.10011.1.3|{people[0].id_number}"})
+    assert missing.json().get("total", len(missing.json().get("entry", []))) == 0
+
+
+async def test_convert_local_needs_a_known_dataset(client: httpx.AsyncClient) -> None:
+    r = await client.post("/$convert-local", params={"dataset": "nope"}, content=b"a,b\n1,2\n",
+                          headers={"Content-Type": "text/csv"})
+    assert r.status_code == 400
+
+
+async def test_ingest_local_stores_good_records_and_reports_rejected(client: httpx.AsyncClient) -> None:
+    rows = g.person_rows(4, seed=302)
+    body = g.to_csv(rows, "gb18030")
+    r = await client.post("/$ingest-local", params={"dataset": "person"}, content=body,
+                          headers={"Content-Type": "text/csv"})
+    assert r.status_code == 200, r.text
+    params = _params(r.json())
+    assert (params["records_total"], params["records_accepted"], params["records_rejected"]) == (9, 4, 5)
+    assert params["transactions_failed"] == 0, params
+    report = json.loads(params["report"])
+    assert {i["code"] for i in report["issues"]} >= {"id-invalid", "format", "code-unknown", "required"}
+    patient = await _patient(client, g.people(4, seed=302)[0].id_number)
+    assert patient["name"][0]["text"] == rows[0]["姓名"]
+
+
+async def test_reingest_is_idempotent(client: httpx.AsyncClient) -> None:
+    body = g.to_json(g.person_rows(2, seed=303, faults=False))
+    for _ in range(2):
+        r = await client.post("/$ingest-local", params={"dataset": "person"}, content=body,
+                              headers={"Content-Type": "application/json"})
+        assert _params(r.json())["transactions_failed"] == 0
+    patient = await _patient(client, g.people(2, seed=303)[0].id_number)
+    assert patient["meta"]["versionId"] == "1"
+
+
+async def test_same_person_from_two_institutions_is_one_patient(client: httpx.AsyncClient) -> None:
+    person = g.people(1, seed=304)[0]
+    dataset = spec.load("person")
+    for n, institution in enumerate(g.INSTITUTIONS):
+        data = g.to_csv([g.person_row(person, institution, 500 + n)])
+        sent = await send(client, run(dataset, data, kind="csv").conversion.bundles)
+        assert sent.failed == 0, sent.errors
+    patient = await _patient(client, person.id_number)
+    record_numbers = {(i["value"], i["assigner"]["identifier"]["value"]) for i in patient["identifier"]
+                      if i["system"] == "urn:oid:2.16.156.10011.1.13"}
+    assert record_numbers == {("BA000500", g.INSTITUTIONS[0][0]), ("BA000501", g.INSTITUTIONS[1][0])}
+    again = await send(client, run(dataset, g.to_csv([g.person_row(person, g.INSTITUTIONS[1], 501)]),
+                                   kind="csv").conversion.bundles)
+    assert again.failed == 0
+    assert (await _patient(client, person.id_number))["meta"]["versionId"] == patient["meta"]["versionId"]
+
+
+async def test_lab_report_links_to_the_person(client: httpx.AsyncClient) -> None:
+    people = g.people(2, seed=305)
+    xml = g.to_xml(g.lab_rows(people), spec.load("lab-report").headers())
+    for _ in range(2):
+        r = await client.post("/$ingest-local", params={"dataset": "lab-report"}, content=xml,
+                              headers={"Content-Type": "application/xml"})
+        assert _params(r.json())["transactions_failed"] == 0, r.json()
+    patient = await _patient(client, people[0].id_number)
+    reports = (await client.get("/DiagnosticReport", params={"subject": f"Patient/{patient['id']}"})).json()
+    assert len(reports["entry"]) == 1
+    report = reports["entry"][0]["resource"]
+    assert len(report["result"]) == len(g.LAB_ITEMS) and report["meta"]["versionId"] == "1"
+
+
+async def test_encounter_and_diagnosis_ingest(client: httpx.AsyncClient) -> None:
+    people = g.people(3, seed=306)
+    for name, rows in (("encounter", g.encounter_rows(people)), ("diagnosis", g.diagnosis_rows(people))):
+        r = await client.post("/$ingest-local", params={"dataset": name, "source": g.INSTITUTIONS[0][0]},
+                              content=g.to_csv(rows), headers={"Content-Type": "text/csv"})
+        params = _params(r.json())
+        assert params["records_accepted"] == 3 and params["transactions_failed"] == 0, params
+    patient = await _patient(client, people[2].id_number)
+    encounters = (await client.get("/Encounter", params={"subject": f"Patient/{patient['id']}"})).json()
+    assert encounters["entry"][0]["resource"]["class"]["code"] == "IMP"
