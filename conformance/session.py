@@ -40,7 +40,10 @@ def _scripts_in(folder: Path) -> list[LoadedScript]:
 
 
 def collect(paths: Sequence[Path], suites: Sequence[str]) -> list[LoadedScript]:
-    """The scripts to run: every TestScript of the named suites, then of the paths given."""
+    """The scripts to run: every TestScript of the named suites, then of the paths given.
+
+    Generated suites (``capability``) have no files: :func:`run_against` builds them from the
+    server (a ``KeyError`` still names an unknown suite here)."""
     scripts: list[LoadedScript] = []
     for name in suites:
         scripts += [load_script(p) for p in suite(name).scripts()]
@@ -82,8 +85,29 @@ def summary(results: Sequence[ScriptResult]) -> str:
     return "\n".join(lines)
 
 
+def generated(suites: Sequence[str]) -> list[str]:
+    """The names among ``suites`` that are generated from the server at run time."""
+    return [name for name in suites if suite(name).generated]
+
+
+async def generate_scripts(names: Sequence[str], client: httpx.AsyncClient, base_url: str, *,
+                           types: Sequence[str] | None = None) -> list[LoadedScript]:
+    """Build the generated suites ``names`` from the server (raises ScriptError if it cannot be read)."""
+    from conformance.capability import generate
+
+    scripts: list[LoadedScript] = []
+    for name in names:
+        if name == "capability":
+            scripts += await generate(client, base_url, types=types)
+    return scripts
+
+
 async def run_against(server: str, scripts: Sequence[LoadedScript], *, variables: dict[str, str],
-                      timeout: float = 30.0) -> list[ScriptResult]:
-    """Run ``scripts`` against a server at a base URL over the network."""
+                      timeout: float = 30.0, generate: Sequence[str] = (),
+                      types: Sequence[str] | None = None) -> list[ScriptResult]:
+    """Run the generated suites ``generate`` (restricted to ``types``), then ``scripts``, against a
+    server at a base URL over the network."""
+    base = server.rstrip("/")
     async with httpx.AsyncClient(timeout=timeout) as client:
-        return await run_all(scripts, client, RunOptions(base_url=server.rstrip("/"), variables=variables))
+        built = await generate_scripts(generate, client, base, types=types)
+        return await run_all([*built, *scripts], client, RunOptions(base_url=base, variables=variables))

@@ -1,4 +1,4 @@
-"""The ``yidang`` command line (typer): ``serve``, ``load`` and ``conformance run|list``."""
+"""The ``yidang`` command line (typer): ``serve``, ``load`` and ``conformance run|list|validate``."""
 
 from __future__ import annotations
 
@@ -160,27 +160,64 @@ def conformance_run(
     report_dir: Annotated[Path | None, typer.Option(help="Write TestReports, junit.xml, report.html here")] = None,
     var: Annotated[list[str] | None, typer.Option(help="Script variable NAME=VALUE; repeatable")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each response")] = 30.0,
+    types: Annotated[str | None, typer.Option(help="capability suite: only these types (Patient,Observation)")] = None,
 ) -> None:
     """Run TestScripts against --server; exit status 1 if any script fails."""
     import asyncio
 
     from conformance import session
+    from conformance.runner import ScriptError
 
     try:
         variables = session.parse_variables(var or [])
         scripts = session.collect(paths or [], suite or [])
+        generate = session.generated(suite or [])
     except (ValueError, KeyError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    if not scripts:
+    if not scripts and not generate:
         typer.echo("error: no TestScripts to run (give --suite NAME or paths)", err=True)
         raise typer.Exit(2)
-    results = asyncio.run(session.run_against(server, scripts, variables=variables, timeout=timeout))
+    only = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    try:
+        results = asyncio.run(session.run_against(server, scripts, variables=variables, timeout=timeout,
+                                                  generate=generate, types=only))
+    except ScriptError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(session.summary(results))
     if report_dir is not None:
         written = session.write_reports(results, report_dir, server=server)
         typer.echo(f"reports: {report_dir} ({len(written)} files; open report.html)")
     raise typer.Exit(0 if all(r.passed for r in results) else 1)
+
+
+@conformance.command("validate")
+def conformance_validate(
+    server: Annotated[str, typer.Option(help="Base URL of the FHIR server whose data is checked")],
+    profile: Annotated[list[str], typer.Option(help="Profile canonical URL; repeatable")],
+    type_: Annotated[str | None, typer.Option("--type", help="Resource type to fetch (default: the profile's)")] = None,
+    count: Annotated[int, typer.Option(help="Resources to fetch per type (follows next links)", min=1)] = 100,
+    ig: Annotated[list[Path] | None, typer.Option(help="Folder of an implementation guide's resources")] = None,
+    top: Annotated[int, typer.Option(help="Issues to list per profile", min=0)] = 10,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable report")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each response")] = 30.0,
+) -> None:
+    """Fetch resources from --server and report how many conform to each --profile; exit 1 if any does not."""
+    import asyncio
+
+    from conformance import profile_conformance as pc
+
+    try:
+        reports = asyncio.run(pc.run(server, profile, type_=type_, count=count, ig_dirs=ig or [], timeout=timeout))
+    except pc.ConformanceError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if json_output:
+        typer.echo(pc.to_json(reports, server=server, top=top).decode())
+    else:
+        typer.echo(pc.to_text(reports, server=server, top=top))
+    raise typer.Exit(0 if all(r.conforming == len(r.checked) for r in reports) else 1)
 
 
 @conformance.command("list")
@@ -189,7 +226,8 @@ def conformance_list() -> None:
     from conformance.suites import suites
 
     for found in suites():
-        typer.echo(f"{found.name:12} {len(found.scripts()):4} scripts  {found.description}")
+        count = "generated" if found.generated else f"{len(found.scripts()):4} scripts"
+        typer.echo(f"{found.name:12} {count:>12}  {found.description}")
 
 
 def main() -> None:

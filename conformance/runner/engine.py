@@ -4,6 +4,12 @@
 A failed setup skips every test (they would only report its consequences); inside a test, the
 first failed or errored action skips the rest of that test, as a person reading the report
 expects (R5 names this ``stopTestOnFail`` and defaults it to true). Teardown always runs.
+
+A precondition is an assert carrying the :data:`SKIP_UNLESS` extension (its ``valueString`` says
+why): when it does not hold, the assert and everything after it (in setup: every test) is
+*skipped* with that reason instead of failing — a script can then say "this server lacks
+``$validate``" rather than report a failure for what it never claimed. Tools that do not know the
+extension run it as an ordinary assert.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ class RunOptions:
     """``accept``/``contentType`` when an operation names none."""
     validator: ProfileCheck | None = profile_check
 
+
+SKIP_UNLESS = "http://yidang.org/fhir/StructureDefinition/testscript-skip-unless"
+"""Extension on ``TestScript…assert``: a precondition; valueString is the reason shown when it fails."""
 
 CHECKS = ("response", "responseCode", "contentType", "headerField", "resource", "expression", "path",
           "compareToSourceId", "minimumId", "navigationLinks", "validateProfileId", "requestMethod", "requestURL")
@@ -70,6 +79,12 @@ async def _operation(ctx: RunContext, spec: dict[str, Any], label: str, where: s
     return ActionResult("operation", label, "pass", message, exchange, exchange.elapsed_ms, where)
 
 
+def precondition(spec: dict[str, Any]) -> str | None:
+    """The reason of a :data:`SKIP_UNLESS` precondition, None for an ordinary assert."""
+    found = next((e for e in spec.get("extension", []) if e.get("url") == SKIP_UNLESS), None)
+    return None if found is None else str(found.get("valueString") or "a precondition does not hold")
+
+
 def _assert(ctx: RunContext, spec: dict[str, Any], label: str, where: str) -> ActionResult:
     started = time.perf_counter()
     try:
@@ -79,6 +94,9 @@ def _assert(ctx: RunContext, spec: dict[str, Any], label: str, where: str) -> Ac
         outcome, message = asserts.outcome_of(spec, True), str(failure)
     except (RunError, expressions.ExpressionError, paths.PathError, ValueError) as error:
         outcome, message = ("warning" if spec.get("warningOnly") else "error"), str(error)
+    reason = precondition(spec)
+    if reason is not None and outcome in ("fail", "error", "warning"):
+        outcome, message = "skip", f"skipped: {reason} ({message})"
     return ActionResult("assert", label, outcome, message, ctx.last, (time.perf_counter() - started) * 1000, where)
 
 
@@ -101,7 +119,9 @@ async def _actions(ctx: RunContext, actions: list[dict[str, Any]], where: str, *
         else:
             result = _assert(ctx, action[kind], label, f"{place}.assert")
         results.append(result)
-        if stop_on_fail and result.outcome in ("fail", "error"):
+        if result.outcome == "skip":
+            skip_reason = result.message  # a precondition that does not hold
+        elif stop_on_fail and result.outcome in ("fail", "error"):
             skip_reason = f"skipped: {label} did not pass"
     return results
 
@@ -143,12 +163,13 @@ async def run_script(script: LoadedScript, client: httpx.AsyncClient, options: R
     result.setup += await _actions(ctx, setup, "setup", stop_on_fail=True,
                                    skip_reason="skipped: a fixture could not be created" if setup_failed else None)
     setup_failed = any(a.outcome in ("fail", "error") for a in result.setup)
+    unmet = next((a.message for a in result.setup if a.outcome == "skip" and a.kind == "assert"), None)
     for index, test in enumerate(script.resource.get("test", [])):
         test_started = time.perf_counter()
         outcome = TestResult(str(test.get("id") or f"test-{index + 1}"), str(test.get("name") or f"test {index + 1}"),
                              str(test.get("description", "")))
         outcome.actions = await _actions(ctx, test.get("action", []), f"test[{index}]", stop_on_fail=True,
-                                         skip_reason="skipped: setup did not pass" if setup_failed else None)
+                                         skip_reason=unmet or ("skipped: setup did not pass" if setup_failed else None))
         outcome.elapsed_ms = (time.perf_counter() - test_started) * 1000
         result.tests.append(outcome)
     teardown = (script.resource.get("teardown") or {}).get("action", [])

@@ -10,7 +10,8 @@ the script (``Patient/example`` -> ``Patient-example.json``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ class LoadedScript:
     resource: dict[str, Any]
     source: Path | None
     """Where the script was read from (fixtures are looked up around it); None when built in memory."""
+    inline: Mapping[str, Any] = field(default_factory=dict)
+    """Fixture content by reference, for scripts built in memory: what cannot be contained in a
+    TestScript (a JSON Patch document is an array, not a resource) is given here instead of a file."""
 
     @property
     def folder(self) -> Path | None:
@@ -77,6 +81,8 @@ def fixture_content(script: LoadedScript, fixture: dict[str, Any]) -> Any:
     fid = fixture.get("id", "?")
     if not reference:
         raise ScriptError(f"fixture {fid} has no resource.reference")
+    if reference in script.inline:
+        return script.inline[reference]
     if reference.startswith("#"):
         for contained in script.resource.get("contained", []):
             if contained.get("id") == reference[1:]:

@@ -15,22 +15,35 @@ always gives the same Bundle.
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import cache
 from typing import Any
 from urllib.parse import quote
 
 from profiles.datasets import formats, paths, qc
-from profiles.datasets.spec import DataSet, ResourceSpec, Write
-from terminology.service import Terminology, default_terminology
+from profiles.datasets.spec import DataSet, Element, ResourceSpec, Write
+from profiles.regional import definitions
+from terminology.service import Terminology
 
 NAMESPACE = uuid.UUID("6f1f0a52-4c1e-5b6e-9a57-79646a616e67")
 _PLACEHOLDER = re.compile(r"\{(@?[A-Za-z0-9_.]+)\}")
 SOURCE = "YD.SOURCE"
+
+
+@cache
+def regional_terminology() -> Terminology:
+    """The packaged terminology plus the regional profiles' own ValueSets (what the server loads at start-up)."""
+    terminology = Terminology()
+    for resource in definitions():
+        if resource["resourceType"] in ("CodeSystem", "ValueSet", "ConceptMap"):
+            terminology.add(resource)
+    return terminology
 
 
 @dataclass(slots=True)
@@ -123,7 +136,7 @@ class Converter:
                  today: date | None = None) -> None:
         self.dataset = dataset
         self.source = source
-        self.terminology = terminology or default_terminology()
+        self.terminology = terminology or regional_terminology()
         self.today = today or date.today()
         self.roles: dict[str, list[str]] = {}
         for element in dataset.elements:
@@ -205,14 +218,17 @@ class Converter:
             self._write(person, values)
         return Outcome(record.number, values.get(SOURCE), accepted, issues, values, person)
 
-    def _value(self, write: Write, element_id: str, value: Any, urls: dict[str, str], values: dict[str, Any]) -> Any:
-        domain = self.dataset.element(element_id).domain
+    def _value(self, write: Write, element: Element, value: Any, urls: dict[str, str], values: dict[str, Any]) -> Any:
+        domain = element.domain
         if write.template is not None:
             return _fill(write.template, values, urls, value)
         if write.kind == "value":
             return _json(value)
         if write.kind == "reference":
             return {"reference": urls[write.target or ""]}
+        if write.kind == "attachment":  # free text kept as a plain-text attachment (e.g. 检查所见)
+            return {"contentType": "text/plain;charset=utf-8", "language": "zh-CN", "title": element.name,
+                    "data": base64.b64encode(str(value).encode()).decode()}
         system = domain.system if domain else ""
         code = str(value)
         if write.kind in ("coding", "concept", "display"):
@@ -261,7 +277,7 @@ class Converter:
                 if write.resource not in made or (write.kind == "reference" and write.target not in made):
                     continue
                 try:
-                    out = self._value(write, element.id, value, urls, values)
+                    out = self._value(write, element, value, urls, values)
                 except KeyError:
                     continue
                 if out is not None:

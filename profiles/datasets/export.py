@@ -15,11 +15,12 @@ Elements with no FHIR target (QC-only, e.g. 身份证件类别代码) are export
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
 from profiles.datasets import paths
-from profiles.datasets.spec import DataSet, Element, Write
+from profiles.datasets.spec import DataSet, Element, ResourceSpec, Write
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,37 +54,61 @@ def links(dataset: DataSet) -> list[Link]:
     return found
 
 
-def _this_path(template: Any, prefix: str) -> str | None:
-    if template == "{this}":
-        return prefix
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Where an element is read back: the resource alias, the path, a literal prefix the value carries
+    in FHIR (``urn:oid:`` before a DICOM UID) and whether it is a base64 text attachment."""
+
+    alias: str
+    path: str
+    prefix: str = ""
+    attachment: bool = False
+
+    def read(self, resource: dict[str, Any]) -> list[Any]:
+        values = paths.get(resource, self.path)
+        if self.attachment:
+            return [base64.b64decode(v).decode() for v in values if isinstance(v, str)]
+        return [v[len(self.prefix):] if self.prefix and isinstance(v, str) and v.startswith(self.prefix) else v
+                for v in values]
+
+
+def _this_path(template: Any, prefix: str, placeholder: str = "{this}") -> tuple[str, str] | None:
+    """Where ``placeholder`` stands in a template: the path and any literal text before it."""
+    if isinstance(template, str) and template.endswith(placeholder) and "{" not in template[:-len(placeholder)]:
+        return prefix, template[:-len(placeholder)]
     if isinstance(template, dict):
         for key, value in template.items():
-            found = _this_path(value, f"{prefix}.{key}")
+            found = _this_path(value, f"{prefix}.{key}", placeholder)
             if found:
                 return found
     return None
 
 
-def reader(element: Element) -> tuple[str, str, str] | None:
-    """(alias, path, format) the element is read back from, or None when nothing holds it."""
-    for write in element.writes:
-        path = _read_path(write)
-        if path is not None:
-            return write.resource, path, element.format
-    return None
+def read_paths(dataset: DataSet, element: Element) -> list[Reader]:
+    """Every place the element can be read back from: its own writes first, then fixed values whose
+    content at some place is the element (e.g. an identifier's assigner = ``{YD.SOURCE}``)."""
+    found = [r for w in element.writes if (r := _reader(w)) is not None]
+    for spec in dataset.resources.values():
+        for fixed in spec.fixed:
+            inner = _this_path(fixed.template, "", "{" + element.id + "}")
+            if inner is not None:
+                found.append(Reader(spec.alias, fixed.path + inner[0], inner[1]))
+    return found
 
 
-def _read_path(write: Write) -> str | None:
+def reader(element: Element) -> Reader | None:
+    """The first place of the element's own writes, or None when it has no FHIR target (QC only)."""
+    return next((r for w in element.writes if (r := _reader(w)) is not None), None)
+
+
+def _reader(write: Write) -> Reader | None:
     if write.template is not None:
         inner = _this_path(write.template, "")
-        return write.path + inner if inner else None
-    if write.kind == "value":
-        return write.path
-    if write.kind == "coding":
-        return write.path + ".code"
-    if write.kind == "concept":
-        return write.path + ".coding[0].code"
-    return None
+        return Reader(write.resource, write.path + inner[0], inner[1]) if inner else None
+    suffix = {"value": "", "coding": ".code", "concept": ".coding[0].code", "attachment": ".data"}.get(write.kind)
+    if suffix is None:
+        return None
+    return Reader(write.resource, write.path + suffix, attachment=write.kind == "attachment")
 
 
 def local_text(value: Any, notation: str) -> str:
@@ -100,16 +125,48 @@ def local_text(value: Any, notation: str) -> str:
     return text
 
 
+def _constant(template: Any) -> bool:
+    if isinstance(template, dict):
+        return all(_constant(v) for v in template.values())
+    if isinstance(template, list):
+        return all(_constant(v) for v in template)
+    return not (isinstance(template, str) and "{" in template)
+
+
+def fits(dataset: DataSet, spec: ResourceSpec, resource: dict[str, Any]) -> bool:
+    """Whether ``resource`` can be the map's resource ``spec``: its type, and the fixed values that
+    hold no placeholder (a code, a category) and no element overwrites (a default class) — so the
+    four Observations of one visit are told apart."""
+    if resource.get("resourceType") != spec.type:
+        return False
+    overwritten = {w.path for e in dataset.elements for w in e.writes if w.resource == spec.alias}
+    return all(fixed.template in paths.get(resource, fixed.path) for fixed in spec.fixed
+               if _constant(fixed.template) and "[+]" not in fixed.path and fixed.path not in overwritten)
+
+
 def rows(dataset: DataSet, resources: list[dict[str, Any]]) -> list[dict[str, str]]:
     """One row per row resource, keyed by data-element id, from the resources fetched for the data set."""
     if dataset.row is None:
         raise ValueError(f"data set {dataset.name} has no row resource: it cannot be exported")
     by_ref = {f"{r['resourceType']}/{r['id']}": r for r in resources}
-    types = {alias: spec.type for alias, spec in dataset.resources.items()}
+    specs = dataset.resources
     graph = links(dataset)
-    readers = {e.id: reader(e) for e in dataset.elements}
+    readers = {e.id: read_paths(dataset, e) for e in dataset.elements}
+    indices: dict[Link, dict[str, list[dict[str, Any]]]] = {}
+
+    def reverse(link: Link) -> dict[str, list[dict[str, Any]]]:
+        """Referenced ``Type/id`` → the resources of ``link.source`` that reference it there (built once)."""
+        if link not in indices:
+            index: dict[str, list[dict[str, Any]]] = {}
+            for candidate in resources:
+                if fits(dataset, specs[link.source], candidate):
+                    for ref in dict.fromkeys(paths.get(candidate, link.path)):
+                        index.setdefault(ref, []).append(candidate)
+            indices[link] = index
+        return indices[link]
+
     out: list[dict[str, str]] = []
-    for row in (r for r in resources if r["resourceType"] == types[dataset.row]):
+    for row in (r for r in resources if fits(dataset, specs[dataset.row], r)):
         found: dict[str, dict[str, Any]] = {dataset.row: row}
         changed = True
         while changed:
@@ -118,20 +175,19 @@ def rows(dataset: DataSet, resources: list[dict[str, Any]]) -> list[dict[str, st
                 if link.source in found and link.target not in found:
                     for ref in paths.get(found[link.source], link.path):
                         target = by_ref.get(ref)
-                        if target is not None and target["resourceType"] == types[link.target]:
+                        if target is not None and fits(dataset, specs[link.target], target):
                             found[link.target], changed = target, True
                             break
                 elif link.target in found and link.source not in found:
+                    # a reverse link counts only when one resource fits: the Observations of a patient's
+                    # other visits must not be taken for this visit's
                     wanted = f"{found[link.target]['resourceType']}/{found[link.target]['id']}"
-                    for candidate in resources:
-                        if candidate["resourceType"] == types[link.source] and \
-                                wanted in paths.get(candidate, link.path):
-                            found[link.source], changed = candidate, True
-                            break
+                    matching = reverse(link).get(wanted, [])
+                    if len(matching) == 1:
+                        found[link.source], changed = matching[0], True
         record: dict[str, str] = {}
         for element in dataset.elements:
-            where = readers[element.id]
-            values = paths.get(found[where[0]], where[1]) if where and where[0] in found else []
+            values = next((v for r in readers[element.id] if r.alias in found and (v := r.read(found[r.alias]))), [])
             record[element.id] = local_text(values[0] if values else None, element.format)
         out.append(record)
     return out

@@ -8,6 +8,7 @@ The HTML has no external assets: the chart of issues by element is inline SVG.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 
@@ -42,7 +43,7 @@ def _section(dataset: DataSet, records: list[Record], outcomes: list[Outcome]) -
 
 
 def build(dataset: DataSet, records: list[Record], outcomes: list[Outcome], *,
-          unknown_columns: list[str] = (), file_issues: list[Issue] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+          unknown_columns: Sequence[str] = (), file_issues: Sequence[Issue] = ()) -> dict[str, Any]:
     """The run report, with one section per source institution under ``sources``."""
     report = {"dataset": dataset.name, "title": dataset.title, **_section(dataset, records, outcomes),
               "unknown_columns": list(unknown_columns)}

@@ -95,3 +95,61 @@ def test_unreachable_server_is_an_error() -> None:
                                       "--timeout", "2", str(EXAMPLES / "TestScript-testscript-example.json")])
     assert result.exit_code == 1
     assert "ConnectError" in result.output or "ERROR" in result.output
+
+
+def test_list_shows_the_generated_and_regional_suites() -> None:
+    result = CliRunner().invoke(app, ["conformance", "list"])
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "generated" in lines["capability"]
+    assert "scripts" in lines["regional"]
+
+
+def test_capability_suite_over_the_network(server: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["conformance", "run", "--server", server, "--suite", "capability",
+                                      "--types", "Patient,Observation", "--report-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "PASS    capability Patient search" in result.output
+    assert "5 scripts, 0 failed" in result.output  # Patient, Patient search, Observation x2, system
+    assert len(list(tmp_path.glob("TestReport-*.json"))) == 5
+
+
+def test_capability_suite_for_an_undeclared_type_is_an_error(server: str) -> None:
+    result = CliRunner().invoke(app, ["conformance", "run", "--server", server, "--suite", "capability",
+                                      "--types", "NoSuchType"])
+    assert result.exit_code == 1
+    assert "declares no NoSuchType" in result.output
+
+
+def test_regional_suite_over_the_network(server: str) -> None:
+    result = CliRunner().invoke(app, ["conformance", "run", "--server", server, "--suite", "regional"])
+    assert result.exit_code == 0, result.output
+    assert "17 scripts, 0 failed" in result.output
+
+
+def _post(server: str, resource: dict[str, object]) -> None:
+    request = urllib.request.Request(f"{server}/{resource['resourceType']}", data=json.dumps(resource).encode(),
+                                     headers={"Content-Type": "application/fhir+json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+
+
+def test_validate_reports_rates_and_exit_status(server: str) -> None:
+    from profiles.regional import examples
+
+    valid = next(e for e in examples() if e.valid and e.resource["resourceType"] == "Practitioner")
+    _post(server, valid.resource)
+    profile = valid.profile
+    conforming = CliRunner().invoke(app, ["conformance", "validate", "--server", server, "--profile", profile])
+    assert conforming.exit_code == 0, conforming.output
+    assert f"{profile} (Practitioner): 1/1 conform (100.0%)" in conforming.output
+
+    _post(server, {"resourceType": "Practitioner", "gender": "female"})
+    failing = CliRunner().invoke(app, ["conformance", "validate", "--server", server, "--profile", profile, "--json"])
+    assert failing.exit_code == 1
+    report = json.loads(failing.output)["profiles"][0]
+    assert (report["checked"], report["conforming"], report["rate"]) == (2, 1, 50.0)
+    assert report["topIssues"][0]["severity"] == "error"
+
+    unknown = CliRunner().invoke(app, ["conformance", "validate", "--server", server,
+                                       "--profile", "http://example.org/StructureDefinition/none"])
+    assert unknown.exit_code == 2 and "not known" in unknown.output

@@ -145,6 +145,44 @@ def vital_rows(persons: list[Person], *, seed: int = 13) -> list[dict[str, str]]
     return rows
 
 
+EXAMS = [("CT", "胸部CT平扫", "双肺纹理清晰，未见明显实质性病变。", "双肺未见明显异常。"),
+         ("RUS", "腹部彩超", "肝脏大小形态正常，实质回声均匀。", "肝胆胰脾未见明显异常。"),
+         ("EC", "常规心电图", "窦性心律，心率72次/分。", "正常心电图。")]
+
+
+def exam_rows(persons: list[Person]) -> list[dict[str, str]]:
+    rows = []
+    for i, p in enumerate(persons):
+        kind, item, findings, impression = EXAMS[i % len(EXAMS)]
+        day = date(2024, 6, 1) + timedelta(days=i % 60)
+        row = {**_who(p, i), "检查报告单号": f"JC{i:07d}", "检查类型代码": kind, "检查项目名称": item,
+               "检查报告结果-客观所见": findings, "检查报告结果-主观提示": impression,
+               "检查日期时间": f"{day:%Y%m%d}T162000", "检查报告日期时间": f"{day:%Y%m%d}T174500"}
+        if kind == "CT":
+            row["检查UID"] = f"1.2.840.113619.2.55.3.{i + 1}"
+        rows.append(row)
+    return rows
+
+
+def followup_rows(persons: list[Person], *, diabetes: bool = False, seed: int = 17) -> list[dict[str, str]]:
+    """高血压 (or 2型糖尿病) follow-up visits: two per person, three months apart."""
+    rng = random.Random(seed)
+    rows = []
+    for i, p in enumerate(persons):
+        for visit in range(2):
+            systolic = rng.randrange(120, 175)
+            row = {**_who(p, i), "城乡居民健康档案编号": f"{p.place[0]}{i:011d}", "随访记录编号": f"SF{i:06d}{visit}",
+                   "随访医生编号": f"YS{i % 5:04d}", "随访医生姓名": "陈静",
+                   "随访日期": f"{date(2024, 4, 1) + timedelta(days=90 * visit + i % 30):%Y%m%d}",
+                   "随访方式": rng.choice("123"), "收缩压": str(systolic),
+                   "舒张压": str(systolic - rng.randrange(30, 50)),
+                   "体重": f"{rng.uniform(50, 90):.1f}", "此次随访分类": rng.choice("12"), "确诊日期": "20230315"}
+            if diabetes:
+                row["空腹血糖值"] = f"{rng.uniform(5, 11):.1f}"
+            rows.append(row)
+    return rows
+
+
 def to_csv(rows: list[dict[str, str]], encoding: str = "utf-8") -> bytes:
     headers: dict[str, None] = {}
     for row in rows:

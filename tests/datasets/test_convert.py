@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -18,7 +19,9 @@ from tests.datasets import generate as g
 
 PEOPLE = g.people(4, seed=41)
 ROWS = {"person": g.person_rows(4, seed=41, faults=False), "encounter": g.encounter_rows(PEOPLE),
-        "diagnosis": g.diagnosis_rows(PEOPLE), "lab-report": g.lab_rows(PEOPLE), "vital-signs": g.vital_rows(PEOPLE)}
+        "diagnosis": g.diagnosis_rows(PEOPLE), "lab-report": g.lab_rows(PEOPLE), "vital-signs": g.vital_rows(PEOPLE),
+        "exam-report": g.exam_rows(PEOPLE), "hypertension-followup": g.followup_rows(PEOPLE),
+        "diabetes-followup": g.followup_rows(PEOPLE, diabetes=True)}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def test_every_bundle_validates_against_the_regional_profiles(validator: Validat
     for bundle in result.conversion.bundles:
         for entry in bundle["entry"]:
             profile = entry["resource"].get("meta", {}).get("profile")
-            assert profile or entry["resource"]["resourceType"] == "Specimen"
+            assert profile or entry["resource"]["resourceType"] in ("Specimen", "ImagingStudy")
         assert errors(validator, bundle) == []
 
 
@@ -142,3 +145,12 @@ def test_every_map_loads_and_names_real_profiles() -> None:
         dataset = spec.load(name)
         assert all(r.profile is None or r.profile in urls for r in dataset.resources.values())
         assert all(e.name and e.format for e in dataset.elements)
+
+
+def test_json_numbers_are_read_as_text() -> None:
+    rows = [{**r, "收缩压": int(r["收缩压"]), "体重": float(r["体重"])} for r in g.vital_rows(PEOPLE)]
+    result = run(spec.load("vital-signs"), json.dumps(rows, ensure_ascii=False).encode(), kind="json")
+    assert result.report["records_rejected"] == 0
+    bp = next(e["resource"] for e in result.conversion.bundles[0]["entry"]
+              if e["resource"].get("code", {}).get("text") == "血压")
+    assert bp["component"][0]["valueQuantity"]["value"] == int(g.vital_rows(PEOPLE)[0]["收缩压"])

@@ -127,3 +127,12 @@ def test_vital_sign_rules(changes: dict[str, str], code: str) -> None:
     assert codes("vital-signs", {headers[k]: v for k, v in clean.items()}) == [set()]
     row = {**clean, **changes}
     assert (code, "error") in codes("vital-signs", {headers[k]: v for k, v in row.items()})[0]
+
+
+def test_source_comes_from_the_option_when_no_column_gives_it() -> None:
+    fields = person()
+    del fields["YD.SOURCE"]
+    outcome = Converter(spec.load("person"), source="450755021", today=TODAY).add(Record(1, fields))
+    assert outcome.accepted and outcome.source == "450755021"
+    column = Converter(spec.load("person"), source="450755021", today=TODAY).add(Record(1, person()))
+    assert column.source == g.INSTITUTIONS[0][0]  # a column wins over the option

@@ -106,13 +106,18 @@ async def test_lab_report_links_to_the_person(client: httpx.AsyncClient) -> None
     assert len(report["result"]) == len(g.LAB_ITEMS) and report["meta"]["versionId"] == "1"
 
 
-async def test_encounter_and_diagnosis_ingest(client: httpx.AsyncClient) -> None:
+async def test_clinical_datasets_ingest(client: httpx.AsyncClient) -> None:
     people = g.people(3, seed=306)
-    for name, rows in (("encounter", g.encounter_rows(people)), ("diagnosis", g.diagnosis_rows(people))):
+    for name, rows in (("encounter", g.encounter_rows(people)), ("diagnosis", g.diagnosis_rows(people)),
+                       ("vital-signs", g.vital_rows(people)), ("exam-report", g.exam_rows(people)),
+                       ("diabetes-followup", g.followup_rows(people, diabetes=True))):
         r = await client.post("/$ingest-local", params={"dataset": name, "source": g.INSTITUTIONS[0][0]},
                               content=g.to_csv(rows), headers={"Content-Type": "text/csv"})
         params = _params(r.json())
-        assert params["records_accepted"] == 3 and params["transactions_failed"] == 0, params
+        assert params["records_accepted"] == len(rows) and params["transactions_failed"] == 0, params
     patient = await _patient(client, people[2].id_number)
     encounters = (await client.get("/Encounter", params={"subject": f"Patient/{patient['id']}"})).json()
-    assert encounters["entry"][0]["resource"]["class"]["code"] == "IMP"
+    classes = sorted(e["resource"]["class"]["code"] for e in encounters["entry"])
+    assert len(classes) == 3 and "IMP" in classes  # the inpatient stay and two follow-up visits
+    episodes = (await client.get("/EpisodeOfCare", params={"patient": f"Patient/{patient['id']}"})).json()
+    assert len(episodes["entry"]) == 1
