@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import orjson
 
+from conformance.runner import validation
 from conformance.runner.operations import parse_body
 from profiles.issues import ValidationIssue
 from profiles.regional import regional_registry
@@ -84,8 +85,10 @@ def _key(issue: ValidationIssue) -> tuple[str, str, str, str]:
     return issue.severity, issue.code, _INDEX.sub("", issue.expression or ""), _QUOTED.sub("'…'", issue.message)
 
 
-def profile_validator(ig_dirs: Iterable[Path] = ()) -> Validator:
+def profile_validator(ig_dirs: Sequence[Path] = ()) -> Validator:
     """The validator with the R4 core, the regional profiles and the implementation guides given."""
+    if not ig_dirs:
+        return validation.profile_validator()  # built once per process
     return build_validator(ig_dirs, registry=regional_registry())
 
 

@@ -179,6 +179,9 @@ def conformance_run(
         typer.echo("error: no TestScripts to run (give --suite NAME or paths)", err=True)
         raise typer.Exit(2)
     only = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    if only is not None and "capability" not in generate:
+        typer.echo("error: --types applies to the capability suite (add --suite capability)", err=True)
+        raise typer.Exit(2)
     try:
         results = asyncio.run(session.run_against(server, scripts, variables=variables, timeout=timeout,
                                                   generate=generate, types=only))

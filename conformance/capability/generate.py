@@ -42,6 +42,8 @@ TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-inst
 PATCH = [{"op": "add", "path": "/language", "value": "en"}]
 """A JSON Patch every resource accepts: ``Resource.language`` exists on all of them."""
 FIXTURE = "instance"
+REPRESENTATION = {"field": "Prefer", "value": "return=representation"}
+"""The created instance's id is read from the answer's body (http://hl7.org/fhir/R4/http.html#ops)."""
 
 
 def operation(code: str, **fields: Any) -> dict[str, Any]:
@@ -87,11 +89,12 @@ class _TypeScript:
 
     def setup(self) -> list[dict[str, Any]]:
         if "create" in self.interactions:
-            return [operation("create", resource=self.type, sourceId=FIXTURE, responseId="created"),
+            return [operation("create", resource=self.type, sourceId=FIXTURE, responseId="created",
+                              requestHeader=[REPRESENTATION]),
                     check(f"the minimal {self.type} is created", response="created")]
         if self.own:
             return [operation("updateCreate", resource=self.type, params=f"/{self.fixed_id}", sourceId=FIXTURE,
-                              responseId="created"),
+                              responseId="created", requestHeader=[REPRESENTATION]),
                     check(f"the minimal {self.type} is created by update", responseCode="200,201", operator="in")]
         if "search-type" in self.interactions and self.interactions & {"read", "vread", "history-instance"}:
             return [operation("search", resource=self.type, params="?_count=1", responseId="found"),

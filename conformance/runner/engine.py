@@ -96,7 +96,7 @@ def _assert(ctx: RunContext, spec: dict[str, Any], label: str, where: str) -> Ac
         outcome, message = ("warning" if spec.get("warningOnly") else "error"), str(error)
     reason = precondition(spec)
     if reason is not None and outcome in ("fail", "error", "warning"):
-        outcome, message = "skip", f"skipped: {reason} ({message})"
+        outcome, message = "skip", f"skipped: {reason}"
     return ActionResult("assert", label, outcome, message, ctx.last, (time.perf_counter() - started) * 1000, where)
 
 

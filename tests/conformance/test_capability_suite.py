@@ -168,3 +168,21 @@ async def test_an_unreadable_statement_is_an_error() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=Starlette(routes=[]))) as client:
         with pytest.raises(ScriptError, match="404"):
             await generate(client, broken.BASE)
+
+
+async def test_read_only_declarations_use_an_existing_resource(store: Store) -> None:
+    """Without create/update the instance interactions read what a search finds; nothing found: skipped."""
+    read_only = [{"code": c} for c in ("read", "vread", "history-instance", "search-type")]
+    async with make_client(store) as client:
+        created = await client.post(f"{BASE}/Patient", content=orjson.dumps({"resourceType": "Patient"}),
+                                    headers={"Content-Type": "application/fhir+json"})
+        assert created.status_code == 201
+        statement = {"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "resource": [
+            {"type": "Patient", "interaction": read_only}, {"type": "DeviceMetric", "interaction": read_only}]}]}
+        scripts = capability_scripts(statement, system=False)
+        results = {s.resource["id"]: await run_script(s, client, RunOptions(base_url=BASE)) for s in scripts}
+    patient, empty = results["capability-Patient"], results["capability-DeviceMetric"]
+    assert [t.id for t in patient.tests] == ["read", "vread", "history-instance", "search-type"]
+    assert _problems([patient]) == []
+    assert {t.outcome for t in empty.tests if t.id != "search-type"} == {"skip"} and empty.passed
+    assert "holds no DeviceMetric" in empty.tests[0].actions[0].message

@@ -65,6 +65,7 @@ def test_list_shows_the_suites() -> None:
         (["--var", "novalue"], "NAME=VALUE"),
         (["--suite", "no-such-suite"], "no suite named"),
         ([], "no TestScripts"),
+        (["--suite", "base", "--types", "Patient"], "--types applies to the capability suite"),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], message: str) -> None:
