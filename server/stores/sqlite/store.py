@@ -265,7 +265,7 @@ class SqliteStore:
     @staticmethod
     async def _begin(conn: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE``, waiting without blocking the event loop while another process writes."""
-        delay, waited = 0.002, 0.0
+        delay, waited = 0.0005, 0.0
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -277,7 +277,7 @@ class SqliteStore:
                     raise StoreUnavailable("the embedded store stayed locked by another process") from exc
             await asyncio.sleep(delay)
             waited += delay
-            delay = min(delay * 2, 0.1)
+            delay = min(delay * 2, 0.004)  # poll briskly: another process commits within milliseconds
 
 
 class SqliteSession:
