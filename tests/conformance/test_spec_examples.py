@@ -26,8 +26,9 @@ EXAMPLES = SAMPLES / "r4-examples"
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("TestScript-testscript-example*.json"))
 SEARCH_VARIABLES = {"PatientSearchFamilyName": "Chalmers", "PatientSearchGivenName": "Peter"}
 NOT_PASSABLE = {
+    # the example expects 400 for an id with capitals, but R4 ids allow them ([A-Za-z0-9\-\.]{1,64}):
+    # the right answer for an unknown id is 404, which is what Yidang gives
     ("TestScript-testscript-example-readtest.json", "R004"): "the HTTP status is '404'",
-    ("TestScript-testscript-example-search.json", "02-PatientSearchDynamic"): "Bundle.total.toInteger()",
 }
 
 pytestmark = pytest.mark.skipif(len(SCRIPTS) != 6, reason="the shared R4 examples are not beside the repository")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -258,3 +259,15 @@ async def test_modes_match_include_outcome(client: httpx.AsyncClient) -> None:
     modes = [e["search"]["mode"] for e in body["entry"]]
     assert modes == ["match", "include", "outcome"]
     assert body["entry"][-1]["resource"]["resourceType"] == "OperationOutcome"
+
+
+async def test_total_is_given_when_the_result_fits_one_page(client: httpx.AsyncClient) -> None:
+    marker = f"total-{uuid.uuid4().hex[:8]}"
+    for _ in range(3):
+        await client.post("/Organization", json={"resourceType": "Organization", "name": marker})
+    one_page = (await client.get("/Organization", params={"name": marker})).json()
+    assert one_page["total"] == 3
+    paged = (await client.get("/Organization", params={"name": marker, "_count": "2"})).json()
+    assert "total" not in paged
+    none = (await client.get("/Organization", params={"name": marker, "_total": "none"})).json()
+    assert "total" not in none
