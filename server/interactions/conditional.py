@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode
 
 from server.errors import BadRequest
+from server.interactions.codes import TerminologyCodes
 from server.interactions.services import Services
 from server.search.parse import parse_criteria
 from server.stores.base import Session
@@ -27,6 +28,7 @@ async def matches(svc: Services, session: Session, type_: str, criteria: str, *,
     criteria = criteria.lstrip("?")
     if not criteria.strip():
         raise BadRequest("Conditional criteria are empty; give at least one search parameter")
-    condition = parse_criteria(type_, criteria, svc.registry)
+    codes = TerminologyCodes(svc.terminology) if svc.terminology is not None else None
+    condition = parse_criteria(type_, criteria, svc.registry, codes=codes)
     await session.lock(criteria_key(type_, criteria))
     return await session.find(type_, condition, limit)

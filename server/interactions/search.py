@@ -18,6 +18,7 @@ from server.errors import Issue
 from server.fhir.summary import elements as subset_elements
 from server.fhir.summary import summarize
 from server.interactions.bundles import bundle, encode_cursor, full_url, page_url, resource_value
+from server.interactions.codes import TerminologyCodes
 from server.interactions.result import Result
 from server.interactions.services import Services
 from server.interactions.write import check_type
@@ -127,6 +128,7 @@ async def search(
         default_count=svc.settings.default_count,
         max_count=svc.settings.max_count,
         base_url=base,
+        codes=TerminologyCodes(svc.terminology) if svc.terminology is not None else None,
     )
     query = request.query
     if within is not None:

@@ -47,7 +47,7 @@ from server.search.results import (
     total,
 )
 from server.search.types import MODULES, date, reference
-from server.search.types.common import TABLE_OF, Options, invalid, split_escaped, unescape
+from server.search.types.common import TABLE_OF, CodeSource, Options, invalid, split_escaped, unescape
 
 __all__ = ["Include", "SearchRequest", "encode_cursor", "parse_criteria", "parse_search"]
 
@@ -224,10 +224,11 @@ def parse_search(
     default_count: int = 20,
     max_count: int = 1000,
     base_url: str = "",
+    codes: CodeSource | None = None,
 ) -> SearchRequest:
     """Parse a search. ``resource_types`` is empty for a system search (``_type`` may name
     types then); ``params`` are decoded (name, value) pairs in request order."""
-    criteria = _Criteria(registry, Options(base_url=base_url))
+    criteria = _Criteria(registry, Options(base_url=base_url, codes=codes))
     ignored: list[tuple[str, str]] = []
     types = resource_types
     for name, value in params:
@@ -312,13 +313,13 @@ def parse_search(
 
 
 def parse_criteria(resource_type: str, query_string: str, registry: SearchRegistry, *,
-                   base_url: str = "") -> Condition:
+                   base_url: str = "", codes: CodeSource | None = None) -> Condition:
     """Criteria of a conditional create/update/delete (``If-None-Exist``, ``Type?criteria``).
 
     Always strict: ignoring a parameter would widen the match and touch the wrong resource.
     Result parameters (``_sort``, ``_count``, ``_include`` ...) make no sense here and are rejected.
     """
-    criteria = _Criteria(registry, Options(base_url=base_url))
+    criteria = _Criteria(registry, Options(base_url=base_url, codes=codes))
     conditions: list[Condition] = []
     for name, value in parse_qsl(query_string.lstrip("?"), keep_blank_values=True):
         base = name.partition(":")[0]

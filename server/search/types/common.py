@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from server.errors import InvalidSearch, NotSupported
 from server.search.registry import ParamDef
@@ -25,6 +25,21 @@ class Options:
     """This server's base (``https://host/fhir``): absolute references under it count as local."""
     now: int | None = None
     """Microseconds since the epoch used by the ``ap`` prefix (None: the current time)."""
+    codes: CodeSource | None = None
+    """Terminology for token ``:in``/``:not-in``/``:above``/``:below`` (None: those are declined)."""
+
+
+class CodeSource(Protocol):
+    """What token search needs from a terminology service (kept abstract: the search core does no I/O
+    and imports no service)."""
+
+    def value_set_codes(self, url: str) -> list[tuple[str | None, str]] | None:
+        """(system, code) of every code in the value set; None when the value set is unknown.
+        Raises ``server.errors.NotSupported`` when it is too large to search by."""
+
+    def related_codes(self, system: str, code: str, direction: str) -> set[str] | None:
+        """The code with its descendants (``below``) or ancestors (``above``); None when the code
+        system defines no hierarchy the server knows."""
 
 
 DEFAULT = Options()

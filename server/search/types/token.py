@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from server.search.model import Condition, Entry, FieldTest, Match, Not
+from server.search.model import Condition, Entry, FieldTest, Match, Not, Or
 from server.search.registry import ParamDef
 from server.search.types.common import (
     DEFAULT,
@@ -121,6 +121,46 @@ def tests(name: ParamDef | str, raw: str) -> tuple[FieldTest, ...]:
     return (FieldTest("system", "eq", system), FieldTest("code", "eq", code))
 
 
+def _codes_match(param: ParamDef, codes: Iterable[tuple[str | None, str]]) -> Condition:
+    """Any of ``codes``; a stored value without a system (a ``code`` element, whose system is
+    implied by its binding) matches by code alone, as a code-only search does."""
+    by_system: dict[str | None, set[str]] = {}
+    for system, code in codes:
+        by_system.setdefault(system, set()).add(code)
+    branches: list[Condition] = []
+    for system, found in sorted(by_system.items(), key=lambda item: item[0] or ""):
+        branches.append(Match("token", param.code, (FieldTest("code", "in", tuple(sorted(found))),
+                                                    FieldTest("system", "eq", system))))
+    every = tuple(sorted({c for found in by_system.values() for c in found}))
+    if every and None not in by_system:
+        branches.append(Match("token", param.code, (FieldTest("code", "in", every), FieldTest("system", "eq", None))))
+    return Or(tuple(branches))
+
+
+def _terminology(param: ParamDef, modifier: str, raw: str, options: Options) -> Condition:
+    """``:in``/``:not-in`` a value set (by url), ``:below``/``:above`` a ``system|code`` in its
+    code system's hierarchy (http://hl7.org/fhir/R4/search.html#token)."""
+    if options.codes is None:
+        not_supported(param, f"':{modifier}' needs a terminology service")
+    assert options.codes is not None
+    value = unescape(raw)
+    if modifier in ("in", "not-in"):
+        codes = options.codes.value_set_codes(value)
+        if codes is None:
+            invalid(param, f"value set '{value}' is not known to this server")
+        assert codes is not None
+        match = _codes_match(param, codes)
+        return Not(match) if modifier == "not-in" else match
+    system, bar, code = value.partition("|")
+    if not bar or not system or not code:
+        invalid(param, f"':{modifier}' takes system|code")
+    related = options.codes.related_codes(system, code, modifier)
+    if related is None:
+        not_supported(param, f"the code system '{system}' defines no hierarchy this server knows for ':{modifier}'")
+    assert related is not None
+    return _codes_match(param, [(system, c) for c in related])
+
+
 def condition(param: ParamDef, modifier: str | None, raw: str, options: Options = DEFAULT) -> Condition:
     if modifier is None:
         return Match("token", param.code, tests(param, raw))
@@ -140,6 +180,5 @@ def condition(param: ParamDef, modifier: str | None, raw: str, options: Options 
         return Match("token", param.code + OF_TYPE,
                      (*system_test, FieldTest("code", "eq", code), FieldTest("text", "eq", value)))
     if modifier in TERMINOLOGY_MODIFIERS:
-        not_supported(param, f"':{modifier}' needs the terminology service, which this server does not offer "
-                             "for search")
+        return _terminology(param, modifier, raw, options)
     unsupported_modifier(param, modifier)
