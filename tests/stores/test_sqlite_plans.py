@@ -37,7 +37,7 @@ DRIVEN: list[tuple[str, str, list[str]]] = [
     ("Patient", "identifier=urn:oid:2.16.156|110101", ["idx_token_q0"]),
     ("Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|1", ["idx_token_q0"]),
     ("Patient", "_tag=http://example.org|vip", ["idx_token_q0"]),
-    ("Patient", "gender=male&_sort=birthdate", ["idx_token_q0", "SEARCH k USING PRIMARY KEY (param=? AND rid=?)"]),
+    ("Patient", "gender=male&_sort=birthdate", ["idx_token_q0", "SEARCH k USING INDEX idx_date_rid (rid=?)"]),
     ("Patient", "name=zha", ["idx_string_q0"]),
     ("Patient", "name:exact=Zhang", ["idx_string_q0"]),
     ("Observation", "date=ge2024-01-01T10:00:00Z&date=lt2024-01-01T11:00:00Z", ["idx_date_q0", "idx_date_long"]),

@@ -2,7 +2,8 @@
 :mod:`.compile`, the ``_sort`` keys, the keyset cursor and ``LIMIT``, and the COUNT of ``_total``.
 
 Order (http://hl7.org/fhir/R4/search.html#sort): the sort keys (a parameter's smallest value
-ascending, its largest descending, read from ``sortkeys``; missing values last), then type and id,
+ascending, its largest descending, read from its entries through the ``rid`` index; missing
+values last), then type and id,
 so the order is total and a cursor names one position in it. Pure: SQL text and bound values.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.search.model import Condition, Query
+from server.search.model import TABLES, Condition, Query
 from server.stores.sqlite.compile import ESTIMATE_CAP, Compiler, Estimate, Sql
 
 
@@ -41,11 +42,13 @@ def compile_query(query: Query, estimate: Estimate | None = None) -> CompiledSea
             col = "r.lu" if key.param == "last_updated" else "r.id"
             sort_cols.append(f"{col} AS s{n}")
         else:
-            side = "hi" if key.descending else "lo"
+            if key.field not in TABLES[key.table]:
+                raise ValueError(f"{key.field} is not a field of {key.table}")
             names = [f"{t}.{key.param}" for t in query.types]
             sort_cols.append(
-                f"(SELECT {'MAX' if key.descending else 'MIN'}(k.{side}) FROM sortkeys k WHERE k.rid = r.rid "
-                f"AND k.param IN ({', '.join('?' * len(names))})) AS s{n}"
+                f"(SELECT {'MAX' if key.descending else 'MIN'}(k.{key.field}) FROM idx_{key.table} k "
+                f"INDEXED BY idx_{key.table}_rid "
+                f"WHERE k.rid = r.rid AND k.param IN ({', '.join('?' * len(names))})) AS s{n}"
             )
             sort_params.extend(names)
         order.append(f"s{n} {'DESC' if key.descending else 'ASC'} NULLS LAST")

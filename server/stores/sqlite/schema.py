@@ -10,8 +10,8 @@
   ``rid`` for replacing a resource's entries.
 - ``idx_date`` also holds *hull* rows (:data:`HULL`) and a partial index of values longer than a
   day, for two-sided date ranges.
-- ``sortkeys``: per resource and parameter the min/max sortable value, so ``_sort`` is an indexed
-  lookup instead of an aggregate over entries.
+- ``_sort`` by a parameter reads the smallest (largest, descending) value of that parameter's
+  entries through the ``rid`` index: no sort table to maintain on every write.
 
 The database runs in WAL mode with ``synchronous=NORMAL``: readers never wait for the writer, and a
 commit is durable once the WAL is checkpointed (a power cut can lose the last transactions, never
@@ -80,10 +80,6 @@ def ddl() -> list[str]:
             PRIMARY KEY (type, id, version))""",
         "CREATE INDEX IF NOT EXISTS versions_lu ON versions (lu)",
         "CREATE INDEX IF NOT EXISTS versions_type_lu ON versions (type, lu)",
-        """CREATE TABLE IF NOT EXISTS sortkeys (
-            rid INTEGER NOT NULL, param TEXT NOT NULL, lo, hi, PRIMARY KEY (param, rid))
-            WITHOUT ROWID""",
-        "CREATE INDEX IF NOT EXISTS sortkeys_rid ON sortkeys (rid)",
     ]
     for table, fields in TABLES.items():
         cols = ", ".join(fields)

@@ -24,7 +24,6 @@ from typing import Any
 
 from server.errors import StoreUnavailable
 from server.search.model import TABLES, Condition, Entry, Query
-from server.search.sorting import sort_values
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
 from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql
 from server.stores.sqlite.page import compile_query, find_sql
@@ -291,7 +290,6 @@ class SqliteSession:
         self._conn = conn
         self._versions: list[tuple[object, ...]] = []
         self._entries: dict[str, list[tuple[object, ...]]] = {}
-        self._sortkeys: list[tuple[object, ...]] = []
 
     def flush(self) -> None:
         conn = self._conn
@@ -304,9 +302,6 @@ class SqliteSession:
                 marks = ", ".join("?" * (len(TABLES[table]) + 2))
                 conn.executemany(f"INSERT INTO idx_{table} (rid, param, {cols}) VALUES ({marks})", rows)
         self._entries.clear()
-        if self._sortkeys:
-            conn.executemany("INSERT INTO sortkeys (rid, param, lo, hi) VALUES (?, ?, ?, ?)", self._sortkeys)
-            self._sortkeys.clear()
 
     async def read(self, type_: str, id_: str) -> Version | None:
         self.flush()
@@ -369,10 +364,9 @@ class SqliteSession:
     def _delete_entries(self, rid: int) -> None:
         for table in TABLES:
             self._conn.execute(f"DELETE FROM idx_{table} WHERE rid = ?", (rid,))
-        self._conn.execute("DELETE FROM sortkeys WHERE rid = ?", (rid,))
 
     def _buffer_entries(self, rid: int, type_: str, entries: Sequence[Entry]) -> None:
-        """Queue the entry rows and sort keys of ``rid`` (written by :meth:`flush`)."""
+        """Queue the entry rows of ``rid`` (written by :meth:`flush`)."""
         entries = list(entries)
         dates: dict[str, list[tuple[object, ...]]] = {}
         for e in entries:
@@ -383,5 +377,3 @@ class SqliteSession:
             if len(ranges) > 1:  # the hull of several values (see schema.HULL)
                 hull = (min(r[0] for r in ranges), max(r[1] for r in ranges))  # type: ignore[type-var]
                 self._entries["date"].append((rid, f"{type_}.{param}{HULL}", *hull))
-        for param, (lo, hi) in sort_values(entries).items():
-            self._sortkeys.append((rid, f"{type_}.{param}", lo, hi))
