@@ -74,11 +74,15 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._writer = self._connect()
+            # worker processes starting together create the schema one after the other: wait here
+            # (start-up only; afterwards writers never block the event loop, see _begin)
+            self._writer.execute("PRAGMA busy_timeout=30000")
             for statement in ddl():
                 self._writer.execute(statement)
             self._writer.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+            self._writer.execute("PRAGMA busy_timeout=0")
             self._reader = self._connect()
             # checkpoints (which fsync) run beside the writer, not inside its commits
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
