@@ -25,7 +25,7 @@ from profiles.regional import definitions as regional_definitions
 from profiles.registry import ProfileRegistry
 from profiles.validator import default_validator
 from server import __version__
-from server.errors import FhirError, Issue, MethodNotAllowed, NotFound
+from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
 from server.hooks import Hooks
 from server.http.observability import Metrics
 from server.http.responses import error_response
@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
             return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
         if exc.status_code == 404:
             return error_response(NotFound(f"No FHIR endpoint at {request.url.path}"))
-        return error_response(_status_error(exc.status_code, str(exc.detail)))
+        return error_response(UpstreamError(str(exc.detail), status=exc.status_code))
 
     async def fhir_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FhirError)
@@ -169,9 +169,3 @@ class BaseWithoutSlash:
             if root and scope["path"] == root:
                 scope = {**scope, "path": root + "/", "raw_path": (root + "/").encode()}
         await self.app(scope, receive, send)
-
-
-def _status_error(status: int, message: str) -> FhirError:
-    error = FhirError(message)
-    error.status = status  # type: ignore[misc]
-    return error

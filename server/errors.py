@@ -151,3 +151,13 @@ class TooManyMatches(PreconditionFailed):
     """Raised when a conditional interaction's criteria match more than one resource."""
 
     code = "multiple-matches"
+
+
+class UpstreamError(FhirError):
+    """Raised when a lower layer (the web framework, the terminology service) decided the status:
+    the HTTP status and issue code are taken from it instead of from the class."""
+
+    def __init__(self, message: str, *, status: int, code: str = "processing") -> None:
+        self.status = status  # type: ignore[misc]
+        self.code = code  # type: ignore[misc]
+        super().__init__(message)

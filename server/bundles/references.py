@@ -26,17 +26,6 @@ def walk_references(node: Any, replace: Callable[[str], str]) -> None:
                 walk_references(item, replace)
 
 
-def collect_references(node: Any) -> list[str]:
-    found: list[str] = []
-
-    def keep(value: str) -> str:
-        found.append(value)
-        return value
-
-    walk_references(node, keep)
-    return found
-
-
 def is_conditional(reference: str) -> bool:
     head = reference.split("?", 1)[0]
     return "?" in reference and "/" not in head and head[:1].isupper()

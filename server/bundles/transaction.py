@@ -93,6 +93,16 @@ async def _resolve_ids(
     return mapping, assigned, existing
 
 
+def _local(ref: str, mapping: dict[str, str], where: str) -> str:
+    """A reference to another entry (its fullUrl) as ``Type/id``; an unmatched ``urn:`` is an error."""
+    if ref in mapping:
+        return mapping[ref]
+    if ref.startswith(("urn:uuid:", "urn:oid:")):
+        raise BadRequest(f"{where}: reference '{ref}' matches no fullUrl in this transaction",
+                         expression=(f"{where}.resource",))
+    return ref
+
+
 async def _rewrite(svc: Services, session: Session, reqs: list[EntryRequest], mapping: dict[str, str]) -> None:
     conditional: dict[str, str] = {}
     for req in reqs:
@@ -101,14 +111,10 @@ async def _rewrite(svc: Services, session: Session, reqs: list[EntryRequest], ma
         pending: list[str] = []
 
         def rewrite(ref: str, req: EntryRequest = req, pending: list[str] = pending) -> str:
-            if ref in mapping:
-                return mapping[ref]
-            if ref.startswith(("urn:uuid:", "urn:oid:")):
-                raise BadRequest(f"{req.where}: reference '{ref}' matches no fullUrl in this transaction",
-                                 expression=(f"{req.where}.resource",))
-            if is_conditional(ref):
+            local = _local(ref, mapping, req.where)
+            if local == ref and is_conditional(ref):
                 pending.append(ref)
-            return ref
+            return local
 
         walk_references(req.resource, rewrite)
         for ref in pending:
@@ -153,19 +159,11 @@ def _prepare(svc: Services, reqs: list[EntryRequest]) -> tuple[dict[int, str], d
         if req.full_url:
             mapping[req.full_url] = target
 
-    def rewrite(ref: str, where: str) -> str:
-        if ref in mapping:
-            return mapping[ref]
-        if ref.startswith(("urn:uuid:", "urn:oid:")):
-            raise BadRequest(f"{where}: reference '{ref}' matches no fullUrl in this transaction",
-                             expression=(f"{where}.resource",))
-        return ref
-
     prepared: dict[int, Prepared] = {}
     for req in reqs:
         if req.resource is None:
             continue
-        walk_references(req.resource, lambda ref, where=req.where: rewrite(ref, where))
+        walk_references(req.resource, lambda ref, where=req.where: _local(ref, mapping, where))
         if req.method == "POST" and req.resource.get("resourceType") == req.type and req.type in svc.resource_types:
             req.resource.pop("id", None)
             with _located(req):

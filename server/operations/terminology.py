@@ -9,21 +9,16 @@ from typing import Any
 
 import orjson
 
-from server.errors import FhirError, Issue, NotFound
+from server.errors import FhirError, NotFound, UpstreamError
 from server.interactions.result import Result
 from server.operations.registry import Invocation, Operation
 from terminology import TerminologyError, default_terminology
 from terminology.operations import OPERATIONS, invoke
 
 
-class TerminologyFailure(FhirError):
-    """Raised when the terminology service refuses a request (unknown code system, bad input …)."""
-
-
 def _error(exc: TerminologyError) -> FhirError:
-    error = TerminologyFailure(str(exc), issues=[Issue("error", exc.issue_code, str(exc))])
-    error.status = exc.status  # type: ignore[misc]
-    return error
+    """The terminology service's refusal (unknown code system, bad input …) with its status."""
+    return UpstreamError(str(exc), status=exc.status, code=exc.issue_code)
 
 
 def _parameters(inv: Invocation) -> dict[str, Any] | None:
