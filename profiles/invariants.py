@@ -39,6 +39,7 @@ from fhirpathpy.parser import parse
 
 from profiles.elements import Invariant
 from profiles.narrative import narrative_problems
+from profiles.regional_invariants import NATIVE as REGIONAL_NATIVE
 
 R4_MODEL = models["r4"]
 UCUM = "http://unitsofmeasure.org"
@@ -271,6 +272,7 @@ NATIVE: dict[tuple[str, str], Native] = {
         _obs_7,
     ("txt-1", "htmlChecks()"): _html_check,
     ("txt-2", "htmlChecks()"): _html_check,
+    **REGIONAL_NATIVE,
 }
 
 

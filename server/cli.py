@@ -62,14 +62,17 @@ def load(
 @app.command()
 def ingest(
     file: Annotated[Path, typer.Argument(help="Local data-set file: CSV (UTF-8/GB18030), JSON array or XML")],
-    dataset: Annotated[str, typer.Option(help="Data set: person, encounter, diagnosis, lab-report")],
+    dataset: Annotated[str, typer.Option(help="Data set: person, encounter, diagnosis, lab-report, exam-report, "
+                                             "vital-signs, hypertension-followup, diabetes-followup")],
     source: Annotated[str | None, typer.Option(help="Source institution code (when no column gives it)")] = None,
     server: Annotated[str | None, typer.Option(help="Send to a running server at this base URL")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Write straight into the embedded store here")] = None,
     report: Annotated[Path | None, typer.Option(help="Directory for the QC report (JSON + HTML)")] = None,
     dry_run: Annotated[bool, typer.Option(help="Check and convert only; store nothing")] = False,
+    batch: Annotated[int, typer.Option(min=1, help="Entries per transaction (several persons each; a failed "
+                                       "batch is retried person by person)")] = 400,
 ) -> None:
-    """Convert a local data set to FHIR with quality control and store it (one transaction per person)."""
+    """Convert a local data set to FHIR with quality control and store it (each person atomically)."""
     import asyncio
 
     from profiles.datasets import spec
@@ -79,9 +82,12 @@ def ingest(
         raise typer.BadParameter(f"unknown data set {dataset!r}; known: {', '.join(spec.names())}",
                                  param_hint="--dataset")
     qc, sent = asyncio.run(run_ingest(file, dataset=dataset, source=source, server=server, data_dir=data_dir,
-                                      report_dir=report, dry_run=dry_run))
+                                      report_dir=report, dry_run=dry_run, batch_entries=batch))
     typer.echo(f"records {qc['records_total']}: accepted {qc['records_accepted']}, rejected "
-               f"{qc['records_rejected']}; transactions {sent.transactions} (failed {sent.failed})")
+               f"{qc['records_rejected']}; persons {sent.persons} in {sent.transactions} transactions "
+               f"(persons failed {sent.failed})")
+    for error in sent.errors[:10]:
+        typer.echo(f"failed: {error}", err=True)
     raise typer.Exit(1 if sent.failed else 0)
 
 

@@ -1,67 +1,76 @@
 """``yidang ingest``: send converted local data sets to a server (HTTP or in-process), with progress.
 
-Each person's transaction Bundle is sent as it is, except for ``merge`` entries (the ``person``
-data set's Patient): the stored Patient is read first (``GET Patient?criteria``) and, when it
-exists, the entry becomes ``PUT Patient/{id}`` with ``ifMatch`` on the version read and the
-identifiers of both merged (:func:`profiles.datasets.run.prepare`). The version check
-makes the read-modify-write safe: a concurrent change fails that transaction (412) instead of
-being overwritten. Re-sending unchanged data writes nothing new: the server keeps the version
-when an update changes nothing.
+Persons go several to a transaction (:mod:`profiles.datasets.delivery`). For the ``merge`` entries
+(the ``person`` data set's Patient) the stored Patients of a batch are found first, with one
+``POST Patient/_search`` for the whole batch when every key is an identifier; a found Patient's
+entry becomes ``PUT Patient/{id}`` with ``ifMatch`` on the version read and the identifiers of both
+merged (:func:`profiles.datasets.run.prepare`). The version check makes the read-modify-write
+safe: a concurrent change fails that transaction (412) instead of being overwritten, and the
+persons of a failed batch are retried one by one. Re-sending unchanged data writes nothing new:
+the server keeps the version when an update changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from profiles.datasets.run import prepare
+from profiles.datasets.delivery import DEFAULT_BATCH_ENTRIES, Delivery, deliver
 
 
-@dataclass(slots=True)
-class Sent:
-    transactions: int = 0
-    failed: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-async def _lookup(client: httpx.AsyncClient, type_: str, criteria: str) -> dict[str, Any] | None:
-    found = await client.get(f"/{type_}", params=criteria + "&_count=2")
-    matches = [e["resource"] for e in found.json().get("entry", [])] if found.status_code == 200 else []
-    return matches[0] if len(matches) == 1 else None
+async def _find(client: httpx.AsyncClient, type_: str, criteria: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Each criteria's one stored match: a single OR search when every criteria is one ``identifier``,
+    checked against the identifiers of what came back; otherwise (or when anything is ambiguous) one
+    search per criteria."""
+    found: dict[str, dict[str, Any] | None] = {}
+    tokens = [c.split("=", 1)[1] for c in criteria if c.startswith("identifier=") and "&" not in c]
+    if len(tokens) == len(criteria) and len(criteria) > 1:
+        response = await client.post(f"/{type_}/_search", data={"identifier": ",".join(tokens),
+                                                                 "_count": str(len(criteria) + 1)})
+        if response.status_code == 200:
+            body = response.json()
+            resources = [e["resource"] for e in body.get("entry", []) if e.get("search", {}).get("mode") != "outcome"]
+            paged = "next" in {link.get("relation") for link in body.get("link", [])}
+            if len(resources) <= len(criteria) and not paged:
+                owners: dict[str, list[dict[str, Any]]] = {t: [] for t in tokens}
+                for resource in resources:
+                    mine = [t for t in tokens if t in {f"{i.get('system', '')}|{i.get('value', '')}"
+                                                       for i in resource.get("identifier", [])}]
+                    if not mine:  # matched by a rule this check does not know: ask one by one
+                        owners = {}
+                        break
+                    for token in mine:
+                        owners[token].append(resource)
+                if owners:
+                    for c, token in zip(criteria, tokens, strict=True):
+                        found[c] = owners[token][0] if len(owners[token]) == 1 else None
+                    return found
+    for c in criteria:
+        response = await client.get(f"/{type_}", params=c + "&_count=2")
+        matches = [e["resource"] for e in response.json().get("entry", [])] if response.status_code == 200 else []
+        found[c] = matches[0] if len(matches) == 1 else None
+    return found
 
 
 async def send(client: httpx.AsyncClient, bundles: list[dict[str, Any]], *,
-               advance: Callable[[], None] | None = None) -> Sent:
-    """Send every Bundle as one transaction; count what the server did."""
-    sent = Sent()
-    for bundle in bundles:
-        prepared = await prepare(bundle, lambda t, c: _lookup(client, t, c))
-        response = await client.post("", json=prepared,
-                                     headers={"Content-Type": "application/fhir+json"})
-        sent.transactions += 1
+               advance: Callable[[int], None] | None = None, batch_entries: int = DEFAULT_BATCH_ENTRIES) -> Delivery:
+    """Send every person's Bundle, several persons per transaction (:func:`deliver`)."""
+
+    async def submit(bundle: dict[str, Any]) -> list[str] | str:
+        response = await client.post("", json=bundle, headers={"Content-Type": "application/fhir+json"})
         if response.status_code != 200:
-            sent.failed += 1
-            sent.errors.append(response.text[:500])
-        else:
-            for item in response.json().get("entry", []):
-                status = item.get("response", {}).get("status", "")
-                if status.startswith("201"):
-                    sent.created += 1
-                elif status.startswith("200"):
-                    sent.updated += 1
-        if advance:
-            advance()
-    return sent
+            return response.text[:500]
+        return [item.get("response", {}).get("status", "") for item in response.json().get("entry", [])]
+
+    return await deliver(bundles, find=lambda t, c: _find(client, t, c), submit=submit,
+                         batch_entries=batch_entries, advance=advance)
 
 
 async def run_ingest(path: Any, *, dataset: str, source: str | None, server: str | None, data_dir: Any,
-                     report_dir: Any, dry_run: bool) -> tuple[dict[str, Any], Sent]:
+                     report_dir: Any, dry_run: bool,
+                     batch_entries: int = DEFAULT_BATCH_ENTRIES) -> tuple[dict[str, Any], Delivery]:
     """Convert ``path``, write the QC report (JSON + HTML) to ``report_dir``, send unless ``dry_run``."""
     import orjson
     from rich.console import Console
@@ -77,12 +86,13 @@ async def run_ingest(path: Any, *, dataset: str, source: str | None, server: str
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / f"{path.stem}.qc.json").write_bytes(orjson.dumps(result.report, option=orjson.OPT_INDENT_2))
         (report_dir / f"{path.stem}.qc.html").write_text(report.html(result.report), encoding="utf-8")
-    sent = Sent()
+    sent = Delivery()
     if not dry_run:
         bundles = result.conversion.bundles
         async with target(server, data_dir, None) as client:
             with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("persons"),
                           TimeElapsedColumn(), console=Console(stderr=True)) as progress:
                 task = progress.add_task("ingest", total=len(bundles))
-                sent = await send(client, bundles, advance=lambda: progress.advance(task))
+                sent = await send(client, bundles, advance=lambda n: progress.advance(task, n),
+                                  batch_entries=batch_entries)
     return result.report, sent

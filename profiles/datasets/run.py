@@ -9,7 +9,6 @@ unchanged record again gives the stored list unchanged and the server keeps the 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
@@ -66,6 +65,16 @@ Lookup = Callable[[str, str], Awaitable["dict[str, Any] | None"]]
 """``(type, criteria)`` → the one stored resource matching, or None (none, or several)."""
 
 
+def _is_merge(entry: dict[str, Any]) -> bool:
+    request = entry["request"]
+    return request["method"] == "PUT" and entry["resource"]["resourceType"] == "Patient" and "?" in request["url"]
+
+
+def merge_criteria(bundle: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(type, criteria)`` of the ``merge`` entries of ``bundle``: what :func:`prepare` will look up."""
+    return [("Patient", e["request"]["url"].split("?", 1)[1]) for e in bundle["entry"] if _is_merge(e)]
+
+
 async def prepare(bundle: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
     """The transaction to send for ``bundle``: ``merge`` Patients turned into version-checked updates.
 
@@ -73,18 +82,18 @@ async def prepare(bundle: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
     ``PUT Patient/{id}`` with ``ifMatch`` on the version read and the stored identifiers merged in,
     so a second institution's record adds its numbers without dropping the first's; a concurrent
     change in between makes the transaction fail (412) rather than lose an identifier.
+    ``bundle`` is not changed; entries that need no change are shared with it.
     """
-    out = copy.deepcopy(bundle)
-    for entry in out["entry"]:
-        request, resource = entry["request"], entry["resource"]
-        if request["method"] != "PUT" or resource["resourceType"] != "Patient" or "?" not in request["url"]:
-            continue
-        stored = await lookup("Patient", request["url"].split("?", 1)[1])
-        if stored is None:
-            continue
-        entry["resource"] = {**merge_identifiers(stored, resource), "id": stored["id"]}
-        request["url"] = f"Patient/{stored['id']}"
-        version = (stored.get("meta") or {}).get("versionId")
-        if version:
-            request["ifMatch"] = f'W/"{version}"'
-    return out
+    entries = []
+    for entry in bundle["entry"]:
+        if _is_merge(entry):
+            stored = await lookup("Patient", entry["request"]["url"].split("?", 1)[1])
+            if stored is not None:
+                request = {**entry["request"], "url": f"Patient/{stored['id']}"}
+                version = (stored.get("meta") or {}).get("versionId")
+                if version:
+                    request["ifMatch"] = f'W/"{version}"'
+                entry = {**entry, "request": request,
+                         "resource": {**merge_identifiers(stored, entry["resource"]), "id": stored["id"]}}
+        entries.append(entry)
+    return {**bundle, "entry": entries}

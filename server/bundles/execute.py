@@ -20,8 +20,9 @@ from server.stores.base import Session
 
 async def run_entry(
     svc: Services, req: EntryRequest, *, base: str, session: Session | None, assigned_id: str | None = None,
-    prepared: Prepared | None = None,
+    prepared: Prepared | None = None, matched: list[str] | None = None,
 ) -> Result:
+    """One entry; ``matched``: the ids a transaction resolved for a conditional PUT's criteria."""
     if_match = parse_etag(req.if_match)
     if req.method == "POST":
         if req.id is not None:
@@ -37,7 +38,7 @@ async def run_entry(
                     f"{req.where}: PUT needs Type/id or Type?criteria", expression=(f"{req.where}.request.url",)
                 )
             return await update.conditional_update(svc, req.type, req.query, req.resource, if_match=if_match,
-                                                   session=session)
+                                                   session=session, matched=matched)
         return await update.update(svc, req.type, req.id, req.resource, if_match=if_match, session=session)
     if req.method == "PATCH":
         operations = _patch_body(req)

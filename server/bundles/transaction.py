@@ -57,14 +57,16 @@ async def _batch(svc: Services, reqs: list[EntryRequest], *, base: str, represen
 
 async def _resolve_ids(
     svc: Services, session: Session, reqs: list[EntryRequest]
-) -> tuple[dict[str, str], dict[int, str], set[int]]:
+) -> tuple[dict[str, str], dict[int, str], set[int], dict[int, list[str]]]:
     """Map fullUrls to ``Type/id`` before anything is written.
 
-    Returns the fullUrl map, ids assigned to POST entries, and POST entries whose
-    ``ifNoneExist`` already matched (they are answered 200 and not written)."""
+    Returns the fullUrl map, ids assigned to POST entries, POST entries whose ``ifNoneExist``
+    already matched (they are answered 200 and not written), and the matches of conditional PUTs
+    (the writes use these, so they land where the rewritten references point)."""
     mapping: dict[str, str] = {}
     assigned: dict[int, str] = {}
     existing: set[int] = set()
+    resolved: dict[int, list[str]] = {}
     for req in reqs:
         target: str | None = None
         if req.method == "POST":
@@ -82,6 +84,7 @@ async def _resolve_ids(
             target = f"{req.type}/{req.id}"
         elif req.method == "PUT" and req.query:
             found = await matches(svc, session, req.type, req.query)
+            resolved[req.index] = found
             if len(found) == 1:
                 target = f"{req.type}/{found[0]}"
             elif not found:
@@ -90,7 +93,7 @@ async def _resolve_ids(
                 target = f"{req.type}/{rid}"
         if target and req.full_url:
             mapping[req.full_url] = target
-    return mapping, assigned, existing
+    return mapping, assigned, existing, resolved
 
 
 def _local(ref: str, mapping: dict[str, str], where: str) -> str:
@@ -194,9 +197,10 @@ async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, re
     if simple:
         assigned, prepared = _prepare(svc, reqs)
         existing: set[int] = set()
+        resolved: dict[int, list[str]] = {}
     async with svc.session() as session:
         if not simple:
-            mapping, assigned, existing = await _resolve_ids(svc, session, reqs)
+            mapping, assigned, existing, resolved = await _resolve_ids(svc, session, reqs)
             await _rewrite(svc, session, reqs, mapping)
         for req in ordered:
             if req.method in ("GET", "HEAD"):
@@ -208,7 +212,8 @@ async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, re
                 else:
                     plain = EntryRequest(**{**req.__dict__, "if_none_exist": None}) if req.method == "POST" else req
                     result = await run_entry(svc, plain, base=base, session=session,
-                                             assigned_id=assigned.get(req.index), prepared=prepared.get(req.index))
+                                             assigned_id=assigned.get(req.index), prepared=prepared.get(req.index),
+                                             matched=resolved.get(req.index))
             results[req.index] = response_entry(result, representation=representation)
     for req in reads:
         try:

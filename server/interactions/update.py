@@ -31,7 +31,6 @@ async def update(
         raise BadRequest("The resource in an update must carry an id equal to the URL's id", expression=("id",))
     if resource["id"] != id_:
         raise BadRequest(f"The resource id '{resource['id']}' does not match the URL's id '{id_}'", expression=("id",))
-    warnings = validate(svc, resource)
     async with svc.session(session) as s:
         current = await s.read(type_, id_)
         if (
@@ -41,7 +40,8 @@ async def update(
             and (if_match is None or if_match == current.version)
             and same_content(orjson.loads(current.body), resource)
         ):
-            return Result(200, current, issues=warnings)  # nothing changed: no new version
+            return Result(200, current)  # nothing changed: no new version, nothing new to validate
+        warnings = validate(svc, resource)
         version = await store_version(
             svc, s, resource, type_=type_, id_=id_, current=current, method=method, if_match=if_match
         )
@@ -57,12 +57,16 @@ async def conditional_update(
     *,
     if_match: int | None = None,
     session: Session | None = None,
+    matched: list[str] | None = None,
 ) -> Result:
-    """``PUT Type?criteria``: no match creates, one match updates it, several answer 412."""
+    """``PUT Type?criteria``: no match creates, one match updates it, several answer 412.
+
+    ``matched``: the ids a transaction already found for these criteria under the same session
+    (it resolves every conditional entry before writing, so its references and its writes agree)."""
     check_type(svc, type_)
     check_body(resource, type_)
     async with svc.session(session) as s:
-        found = await matches(svc, s, type_, criteria)
+        found = matched if matched is not None else await matches(svc, s, type_, criteria)
         if len(found) > 1:
             raise TooManyMatches(f"The criteria '{criteria}' match more than one {type_}; nothing was updated")
         if found:

@@ -1,9 +1,11 @@
 """``$ingest-local`` and ``$convert-local``: local data sets (CSV/JSON/XML) pushed over HTTP.
 
 ``POST [base]/$ingest-local?dataset=NAME&source=CODE`` with the file as the body (``raw_body``: not
-parsed as FHIR) checks and converts it (:mod:`profiles.datasets`), stores one transaction per
-person (identifiers of stored Patients merged, see :func:`profiles.datasets.run.prepare`) and
-answers a Parameters with the counts and the QC report (``report``, JSON text).
+parsed as FHIR) checks and converts it (:mod:`profiles.datasets`), stores each person atomically,
+several persons per transaction (:mod:`profiles.datasets.delivery`; identifiers of stored Patients
+merged, see :func:`profiles.datasets.run.prepare`), and answers a Parameters with the counts
+(``records_*``, ``persons``, ``transactions``, ``persons_failed``, ``created``) and the QC report
+(``report``, JSON text).
 ``POST [base]/$convert-local?dataset=NAME`` answers the transaction Bundle of every accepted record
 without storing it (interface testing), with the counts in ``X-Records-*`` headers.
 Both are custom operations in the sense of http://hl7.org/fhir/R4/operations.html.
@@ -16,7 +18,8 @@ from typing import Any
 import orjson
 
 from profiles.datasets import readers, spec
-from profiles.datasets.run import Run, prepare, run
+from profiles.datasets.delivery import deliver
+from profiles.datasets.run import Run, run
 from server.bundles.transaction import process
 from server.errors import BadRequest, FhirError
 from server.interactions.conditional import matches
@@ -64,26 +67,31 @@ async def ingest_local(inv: Invocation) -> Result:
     result = _convert(inv)
     svc = inv.svc
 
-    async def lookup(type_: str, criteria: str) -> dict[str, Any] | None:
-        async with svc.session() as session:
-            found = await matches(svc, session, type_, criteria)
-        if len(found) != 1:
-            return None
-        version = await svc.store.read(type_, found[0])
-        return orjson.loads(version.body) if version is not None and version.body is not None else None
+    async def find(type_: str, criteria: list[str]) -> dict[str, dict[str, Any] | None]:
+        found: dict[str, dict[str, Any] | None] = {}
+        for c in criteria:
+            async with svc.session() as session:
+                ids = await matches(svc, session, type_, c)
+            version = await svc.store.read(type_, ids[0]) if len(ids) == 1 else None
+            found[c] = orjson.loads(version.body) if version is not None and version.body is not None else None
+        return found
 
-    failed: list[str] = []
-    for bundle in result.conversion.bundles:
-        try:
-            await process(svc, await prepare(bundle, lookup), base=inv.base)
+    async def submit(bundle: dict[str, Any]) -> list[str] | str:
+        try:  # the transaction rewrites references in place: give it a copy, the batch may be retried
+            response = await process(svc, orjson.loads(orjson.dumps(bundle)), base=inv.base)
         except FhirError as error:
-            failed.append(str(error))
+            return str(error)
+        return [e.get("response", {}).get("status", "") for e in (response.resource or {}).get("entry", [])]
+
+    delivery = await deliver(result.conversion.bundles, find=find, submit=submit)
     report = result.report
     parameters = [{"name": k, "valueInteger": report[k]} for k in ("records_total", "records_accepted",
                                                                    "records_rejected")]
-    parameters += [{"name": "transactions", "valueInteger": len(result.conversion.bundles)},
-                   {"name": "transactions_failed", "valueInteger": len(failed)},
-                   *({"name": "failure", "valueString": f} for f in failed[:20]),
+    parameters += [{"name": "persons", "valueInteger": delivery.persons},
+                   {"name": "transactions", "valueInteger": delivery.transactions},
+                   {"name": "persons_failed", "valueInteger": delivery.failed},
+                   {"name": "created", "valueInteger": delivery.created},
+                   *({"name": "failure", "valueString": f} for f in delivery.errors[:20]),
                    {"name": "report", "valueString": orjson.dumps(report).decode()}]
     return Result(200, resource={"resourceType": "Parameters", "parameter": parameters}, headers=_counts(report))
 

@@ -32,7 +32,7 @@ def test_ingest_into_the_embedded_store_twice(tmp_path: Path) -> None:
     for _ in range(2):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
-        assert "transactions 2 (failed 0)" in result.output
+        assert "persons 2 in 1 transactions (persons failed 0)" in result.output
 
     async def versions() -> list[str]:
         async with target(None, tmp_path / "db", None) as client:

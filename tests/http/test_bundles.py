@@ -79,6 +79,28 @@ async def test_transaction_order_and_conditional_entries(client: httpx.AsyncClie
     assert obs["subject"]["reference"] == f"Patient/{existing['id']}"
 
 
+async def test_conditional_update_writes_where_its_references_point(client: httpx.AsyncClient) -> None:
+    """Conditional entries are matched once, before any write: a POST earlier in the same
+    transaction that happens to match a PUT's criteria does not redirect the PUT, so the entries
+    that reference the PUT's fullUrl point at the resource the PUT wrote."""
+    value = unique("once")
+    patient = {"resourceType": "Patient", "identifier": [{"system": SYSTEM, "value": value}]}
+    bundle = tx(
+        post("urn:uuid:first", patient),
+        {"fullUrl": "urn:uuid:second", "resource": {**patient, "gender": "female"},
+         "request": {"method": "PUT", "url": f"Patient?identifier={SYSTEM}|{value}"}},
+        post("urn:uuid:obs", {"resourceType": "Observation", "status": "final", "code": {"text": "bp"},
+                              "subject": {"reference": "urn:uuid:second"}}),
+    )
+    r = await client.post("/", json=bundle)
+    assert r.status_code == 200, r.text
+    first, second, obs = (e["response"] for e in r.json()["entry"])
+    assert first["status"].startswith("201") and second["status"].startswith("201")
+    observation = (await client.get("/" + obs["location"].split("/_history")[0])).json()
+    written = (await client.get("/" + observation["subject"]["reference"])).json()
+    assert written["gender"] == "female"
+
+
 async def test_transaction_with_unresolvable_references_fails(client: httpx.AsyncClient) -> None:
     bundle = tx(post("urn:uuid:o", {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                                     "subject": {"reference": "urn:uuid:nowhere"}}))

@@ -1,0 +1,123 @@
+"""Delivering converted persons to a FHIR server: several persons per transaction, failures isolated.
+
+A conversion gives one transaction Bundle per person (:mod:`profiles.datasets.convert`). Sending
+each on its own costs one request, one store commit and, for ``merge`` Patients, one search per
+person, which bounded ingest at a few hundred persons per second. Here persons are grouped into
+batches of up to ``batch_entries`` entries: one search finds the stored Patients of the whole batch
+(:func:`profiles.datasets.run.prepare` then merges their identifiers), and the batch goes as one
+transaction. The batch is an all-or-nothing superset of each person's transaction, so nothing is
+weaker than sending persons one by one; and when a batch fails, its persons are sent again one by
+one, so a bad person fails alone (the QC report and the failure list name it) and the others land.
+
+Persons in one batch share entries only where their Bundles hold the *same* entry (the same
+fullUrl and content, e.g. the institution's Organization); a fullUrl seen twice with different
+content closes the batch, so no entry is silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from profiles.datasets.run import Lookup, merge_criteria, prepare
+
+Find = Callable[[str, list[str]], Awaitable[dict[str, "dict[str, Any] | None"]]]
+"""``(type, [criteria, …])`` → for each criteria the one stored resource matching it, or None."""
+Submit = Callable[[dict[str, Any]], Awaitable["list[str] | str"]]
+"""Send one transaction: the response statuses of its entries, or an error text when it failed."""
+
+DEFAULT_BATCH_ENTRIES = 400
+
+
+@dataclass(slots=True)
+class Delivery:
+    persons: int = 0
+    transactions: int = 0
+    failed: int = 0
+    """Persons whose transaction failed."""
+    created: int = 0
+    updated: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def batches(bundles: Iterable[dict[str, Any]],
+            batch_entries: int = DEFAULT_BATCH_ENTRIES) -> list[list[dict[str, Any]]]:
+    """Consecutive persons grouped so that each group holds at most ``batch_entries`` distinct entries
+    (a person larger than that is a group of its own) and no fullUrl with two different contents."""
+    groups: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    seen: dict[str, dict[str, Any]] = {}
+    for bundle in bundles:
+        entries = bundle["entry"]
+        new = [e for e in entries if e["fullUrl"] not in seen]
+        clash = any(e["fullUrl"] in seen and seen[e["fullUrl"]] != e for e in entries)
+        if current and (clash or len(seen) + len(new) > batch_entries):
+            groups.append(current)
+            current, seen = [], {}
+        current.append(bundle)
+        for entry in entries:
+            seen.setdefault(entry["fullUrl"], entry)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def combine(bundles: list[dict[str, Any]]) -> dict[str, Any]:
+    """One transaction holding every distinct entry of ``bundles``, in first-seen order."""
+    if len(bundles) == 1:
+        return bundles[0]
+    entries: dict[str, dict[str, Any]] = {}
+    for bundle in bundles:
+        for entry in bundle["entry"]:
+            entries.setdefault(entry["fullUrl"], entry)
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries.values())}
+
+
+async def _lookups(group: list[dict[str, Any]], find: Find) -> Lookup:
+    wanted: dict[str, list[str]] = {}
+    for bundle in group:
+        for type_, criteria in merge_criteria(bundle):
+            wanted.setdefault(type_, []).append(criteria)
+    found = {type_: await find(type_, criteria) for type_, criteria in wanted.items()}
+
+    async def lookup(type_: str, criteria: str) -> dict[str, Any] | None:
+        return found[type_].get(criteria)
+    return lookup
+
+
+def _count(delivery: Delivery, statuses: list[str]) -> None:
+    for status in statuses:
+        if status.startswith("201"):
+            delivery.created += 1
+        elif status.startswith("200"):
+            delivery.updated += 1
+
+
+async def deliver(bundles: list[dict[str, Any]], *, find: Find, submit: Submit,
+                  batch_entries: int = DEFAULT_BATCH_ENTRIES,
+                  advance: Callable[[int], None] | None = None) -> Delivery:
+    """Send every person, batched; a failed batch is retried person by person."""
+    delivery = Delivery(persons=len(bundles))
+    for group in batches(bundles, batch_entries):
+        lookup = await _lookups(group, find)
+        prepared = [await prepare(bundle, lookup) for bundle in group]
+        outcome = await submit(combine(prepared))
+        delivery.transactions += 1
+        if isinstance(outcome, list):
+            _count(delivery, outcome)
+        elif len(group) == 1:
+            delivery.failed += 1
+            delivery.errors.append(outcome)
+        else:
+            for bundle in group:  # isolate the failing person(s); re-read what the batch did not write
+                single = await submit(await prepare(bundle, await _lookups([bundle], find)))
+                delivery.transactions += 1
+                if isinstance(single, list):
+                    _count(delivery, single)
+                else:
+                    delivery.failed += 1
+                    delivery.errors.append(single)
+        if advance:
+            advance(len(group))
+    return delivery
