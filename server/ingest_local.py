@@ -12,7 +12,7 @@ the server keeps the version when an update changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -54,7 +54,7 @@ async def _find(client: httpx.AsyncClient, type_: str, criteria: list[str]) -> d
     return found
 
 
-async def send(client: httpx.AsyncClient, bundles: list[dict[str, Any]], *,
+async def send(client: httpx.AsyncClient, bundles: Iterable[dict[str, Any]], *,
                advance: Callable[[int], None] | None = None, batch_entries: int = DEFAULT_BATCH_ENTRIES) -> Delivery:
     """Send every person's Bundle, several persons per transaction (:func:`deliver`)."""
 
@@ -88,11 +88,10 @@ async def run_ingest(path: Any, *, dataset: str, source: str | None, server: str
         (report_dir / f"{path.stem}.qc.html").write_text(report.html(result.report), encoding="utf-8")
     sent = Delivery()
     if not dry_run:
-        bundles = result.conversion.bundles
         async with target(server, data_dir, None) as client:
             with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("persons"),
                           TimeElapsedColumn(), console=Console(stderr=True)) as progress:
-                task = progress.add_task("ingest", total=len(bundles))
-                sent = await send(client, bundles, advance=lambda n: progress.advance(task, n),
-                                  batch_entries=batch_entries)
+                task = progress.add_task("ingest", total=result.conversion.persons)
+                sent = await send(client, result.conversion.iter_bundles(), batch_entries=batch_entries,
+                                  advance=lambda n: progress.advance(task, n))
     return result.report, sent

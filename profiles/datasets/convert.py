@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -74,10 +74,23 @@ class Outcome:
 
 @dataclass(slots=True)
 class Conversion:
+    converter: Converter
     outcomes: list[Outcome] = field(default_factory=list)
-    bundles: list[dict[str, Any]] = field(default_factory=list)
-    """One transaction Bundle per person, in first-seen order."""
     unknown_columns: list[str] = field(default_factory=list)
+
+    @property
+    def persons(self) -> int:
+        """Persons with at least one accepted record: the number of Bundles."""
+        return len(self.converter.persons)
+
+    def iter_bundles(self) -> Iterator[dict[str, Any]]:
+        """One transaction Bundle per person, in first-seen order, each built when it is asked for."""
+        return self.converter.iter_bundles()
+
+    @property
+    def bundles(self) -> list[dict[str, Any]]:
+        """All of :meth:`iter_bundles` at once (for small files and tests)."""
+        return list(self.iter_bundles())
 
 
 def resolve_headers(dataset: DataSet, headers: Iterable[str]) -> tuple[dict[str, str], list[str]]:
@@ -143,7 +156,8 @@ class Converter:
             if element.role:
                 self.roles.setdefault(element.role, []).append(element.id)
         self.duplicates = qc.Duplicates(per_record_person=dataset.resources[dataset.person].mode == "merge")
-        self._groups: dict[str, dict[tuple[str, str], Instance]] = {}
+        self.persons: dict[str, list[dict[str, Any]]] = {}
+        """Person criteria → the parsed values of their accepted records, in file order."""
         self._domain_cache: dict[tuple[str, str, str], bool] = {}
 
     # ---- per record ----------------------------------------------------------------------------
@@ -215,7 +229,7 @@ class Converter:
             issues.extend(self.duplicates.check(record.number, values, self.roles))
         accepted = not any(i.severity == qc.ERROR for i in issues)
         if accepted and person is not None:
-            self._write(person, values)
+            self.persons.setdefault(person, []).append(values)
         return Outcome(record.number, values.get(SOURCE), accepted, issues, values, person)
 
     def _value(self, write: Write, element: Element, value: Any, urls: dict[str, str], values: dict[str, Any]) -> Any:
@@ -245,8 +259,8 @@ class Converter:
         return {"system": found[0].system, "code": found[0].code, **({"display": found[0].display}
                                                                      if found[0].display else {})}
 
-    def _write(self, person: str, values: dict[str, Any]) -> None:
-        group = self._groups.setdefault(person, {})
+    def _write(self, group: dict[tuple[str, str], Instance], values: dict[str, Any]) -> None:
+        """Write one accepted record's values into its person's resources (keyed by criteria)."""
         made: dict[str, Instance] = {}
         for alias, spec in self.dataset.resources.items():
             if any(values.get(e) is None for e in spec.when):
@@ -290,9 +304,15 @@ class Converter:
 
     # ---- whole runs ----------------------------------------------------------------------------
 
-    def bundles(self) -> list[dict[str, Any]]:
-        """One transaction Bundle per person seen so far."""
-        return [transaction(list(group.values())) for group in self._groups.values()]
+    def iter_bundles(self) -> Iterator[dict[str, Any]]:
+        """One transaction Bundle per person seen so far. Resources are built here, a person at a time,
+        not while records are checked: a run holds the parsed values of its records, never the FHIR
+        resources of the whole file (a 500,000-row file would need gigabytes)."""
+        for records in list(self.persons.values()):
+            group: dict[tuple[str, str], Instance] = {}
+            for values in records:
+                self._write(group, values)
+            yield transaction(list(group.values()))
 
 
 def entry(instance: Instance) -> dict[str, Any]:
@@ -312,8 +332,7 @@ def convert(dataset: DataSet, records: Iterable[Record], *, source: str | None =
             terminology: Terminology | None = None, today: date | None = None) -> Conversion:
     """Check and convert every record; the Bundles hold the accepted ones."""
     converter = Converter(dataset, source=source, terminology=terminology, today=today)
-    result = Conversion()
+    result = Conversion(converter)
     for record in records:
         result.outcomes.append(converter.add(record))
-    result.bundles = converter.bundles()
     return result

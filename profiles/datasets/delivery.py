@@ -16,7 +16,7 @@ content closes the batch, so no entry is silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,10 +42,10 @@ class Delivery:
 
 
 def batches(bundles: Iterable[dict[str, Any]],
-            batch_entries: int = DEFAULT_BATCH_ENTRIES) -> list[list[dict[str, Any]]]:
+            batch_entries: int = DEFAULT_BATCH_ENTRIES) -> Iterator[list[dict[str, Any]]]:
     """Consecutive persons grouped so that each group holds at most ``batch_entries`` distinct entries
-    (a person larger than that is a group of its own) and no fullUrl with two different contents."""
-    groups: list[list[dict[str, Any]]] = []
+    (a person larger than that is a group of its own) and no fullUrl with two different contents;
+    lazily, so a large file is never held as FHIR all at once."""
     current: list[dict[str, Any]] = []
     seen: dict[str, dict[str, Any]] = {}
     for bundle in bundles:
@@ -53,14 +53,13 @@ def batches(bundles: Iterable[dict[str, Any]],
         new = [e for e in entries if e["fullUrl"] not in seen]
         clash = any(e["fullUrl"] in seen and seen[e["fullUrl"]] != e for e in entries)
         if current and (clash or len(seen) + len(new) > batch_entries):
-            groups.append(current)
+            yield current
             current, seen = [], {}
         current.append(bundle)
         for entry in entries:
             seen.setdefault(entry["fullUrl"], entry)
     if current:
-        groups.append(current)
-    return groups
+        yield current
 
 
 def combine(bundles: list[dict[str, Any]]) -> dict[str, Any]:
@@ -94,12 +93,13 @@ def _count(delivery: Delivery, statuses: list[str]) -> None:
             delivery.updated += 1
 
 
-async def deliver(bundles: list[dict[str, Any]], *, find: Find, submit: Submit,
+async def deliver(bundles: Iterable[dict[str, Any]], *, find: Find, submit: Submit,
                   batch_entries: int = DEFAULT_BATCH_ENTRIES,
                   advance: Callable[[int], None] | None = None) -> Delivery:
     """Send every person, batched; a failed batch is retried person by person."""
-    delivery = Delivery(persons=len(bundles))
+    delivery = Delivery()
     for group in batches(bundles, batch_entries):
+        delivery.persons += len(group)
         lookup = await _lookups(group, find)
         prepared = [await prepare(bundle, lookup) for bundle in group]
         outcome = await submit(combine(prepared))

@@ -56,7 +56,7 @@ def _counts(report: dict[str, Any]) -> dict[str, str]:
 async def convert_local(inv: Invocation) -> Result:
     result = _convert(inv)
     entries: dict[str, dict[str, Any]] = {}
-    for bundle in result.conversion.bundles:
+    for bundle in result.conversion.iter_bundles():
         for entry in bundle["entry"]:
             entries.setdefault(entry["fullUrl"], entry)
     return Result(200, resource={"resourceType": "Bundle", "type": "transaction", "entry": list(entries.values())},
@@ -83,7 +83,7 @@ async def ingest_local(inv: Invocation) -> Result:
             return str(error)
         return [e.get("response", {}).get("status", "") for e in (response.resource or {}).get("entry", [])]
 
-    delivery = await deliver(result.conversion.bundles, find=find, submit=submit)
+    delivery = await deliver(result.conversion.iter_bundles(), find=find, submit=submit)
     report = result.report
     parameters = [{"name": k, "valueInteger": report[k]} for k in ("records_total", "records_accepted",
                                                                    "records_rejected")]

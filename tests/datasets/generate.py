@@ -27,6 +27,9 @@ INSTITUTIONS = [("455835013", "深圳市福田区人民医院"), ("450755021", "
 LAB_ITEMS = [("HGB", "718-7", "血红蛋白", "g/L", (110, 175), "130-175"),
              ("GLU", "14771-0", "空腹血糖", "mmol/L", (3.5, 9.0), "3.9-6.1"),
              ("WBC", "6690-2", "白细胞计数", "10*9/L", (3.0, 12.0), "3.5-9.5")]
+MORE_LAB_ITEMS = [("ALT", "1742-6", "丙氨酸氨基转移酶", "U/L", (5, 80), "9-50"),
+                  ("CREA", "14682-9", "肌酐", "umol/L", (40, 130), "57-111")]
+"""Two more items, for benchmarks that want five results per report."""
 ICD = [("I10", "特发性(原发性)高血压"), ("E11.9", "2型糖尿病不伴有并发症"), ("J06.9", "急性上呼吸道感染")]
 
 
@@ -118,12 +121,13 @@ def diagnosis_rows(persons: list[Person]) -> list[dict[str, str]]:
              "诊断日期": f"{date(2024, 3, 1) + timedelta(days=i % 200):%Y%m%d}"} for i, p in enumerate(persons)]
 
 
-def lab_rows(persons: list[Person], *, seed: int = 11) -> list[dict[str, str]]:
+def lab_rows(persons: list[Person], *, seed: int = 11,
+             items: list[tuple[str, str, str, str, tuple[float, float], str]] | None = None) -> list[dict[str, str]]:
     rng = random.Random(seed)
     rows = []
     for i, p in enumerate(persons):
         day = date(2024, 5, 1) + timedelta(days=i % 100)
-        for code, loinc, name, unit, (low, high), ref in LAB_ITEMS:
+        for code, loinc, name, unit, (low, high), ref in items or LAB_ITEMS:
             value = round(rng.uniform(low, high), 1)
             rows.append({**_who(p, i), "报告单编号": f"JY{i:07d}",
                          "检验类别": "生化", "检验项目代码": code, "LOINC编码": loinc, "检验项目名称": name,

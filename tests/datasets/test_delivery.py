@@ -24,14 +24,14 @@ def test_persons_fill_a_batch_up_to_the_entry_bound() -> None:
 def test_a_shared_identical_entry_counts_once_and_is_sent_once() -> None:
     org = _entry("urn:uuid:org")
     people = [_person(org, _entry(f"urn:uuid:{i}")) for i in range(3)]
-    (group,) = batches(people, batch_entries=4)
+    (group,) = list(batches(people, batch_entries=4))
     assert [e["fullUrl"] for e in combine(group)["entry"]] == ["urn:uuid:org", "urn:uuid:0", "urn:uuid:1",
                                                                 "urn:uuid:2"]
 
 
 def test_the_same_full_url_with_other_content_closes_the_batch() -> None:
     people = [_person(_entry("urn:uuid:x", "one")), _person(_entry("urn:uuid:y")), _person(_entry("urn:uuid:x", "two"))]
-    groups = batches(people)
+    groups = list(batches(people))
     assert [len(group) for group in groups] == [2, 1]
     assert [e["resource"]["id"] for g in groups for e in combine(g)["entry"]] == ["one", "a", "two"]
 

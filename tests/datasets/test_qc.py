@@ -71,7 +71,7 @@ def test_fifteen_digit_number_is_upgraded_keeping_the_old_one() -> None:
     converter = Converter(spec.load("person"), today=TODAY)
     outcome = converter.add(Record(1, person(身份证件号码=old, 出生日期="19491231", 性别代码="2")))
     assert outcome.accepted, outcome.issues
-    patient = next(e["resource"] for e in converter.bundles()[0]["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient = next(e["resource"] for e in next(converter.iter_bundles())["entry"] if e["resource"]["resourceType"] == "Patient")
     ids = {(i.get("use"), i["value"]) for i in patient["identifier"] if i["system"] == "urn:oid:2.16.156.10011.1.3"}
     assert ids == {(None, "11010519491231002X"), ("old", old)}
 
