@@ -71,21 +71,19 @@ async def send(client: httpx.AsyncClient, bundles: Iterable[dict[str, Any]], *,
 async def run_ingest(path: Any, *, dataset: str, source: str | None, server: str | None, data_dir: Any,
                      report_dir: Any, dry_run: bool,
                      batch_entries: int = DEFAULT_BATCH_ENTRIES) -> tuple[dict[str, Any], Delivery]:
-    """Convert ``path``, write the QC report (JSON + HTML) to ``report_dir``, send unless ``dry_run``."""
+    """Convert ``path``, send unless ``dry_run``, and write the QC report (JSON + HTML) to ``report_dir``,
+    with what the store showed (a stored person with the same ID number and another name)."""
     import orjson
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from profiles.datasets import readers, report, spec
-    from profiles.datasets.run import run
+    from profiles.datasets.run import add_store_issues, run
     from server.load_runner import target
 
     data = path.read_bytes()
-    result = run(spec.load(dataset), data, kind=readers.sniff(data, path.name), source=source)
-    if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / f"{path.stem}.qc.json").write_bytes(orjson.dumps(result.report, option=orjson.OPT_INDENT_2))
-        (report_dir / f"{path.stem}.qc.html").write_text(report.html(result.report), encoding="utf-8")
+    dataset_spec = spec.load(dataset)
+    result = run(dataset_spec, data, kind=readers.sniff(data, path.name), source=source)
     sent = Delivery()
     if not dry_run:
         async with target(server, data_dir, None) as client:
@@ -94,4 +92,9 @@ async def run_ingest(path: Any, *, dataset: str, source: str | None, server: str
                 task = progress.add_task("ingest", total=result.conversion.persons)
                 sent = await send(client, result.conversion.iter_bundles(), batch_entries=batch_entries,
                                   advance=lambda n: progress.advance(task, n))
+        add_store_issues(result, sent.conflicts)
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / f"{path.stem}.qc.json").write_bytes(orjson.dumps(result.report, option=orjson.OPT_INDENT_2))
+        (report_dir / f"{path.stem}.qc.html").write_text(report.html(result.report), encoding="utf-8")
     return result.report, sent

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from profiles.datasets.qc import stored_name_conflict
 from profiles.datasets.run import Lookup, merge_criteria, prepare
 
 Find = Callable[[str, list[str]], Awaitable[dict[str, "dict[str, Any] | None"]]]
@@ -39,6 +40,13 @@ class Delivery:
     created: int = 0
     updated: int = 0
     errors: list[str] = field(default_factory=list)
+    conflicts: dict[str, str] = field(default_factory=dict)
+    """Person criteria → the stored Patient that has the person's key under another name."""
+
+    def notice(self, criteria: str, stored: dict[str, Any], incoming: dict[str, Any]) -> None:
+        conflict = stored_name_conflict(stored, incoming)
+        if conflict is not None:
+            self.conflicts[criteria] = conflict
 
 
 def batches(bundles: Iterable[dict[str, Any]],
@@ -101,7 +109,7 @@ async def deliver(bundles: Iterable[dict[str, Any]], *, find: Find, submit: Subm
     for group in batches(bundles, batch_entries):
         delivery.persons += len(group)
         lookup = await _lookups(group, find)
-        prepared = [await prepare(bundle, lookup) for bundle in group]
+        prepared = [await prepare(bundle, lookup, delivery.notice) for bundle in group]
         outcome = await submit(combine(prepared))
         delivery.transactions += 1
         if isinstance(outcome, list):

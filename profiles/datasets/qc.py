@@ -51,6 +51,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
                                     "the same ID number has a different name (record {detail})"),
     "likely-duplicate": ("疑似重复人员: 姓名、性别、出生日期、电话相同 (第{detail}条)",
                          "likely duplicate person: same name, sex, birth date and phone (record {detail})"),
+    "stored-id-different-name": ("平台已有同一身份证件号码的居民, 姓名不同 ({detail})",
+                                 "the platform already holds this ID number under another name ({detail})"),
 }
 
 
@@ -159,3 +161,23 @@ class Duplicates:
             if number is None and earlier != record and self._per_record_person:
                 found.append(issue(record, name_el, WARNING, "likely-duplicate", str(earlier)))
         return found
+
+
+def _name(patient: dict[str, Any]) -> str | None:
+    for name in patient.get("name") or ():
+        if isinstance(name, dict):
+            text = name.get("text") or "".join([name.get("family") or "", *(name.get("given") or ())])
+            if text:
+                return "".join(text.split())
+    return None
+
+
+def stored_name_conflict(stored: dict[str, Any], incoming: dict[str, Any]) -> str | None:
+    """When the Patient the platform holds under the incoming record's key has another name: the
+    stored one (``Patient/id 姓名``) for the report; None when the names agree or one is missing.
+    Across runs and institutions this is the same check as ``duplicate-id-different-name`` within a
+    file: one ID number, two names is a typing error at one of the desks, or two persons."""
+    before, now = _name(stored), _name(incoming)
+    if before is None or now is None or before == now:
+        return None
+    return f"Patient/{stored.get('id')} {before}"

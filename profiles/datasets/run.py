@@ -75,7 +75,11 @@ def merge_criteria(bundle: dict[str, Any]) -> list[tuple[str, str]]:
     return [("Patient", e["request"]["url"].split("?", 1)[1]) for e in bundle["entry"] if _is_merge(e)]
 
 
-async def prepare(bundle: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
+Notice = Callable[[str, "dict[str, Any]", "dict[str, Any]"], None]
+"""``(criteria, stored, incoming)``: told of every ``merge`` Patient found stored."""
+
+
+async def prepare(bundle: dict[str, Any], lookup: Lookup, notice: Notice | None = None) -> dict[str, Any]:
     """The transaction to send for ``bundle``: ``merge`` Patients turned into version-checked updates.
 
     For each ``PUT Patient?criteria`` entry whose Patient exists, the entry becomes
@@ -87,8 +91,11 @@ async def prepare(bundle: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
     entries = []
     for entry in bundle["entry"]:
         if _is_merge(entry):
-            stored = await lookup("Patient", entry["request"]["url"].split("?", 1)[1])
+            criteria = entry["request"]["url"].split("?", 1)[1]
+            stored = await lookup("Patient", criteria)
             if stored is not None:
+                if notice is not None:
+                    notice(criteria, stored, entry["resource"])
                 request = {**entry["request"], "url": f"Patient/{stored['id']}"}
                 version = (stored.get("meta") or {}).get("versionId")
                 if version:
@@ -97,3 +104,21 @@ async def prepare(bundle: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
                          "resource": {**merge_identifiers(stored, entry["resource"]), "id": stored["id"]}}
         entries.append(entry)
     return {**bundle, "entry": entries}
+
+
+def add_store_issues(result: Run, conflicts: dict[str, str]) -> None:
+    """Put what delivery found against the store (``conflicts``: person criteria → stored Patient) into
+    the run's report, on every accepted record of those persons, overall and per source institution."""
+    if not conflicts:
+        return
+    name = result.conversion.converter.dataset.by_role("name")
+    for outcome in result.conversion.outcomes:
+        detail = conflicts.get(outcome.person or "") if outcome.accepted else None
+        if detail is None:
+            continue
+        found = qc.issue(outcome.record, name.id if name else None, qc.WARNING, "stored-id-different-name", detail)
+        outcome.issues.append(found)
+        result.report["issues"].append(found.to_json())
+        section = result.report.get("sources", {}).get(outcome.source or "(none)")
+        if section is not None:
+            section["issues"].append(found.to_json())

@@ -19,7 +19,7 @@ import orjson
 
 from profiles.datasets import readers, spec
 from profiles.datasets.delivery import deliver
-from profiles.datasets.run import Run, run
+from profiles.datasets.run import Run, add_store_issues, run
 from server.bundles.transaction import process
 from server.errors import BadRequest, FhirError
 from server.interactions.conditional import matches
@@ -84,6 +84,7 @@ async def ingest_local(inv: Invocation) -> Result:
         return [e.get("response", {}).get("status", "") for e in (response.resource or {}).get("entry", [])]
 
     delivery = await deliver(result.conversion.iter_bundles(), find=find, submit=submit)
+    add_store_issues(result, delivery.conflicts)
     report = result.report
     parameters = [{"name": k, "valueInteger": report[k]} for k in ("records_total", "records_accepted",
                                                                    "records_rejected")]

@@ -117,7 +117,8 @@ def encounter_rows(persons: list[Person]) -> list[dict[str, str]]:
 
 
 def diagnosis_rows(persons: list[Person]) -> list[dict[str, str]]:
-    return [{**_who(p, i), "门(急)诊号": f"MZ{i:06d}", "诊断代码": ICD[i % 3][0], "诊断名称": ICD[i % 3][1],
+    return [{**_who(p, i), **({"住院号": f"ZY{i:06d}"} if i % 3 == 2 else {"门(急)诊号": f"MZ{i:06d}"}),
+             "诊断代码": ICD[i % 3][0], "诊断名称": ICD[i % 3][1],
              "诊断日期": f"{date(2024, 3, 1) + timedelta(days=i % 200):%Y%m%d}"} for i, p in enumerate(persons)]
 
 

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from profiles.datasets import spec
+from profiles.datasets import qc, spec
 from profiles.datasets.convert import Converter, Record
 from tests.datasets import generate as g
 
@@ -71,7 +71,8 @@ def test_fifteen_digit_number_is_upgraded_keeping_the_old_one() -> None:
     converter = Converter(spec.load("person"), today=TODAY)
     outcome = converter.add(Record(1, person(身份证件号码=old, 出生日期="19491231", 性别代码="2")))
     assert outcome.accepted, outcome.issues
-    patient = next(e["resource"] for e in next(converter.iter_bundles())["entry"] if e["resource"]["resourceType"] == "Patient")
+    entries = next(converter.iter_bundles())["entry"]
+    patient = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "Patient")
     ids = {(i.get("use"), i["value"]) for i in patient["identifier"] if i["system"] == "urn:oid:2.16.156.10011.1.3"}
     assert ids == {(None, "11010519491231002X"), ("old", old)}
 
@@ -136,3 +137,15 @@ def test_source_comes_from_the_option_when_no_column_gives_it() -> None:
     assert outcome.accepted and outcome.source == "450755021"
     column = Converter(spec.load("person"), source="450755021", today=TODAY).add(Record(1, person()))
     assert column.source == g.INSTITUTIONS[0][0]  # a column wins over the option
+
+
+@pytest.mark.parametrize(("stored", "incoming", "conflict"), [
+    ({"id": "p1", "name": [{"text": "王芳"}]}, {"name": [{"text": "王芳"}]}, None),
+    ({"id": "p1", "name": [{"text": "王 芳"}]}, {"name": [{"text": "王芳"}]}, None),
+    ({"id": "p1", "name": [{"family": "王", "given": ["芳"]}]}, {"name": [{"text": "王芳"}]}, None),
+    ({"id": "p1", "name": [{"text": "王芳"}]}, {"name": [{"text": "王方"}]}, "Patient/p1 王芳"),
+    ({"id": "p1"}, {"name": [{"text": "王方"}]}, None),
+    ({"id": "p1", "name": [{"text": "王芳"}]}, {}, None),
+])
+def test_stored_name_conflict(stored: dict, incoming: dict, conflict: str | None) -> None:
+    assert qc.stored_name_conflict(stored, incoming) == conflict

@@ -16,6 +16,7 @@ import httpx
 from profiles.datasets import spec
 from profiles.datasets.run import run
 from server.ingest_local import send
+from tests.conftest import unique
 from tests.datasets import generate as g
 
 
@@ -142,3 +143,69 @@ async def test_a_failing_person_in_a_batch_fails_alone(client: httpx.AsyncClient
                           headers={"Content-Type": "text/csv"})
     params = _params(r.json())
     assert (params["persons"], params["persons_failed"]) == (5, 1), params
+
+
+async def _ingest(client: httpx.AsyncClient, dataset: str, rows: list[dict[str, str]]) -> None:
+    r = await client.post("/$ingest-local", params={"dataset": dataset}, content=g.to_csv(rows),
+                          headers={"Content-Type": "text/csv"})
+    params = _params(r.json())
+    assert params["records_rejected"] == 0 and params["persons_failed"] == 0, params
+
+
+async def _visit_of_diagnosis(client: httpx.AsyncClient, person: g.Person) -> dict[str, Any]:
+    patient = await _patient(client, person.id_number)
+    conditions = (await client.get("/Condition", params={"subject": f"Patient/{patient['id']}"})).json()["entry"]
+    assert len(conditions) == 1
+    reference = conditions[0]["resource"]["encounter"]["reference"]
+    r = await client.get("/" + reference)
+    assert r.status_code == 200, (reference, r.text)
+    assert [i["system"] for i in r.json()["identifier"]] == ["urn:oid:2.16.156.10011.1.11"]
+    return r.json()
+
+
+async def test_diagnosis_links_its_visit_whichever_data_set_comes_first(client: httpx.AsyncClient) -> None:
+    """Condition.encounter is a literal reference to the visit: a diagnosis that comes before its
+    visit creates a placeholder Encounter under the visit's key, which the encounter data set then
+    fills in place; a diagnosis that comes after links to the stored visit without touching it."""
+    first, later = g.people(1, seed=308), g.people(1, seed=309)
+
+    def visit(rows: list[dict[str, str]], number: str) -> list[dict[str, str]]:
+        return [{**row, "门(急)诊号": number} for row in rows]
+
+    number = unique("MZ")
+    await _ingest(client, "diagnosis", visit(g.diagnosis_rows(first), number))
+    placeholder = await _visit_of_diagnosis(client, first[0])
+    assert placeholder["status"] == "unknown"
+    await _ingest(client, "encounter", visit(g.encounter_rows(first), number))
+    stored = await _visit_of_diagnosis(client, first[0])
+    assert (stored["id"], stored["status"], stored["class"]["code"]) == (placeholder["id"], "finished", "AMB")
+
+    number = unique("MZ")
+    await _ingest(client, "encounter", visit(g.encounter_rows(later), number))
+    await _ingest(client, "diagnosis", visit(g.diagnosis_rows(later), number))
+    stored = await _visit_of_diagnosis(client, later[0])
+    assert (stored["status"], stored["meta"]["versionId"]) == ("finished", "1")
+
+
+async def test_a_stored_person_with_the_same_id_number_and_another_name_is_reported(
+        client: httpx.AsyncClient) -> None:
+    """Across files and institutions: the platform holds the ID number under another name. The record
+    is still stored (a warning, as within a file), and the report names the stored Patient."""
+    person = g.people(1, seed=310)[0]
+    first = g.to_csv([g.person_row(person, g.INSTITUTIONS[0], 800)])
+    renamed = g.to_csv([{**g.person_row(person, g.INSTITUTIONS[1], 801), "姓名": person.name + "林"}])
+    for data, expected in ((first, []), (renamed, [(1, "stored-id-different-name", "warning")])):
+        r = await client.post("/$ingest-local", params={"dataset": "person"}, content=data,
+                              headers={"Content-Type": "text/csv"})
+        params = _params(r.json())
+        assert params["persons_failed"] == 0, params
+        report = json.loads(params["report"])
+        found = [(i["record"], i["code"], i["severity"]) for i in report["issues"] if i["code"].startswith("stored")]
+        assert found == expected
+        if expected:
+            (issue,) = [i for i in report["issues"] if i["code"] == "stored-id-different-name"]
+            assert person.name in issue["message"]["zh"] and issue["element"] == "DE02.01.039.00"
+            source = report["sources"][g.INSTITUTIONS[1][0]]
+            assert [i["code"] for i in source["issues"]] == ["stored-id-different-name"]
+    patient = await _patient(client, person.id_number)
+    assert patient["name"][0]["text"] == person.name + "林"  # the latest record's name, as documented
