@@ -32,6 +32,7 @@ FOLLOWUP_EVALUATION = f"{BASE}/CodeSystem/cn-followup-evaluation"  # CV05.10.012
 ABO_BLOOD_TYPE = "urn:oid:2.16.156.10011.2.3.1.85"  # CV04.50.005 ABO血型
 RH_BLOOD_TYPE = "urn:oid:2.16.156.10011.2.3.1.250"  # CV04.50.020 Rh(D)血型
 EXAM_RESULT = "urn:oid:2.16.156.10011.2.3.2.38"  # 检查(检验)结果 (list unconfirmed)
+ADMINISTRATIVE_DIVISION = "urn:oid:2.16.156.10011.2.3.3.2"  # GB/T 2260 行政区划 (2021, province to county)
 
 # Value sets (all codes of each table; the ICD-10 one leaves out chapters and blocks)
 VS_SEX = _vs("cn-sex")
@@ -45,6 +46,7 @@ VS_FOLLOWUP_EVALUATION = _vs("cn-followup-evaluation")
 VS_ABO_BLOOD_TYPE = _vs("cn-abo-blood-type")
 VS_RH_BLOOD_TYPE = _vs("cn-rh-blood-type")
 VS_EXAM_RESULT = _vs("cn-exam-result")
+VS_ADMINISTRATIVE_DIVISION = _vs("cn-administrative-division")
 
 # Concept maps to FHIR codes
 CM_SEX_TO_GENDER = _cm("cn-sex-to-administrative-gender")

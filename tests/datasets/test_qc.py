@@ -48,6 +48,8 @@ OTHER_SEX = "2" if PERSON.sex == "1" else "1"
     ({"出生日期": "20240101", "身份证件号码": "", "建档日期": "20230101"}, ("event-before-birth", "error")),
     ({"出生日期": "18800101", "身份证件号码": "", "建档日期": "20230101"}, ("age-implausible", "error")),
     ({"建档日期": "20300101"}, ("event-future", "error")),
+    ({"行政区划代码": "110100"}, ("code-unknown", "warning")),  # not a GB/T 2260 division (市辖区)
+    ({"行政区划代码": "11010"}, ("format", "error")),
 ])
 def test_rule_fires(changes: dict[str, str], expected: tuple[str, str]) -> None:
     assert expected in codes("person", person(**changes))[0]

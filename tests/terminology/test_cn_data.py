@@ -45,9 +45,10 @@ def test_code_system_shape(path: Path, cs: dict[str, Any]) -> None:
     concepts = walk(cs["concept"])
     assert cs["count"] == len(concepts)
     assert len({c["code"] for c in concepts}) == len(concepts)
+    place_names = cs["url"] == cn.ADMINISTRATIVE_DIVISION  # proper names: no English designation
     for concept in concepts:
         assert CHINESE.search(concept["display"]), concept
-        assert any(d["language"] == "en" for d in concept.get("designation", [])), concept
+        assert place_names or any(d["language"] == "en" for d in concept.get("designation", [])), concept
     if cs["url"] != cn.FOLLOWUP_EVALUATION:  # the one table without a known OID
         assert cs["url"].startswith("urn:oid:") and cs["identifier"][0]["value"] == cs["url"]
     unconfirmed = path.parent.name == "unconfirmed"
@@ -71,6 +72,22 @@ def test_code_system_shape(path: Path, cs: dict[str, Any]) -> None:
 def test_code_lists(term: Terminology, system: str, codes: set[str]) -> None:
     cs = term.codesystem(system)
     assert cs is not None and set(cs.concepts) == codes
+
+
+@pytest.mark.parametrize(("code", "valid", "display", "ancestor"), [
+    ("110105", True, "朝阳区", "110000"),  # a district of a municipality sits under the province
+    ("440305", True, "南山区", "440300"),  # a district under its prefecture-level city
+    ("441900", True, "东莞市", "440000"),  # a prefecture-level city without districts
+    ("220581", True, "梅河口市", "220500"),
+    ("110100", False, None, None),  # 市辖区 rows are not divisions
+    ("999999", False, None, None),
+])
+def test_administrative_divisions(term: Terminology, code: str, valid: bool, display: str | None,
+                                  ancestor: str | None) -> None:
+    checked = term.check(cn.VS_ADMINISTRATIVE_DIVISION, cn.ADMINISTRATIVE_DIVISION, code)
+    assert (checked.result, checked.display if valid else None) == (valid, display)
+    if ancestor is not None:
+        assert ancestor in (term.ancestors(cn.ADMINISTRATIVE_DIVISION, code) or set())
 
 
 @pytest.mark.parametrize("category", ["I10", "I11", "I12", "I13", "I15", "E10", "E11", "E12", "E13", "E14", "I60",
