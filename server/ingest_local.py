@@ -64,7 +64,12 @@ async def send(client: httpx.AsyncClient, bundles: Iterable[dict[str, Any]], *,
             return response.text[:500]
         return [item.get("response", {}).get("status", "") for item in response.json().get("entry", [])]
 
-    return await deliver(bundles, find=lambda t, c: _find(client, t, c), submit=submit,
+    async def search(type_: str, criteria: str) -> list[dict[str, Any]]:
+        response = await client.get(f"/{type_}", params=criteria + "&_count=5")
+        return [e["resource"] for e in response.json().get("entry", [])
+                if e.get("search", {}).get("mode") != "outcome"] if response.status_code == 200 else []
+
+    return await deliver(bundles, find=lambda t, c: _find(client, t, c), submit=submit, search=search,
                          batch_entries=batch_entries, advance=advance)
 
 

@@ -20,15 +20,18 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from profiles.datasets.qc import stored_name_conflict
+from profiles.datasets.qc import demographic_criteria, likely_duplicate, stored_name_conflict
 from profiles.datasets.run import Lookup, merge_criteria, prepare
 
 Find = Callable[[str, list[str]], Awaitable[dict[str, "dict[str, Any] | None"]]]
 """``(type, [criteria, …])`` → for each criteria the one stored resource matching it, or None."""
+Search = Callable[[str, str], Awaitable["list[dict[str, Any]]"]]
+"""``(type, criteria)`` → a few of the stored resources matching (for reporting likely duplicates)."""
 Submit = Callable[[dict[str, Any]], Awaitable["list[str] | str"]]
 """Send one transaction: the response statuses of its entries, or an error text when it failed."""
 
 DEFAULT_BATCH_ENTRIES = 400
+_RESIDENT_ID = "identifier=urn:oid:2.16.156.10011.1.3|"
 
 
 @dataclass(slots=True)
@@ -40,13 +43,15 @@ class Delivery:
     created: int = 0
     updated: int = 0
     errors: list[str] = field(default_factory=list)
-    conflicts: dict[str, str] = field(default_factory=dict)
-    """Person criteria → the stored Patient that has the person's key under another name."""
+    conflicts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Person criteria → (QC code, detail) of what the store showed about that person: the person's key
+    under another name (``stored-id-different-name``), or another stored person with the same name,
+    sex, birth date and phone (``stored-likely-duplicate``, for persons without an ID number)."""
 
     def notice(self, criteria: str, stored: dict[str, Any], incoming: dict[str, Any]) -> None:
         conflict = stored_name_conflict(stored, incoming)
         if conflict is not None:
-            self.conflicts[criteria] = conflict
+            self.conflicts[criteria] = ("stored-id-different-name", conflict)
 
 
 def batches(bundles: Iterable[dict[str, Any]],
@@ -82,6 +87,7 @@ def combine(bundles: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _lookups(group: list[dict[str, Any]], find: Find) -> Lookup:
+    """The stored Patients of the group's ``merge`` entries, found together."""
     wanted: dict[str, list[str]] = {}
     for bundle in group:
         for type_, criteria in merge_criteria(bundle):
@@ -93,6 +99,23 @@ async def _lookups(group: list[dict[str, Any]], find: Find) -> Lookup:
     return lookup
 
 
+async def _likely_duplicates(group: list[dict[str, Any]], lookup: Lookup, search: Search,
+                             delivery: Delivery) -> None:
+    """Persons keyed by something other than an ID number, looked for among the stored persons by
+    name, sex, birth date and phone: another stored Patient with all four is a likely duplicate."""
+    for bundle in group:
+        for type_, criteria in merge_criteria(bundle):
+            if criteria.startswith(_RESIDENT_ID):
+                continue
+            incoming = next(e["resource"] for e in bundle["entry"] if e["request"]["url"] == f"{type_}?{criteria}")
+            demographics = demographic_criteria(incoming)
+            if demographics is None:
+                continue
+            other = likely_duplicate(await lookup(type_, criteria), await search(type_, demographics))
+            if other is not None:
+                delivery.conflicts[criteria] = ("stored-likely-duplicate", other)
+
+
 def _count(delivery: Delivery, statuses: list[str]) -> None:
     for status in statuses:
         if status.startswith("201"):
@@ -101,14 +124,17 @@ def _count(delivery: Delivery, statuses: list[str]) -> None:
             delivery.updated += 1
 
 
-async def deliver(bundles: Iterable[dict[str, Any]], *, find: Find, submit: Submit,
+async def deliver(bundles: Iterable[dict[str, Any]], *, find: Find, submit: Submit, search: Search | None = None,
                   batch_entries: int = DEFAULT_BATCH_ENTRIES,
                   advance: Callable[[int], None] | None = None) -> Delivery:
-    """Send every person, batched; a failed batch is retried person by person."""
+    """Send every person, batched; a failed batch is retried person by person. With ``search``,
+    persons without an ID number are checked for likely duplicates among the stored ones."""
     delivery = Delivery()
     for group in batches(bundles, batch_entries):
         delivery.persons += len(group)
         lookup = await _lookups(group, find)
+        if search is not None:
+            await _likely_duplicates(group, lookup, search, delivery)
         prepared = [await prepare(bundle, lookup, delivery.notice) for bundle in group]
         outcome = await submit(combine(prepared))
         delivery.transactions += 1

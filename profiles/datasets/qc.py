@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import urlencode
 
 from profiles import resident_id
 
@@ -53,6 +54,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
                          "likely duplicate person: same name, sex, birth date and phone (record {detail})"),
     "stored-id-different-name": ("平台已有同一身份证件号码的居民, 姓名不同 ({detail})",
                                  "the platform already holds this ID number under another name ({detail})"),
+    "stored-likely-duplicate": ("疑似重复人员: 平台已有姓名、性别、出生日期、电话相同的居民 ({detail})",
+                                "likely duplicate: the platform already holds a person with the same name, sex, "
+                                "birth date and phone ({detail})"),
 }
 
 
@@ -181,3 +185,25 @@ def stored_name_conflict(stored: dict[str, Any], incoming: dict[str, Any]) -> st
     if before is None or now is None or before == now:
         return None
     return f"Patient/{stored.get('id')} {before}"
+
+
+def demographic_criteria(patient: dict[str, Any]) -> str | None:
+    """Search criteria for stored persons with this Patient's name, sex, birth date and phone (the
+    ``likely-duplicate`` key), or None when one of the four is missing."""
+    name = _name(patient)
+    phones = [t.get("value") for t in patient.get("telecom") or ()
+              if isinstance(t, dict) and t.get("system") == "phone"]
+    gender, born = patient.get("gender"), patient.get("birthDate")
+    if not (name and phones and phones[0] and isinstance(gender, str) and isinstance(born, str)):
+        return None
+    return urlencode({"name:exact": name, "gender": gender, "birthdate": born, "phone": phones[0]})
+
+
+def likely_duplicate(stored_by_key: dict[str, Any] | None, similar: list[dict[str, Any]]) -> str | None:
+    """The first stored Patient with a person's name, sex, birth date and phone that is not the Patient
+    the person's own key finds: ``Patient/id 姓名`` for the report, or None."""
+    own = stored_by_key.get("id") if stored_by_key is not None else None
+    other = next((p for p in similar if p.get("id") != own), None)
+    if other is None:
+        return None
+    return f"Patient/{other.get('id')} {_name(other) or ''}".rstrip()

@@ -106,17 +106,17 @@ async def prepare(bundle: dict[str, Any], lookup: Lookup, notice: Notice | None 
     return {**bundle, "entry": entries}
 
 
-def add_store_issues(result: Run, conflicts: dict[str, str]) -> None:
-    """Put what delivery found against the store (``conflicts``: person criteria → stored Patient) into
+def add_store_issues(result: Run, conflicts: dict[str, tuple[str, str]]) -> None:
+    """Put what delivery found against the store (``conflicts``: person criteria → QC code and detail) into
     the run's report, on every accepted record of those persons, overall and per source institution."""
     if not conflicts:
         return
     name = result.conversion.converter.dataset.by_role("name")
     for outcome in result.conversion.outcomes:
-        detail = conflicts.get(outcome.person or "") if outcome.accepted else None
-        if detail is None:
+        conflict = conflicts.get(outcome.person or "") if outcome.accepted else None
+        if conflict is None:
             continue
-        found = qc.issue(outcome.record, name.id if name else None, qc.WARNING, "stored-id-different-name", detail)
+        found = qc.issue(outcome.record, name.id if name else None, qc.WARNING, *conflict)
         outcome.issues.append(found)
         result.report["issues"].append(found.to_json())
         section = result.report.get("sources", {}).get(outcome.source or "(none)")

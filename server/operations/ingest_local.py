@@ -67,13 +67,17 @@ async def ingest_local(inv: Invocation) -> Result:
     result = _convert(inv)
     svc = inv.svc
 
+    async def search(type_: str, criteria: str, limit: int = 5) -> list[dict[str, Any]]:
+        async with svc.session() as session:
+            ids = await matches(svc, session, type_, criteria, limit=limit)
+        versions = [await svc.store.read(type_, id_) for id_ in ids]
+        return [orjson.loads(v.body) for v in versions if v is not None and v.body is not None]
+
     async def find(type_: str, criteria: list[str]) -> dict[str, dict[str, Any] | None]:
         found: dict[str, dict[str, Any] | None] = {}
         for c in criteria:
-            async with svc.session() as session:
-                ids = await matches(svc, session, type_, c)
-            version = await svc.store.read(type_, ids[0]) if len(ids) == 1 else None
-            found[c] = orjson.loads(version.body) if version is not None and version.body is not None else None
+            stored = await search(type_, c, limit=2)
+            found[c] = stored[0] if len(stored) == 1 else None
         return found
 
     async def submit(bundle: dict[str, Any]) -> list[str] | str:
@@ -83,7 +87,7 @@ async def ingest_local(inv: Invocation) -> Result:
             return str(error)
         return [e.get("response", {}).get("status", "") for e in (response.resource or {}).get("entry", [])]
 
-    delivery = await deliver(result.conversion.iter_bundles(), find=find, submit=submit)
+    delivery = await deliver(result.conversion.iter_bundles(), find=find, submit=submit, search=search)
     add_store_issues(result, delivery.conflicts)
     report = result.report
     parameters = [{"name": k, "valueInteger": report[k]} for k in ("records_total", "records_accepted",

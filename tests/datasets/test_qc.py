@@ -151,3 +151,27 @@ def test_source_comes_from_the_option_when_no_column_gives_it() -> None:
 ])
 def test_stored_name_conflict(stored: dict, incoming: dict, conflict: str | None) -> None:
     assert qc.stored_name_conflict(stored, incoming) == conflict
+
+
+PATIENT = {"name": [{"text": "王芳"}], "gender": "female", "birthDate": "1980-05-01",
+           "telecom": [{"system": "phone", "value": "13800000000"}]}
+
+
+@pytest.mark.parametrize(("patient", "criteria"), [
+    (PATIENT, "name%3Aexact=%E7%8E%8B%E8%8A%B3&gender=female&birthdate=1980-05-01&phone=13800000000"),
+    ({**PATIENT, "telecom": []}, None),
+    ({**PATIENT, "gender": None}, None),
+    ({k: v for k, v in PATIENT.items() if k != "birthDate"}, None),
+])
+def test_demographic_criteria(patient: dict, criteria: str | None) -> None:
+    assert qc.demographic_criteria(patient) == criteria
+
+
+@pytest.mark.parametrize(("own", "similar", "found"), [
+    (None, [], None),
+    (None, [{"id": "a", "name": [{"text": "王芳"}]}], "Patient/a 王芳"),
+    ({"id": "a"}, [{"id": "a"}], None),
+    ({"id": "a"}, [{"id": "a"}, {"id": "b", "name": [{"text": "王芳"}]}], "Patient/b 王芳"),
+])
+def test_likely_duplicate(own: dict | None, similar: list[dict], found: str | None) -> None:
+    assert qc.likely_duplicate(own, similar) == found

@@ -209,3 +209,24 @@ async def test_a_stored_person_with_the_same_id_number_and_another_name_is_repor
             assert [i["code"] for i in source["issues"]] == ["stored-id-different-name"]
     patient = await _patient(client, person.id_number)
     assert patient["name"][0]["text"] == person.name + "林"  # the latest record's name, as documented
+
+
+async def test_a_person_without_id_number_like_a_stored_one_is_a_likely_duplicate(client: httpx.AsyncClient) -> None:
+    """No ID number, another health card, but the name, sex, birth date and phone of a stored person:
+    stored as its own Patient (it may be another person), and reported as a likely duplicate naming
+    the stored Patient, on every ingest of that record."""
+    person = g.people(1, seed=311)[0]
+    await _ingest(client, "person", [g.person_row(person, g.INSTITUTIONS[0], 810)])
+    stored = await _patient(client, person.id_number)
+    card = unique("H")
+    row = {**g.person_row(person, g.INSTITUTIONS[1], 811), "身份证件号码": "", "居民健康卡号": card,
+           "DE01.00.009.00": unique("R")}
+    for _ in range(2):
+        r = await client.post("/$ingest-local", params={"dataset": "person"}, content=g.to_csv([row]),
+                              headers={"Content-Type": "text/csv"})
+        report = json.loads(_params(r.json())["report"])
+        found = [i for i in report["issues"] if i["code"] == "stored-likely-duplicate"]
+        assert [(i["record"], i["severity"]) for i in found] == [(1, "warning")], report["issues"]
+        assert f"Patient/{stored['id']}" in found[0]["message"]["en"]
+    r = await client.get("/Patient", params={"identifier": f"urn:oid:2.16.156.10011.1.19|{card}"})
+    assert len(r.json()["entry"]) == 1
