@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -25,9 +26,10 @@ async def _find(client: httpx.AsyncClient, type_: str, criteria: list[str]) -> d
     checked against the identifiers of what came back; otherwise (or when anything is ambiguous) one
     search per criteria."""
     found: dict[str, dict[str, Any] | None] = {}
-    tokens = [c.split("=", 1)[1] for c in criteria if c.startswith("identifier=") and "&" not in c]
+    tokens = [unquote(c.split("=", 1)[1]) for c in criteria if c.startswith("identifier=") and "&" not in c]
     if len(tokens) == len(criteria) and len(criteria) > 1:
-        response = await client.post(f"/{type_}/_search", data={"identifier": ",".join(tokens),
+        values = ",".join(t.replace("\\", "\\\\").replace(",", "\\,") for t in tokens)  # search escaping
+        response = await client.post(f"/{type_}/_search", data={"identifier": values,
                                                                  "_count": str(len(criteria) + 1)})
         if response.status_code == 200:
             body = response.json()
