@@ -212,6 +212,10 @@ class Converter:
             if not any(values.get(e) is not None for e in group) and \
                     not any(i.element in group for i in issues):
                 issues.append(qc.issue(n, group[0], qc.ERROR, "required-one-of", ", ".join(group)))
+        for dependent, needed in self.dataset.requires:
+            if values.get(dependent) is not None and values.get(needed) is None and \
+                    not any(i.element == needed for i in issues):
+                issues.append(qc.issue(n, dependent, qc.WARNING, "orphan-value", needed))
         for high, low in self.dataset.greater:
             if values.get(high) is not None and values.get(low) is not None and not values[high] > values[low]:
                 issues.append(qc.issue(n, high, qc.ERROR, "value-order", f"{high} > {low}"))

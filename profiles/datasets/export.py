@@ -5,7 +5,11 @@ The map file is read backwards, so no per-data-set code is needed either way:
 - links between the data set's resources are the references the map writes (``{@patient}`` in a
   fixed value, ``as: reference`` writes). From the row resource (``row:`` in the map, made once per
   record) forward links are followed (Observation.subject → Patient) and reverse ones searched
-  (DiagnosticReport.result → this Observation);
+  (DiagnosticReport.result → this Observation, MedicationStatement.context → this visit). A resource
+  found by a reverse link must be the only candidate, and its other links must point at what the row
+  has already found (a visit's MedicationStatement is not found through the shared Patient for
+  another visit of that patient); which map resource a stored one is (:func:`fits`) follows from the
+  map's fixed content, literal parts of templated identifiers included (``…/drug-1`` vs ``…/drug-2``);
 - each element is read back from its first invertible write: a plain value at its path; a
   template at the place its ``{this}`` stands; a Coding's or CodeableConcept's ``code``. Translated
   codes are skipped (the original Coding is another write). Dates return to D8/DT15, numbers to text.
@@ -16,11 +20,15 @@ Elements with no FHIR target (QC-only, e.g. 身份证件类别代码) are export
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from profiles.datasets import paths
 from profiles.datasets.spec import DataSet, Element, ResourceSpec, Write
+
+_PLACEHOLDER = re.compile(r"(\{@?[A-Za-z0-9_.]+\})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +141,57 @@ def _constant(template: Any) -> bool:
     return not (isinstance(template, str) and "{" in template)
 
 
+@cache
+def _pattern(template: str) -> re.Pattern[str]:
+    """A string template as a pattern: its literal text, anything where a placeholder stands."""
+    return re.compile(".*".join(re.escape(part) for part in _PLACEHOLDER.split(template)[::2]), re.DOTALL)
+
+
+def _like(template: Any, value: Any) -> bool:
+    """Whether a stored value can have been written from a fixed template with placeholders: equal
+    where the template is literal (``…/drug-1`` is not ``…/drug-2``), anything where a placeholder stands."""
+    if isinstance(template, dict):
+        return isinstance(value, dict) and all(k in value and _like(v, value[k]) for k, v in template.items())
+    if isinstance(template, list):
+        return isinstance(value, list) and all(any(_like(t, v) for v in value) for t in template)
+    if isinstance(template, str) and "{" in template:
+        return _PLACEHOLDER.fullmatch(template) is not None or (
+            isinstance(value, str) and _pattern(template).fullmatch(value) is not None)
+    return template == value
+
+
 def fits(dataset: DataSet, spec: ResourceSpec, resource: dict[str, Any]) -> bool:
-    """Whether ``resource`` can be the map's resource ``spec``: its type, and the fixed values that
-    hold no placeholder (a code, a category) and no element overwrites (a default class) — so the
-    four Observations of one visit are told apart."""
+    """Whether ``resource`` can be the map's resource ``spec``: its type, the fixed values that hold no
+    placeholder (a code, a category) and no element overwrites (a default class), and the literal
+    parts of those that do (an identifier ``{source}/{number}/drug-1``) — so the Observations of one
+    visit, and its first and second MedicationStatement, are told apart. A fixed value with
+    placeholders may be missing (it is skipped when an element it names is absent)."""
     if resource.get("resourceType") != spec.type:
         return False
     overwritten = {w.path for e in dataset.elements for w in e.writes if w.resource == spec.alias}
-    return all(fixed.template in paths.get(resource, fixed.path) for fixed in spec.fixed
-               if _constant(fixed.template) and "[+]" not in fixed.path and fixed.path not in overwritten)
+    for fixed in spec.fixed:
+        if "[+]" in fixed.path or fixed.path in overwritten:
+            continue
+        found = paths.get(resource, fixed.path)
+        if _constant(fixed.template):
+            if fixed.template not in found:
+                return False
+        elif found and not any(_like(fixed.template, value) for value in found):
+            return False
+    return True
+
+
+def _agrees(candidate: dict[str, Any], alias: str, graph: list[Link], found: dict[str, dict[str, Any]]) -> bool:
+    """Whether ``candidate`` (for ``alias``) references, at each of its links, the resource already
+    found there: a resource found through a shared one (the patient, the doctor) must still belong
+    to this row (its ``encounter``/``context`` is this visit)."""
+    for link in graph:
+        if link.source == alias and link.target in found:
+            refs = paths.get(candidate, link.path)
+            target = found[link.target]
+            if refs and f"{target['resourceType']}/{target['id']}" not in refs:
+                return False
+    return True
 
 
 def rows(dataset: DataSet, resources: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -182,7 +232,7 @@ def rows(dataset: DataSet, resources: list[dict[str, Any]]) -> list[dict[str, st
                     # a reverse link counts only when one resource fits: the Observations of a patient's
                     # other visits must not be taken for this visit's
                     wanted = f"{found[link.target]['resourceType']}/{found[link.target]['id']}"
-                    matching = reverse(link).get(wanted, [])
+                    matching = [c for c in reverse(link).get(wanted, []) if _agrees(c, link.source, graph, found)]
                     if len(matching) == 1:
                         found[link.source], changed = matching[0], True
         record: dict[str, str] = {}

@@ -44,6 +44,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "event-future": ("事件日期晚于今天", "event date is in the future"),
     "event-before-birth": ("事件日期早于出生日期", "event date is before the birth date"),
     "age-implausible": ("事件发生时年龄不在0-120岁之间", "age at the event is not between 0 and 120"),
+    "orphan-value": ("缺少{detail}, 本项未保存", "not stored: it needs {detail}, which is missing"),
     "period-reversed": ("结束时间早于开始时间", "end time is before start time"),
     "no-person-key": ("无法识别患者: 缺少身份证号和健康卡号",
                       "cannot identify the person: no ID number nor health card"),

@@ -97,6 +97,8 @@ class DataSet:
     """Groups of elements of which at least one must be present (e.g. 门诊号 or 住院号)."""
     greater: tuple[tuple[str, str], ...] = ()
     """Pairs (a, b) where a must exceed b when both are given (收缩压 > 舒张压)."""
+    requires: tuple[tuple[str, str], ...] = ()
+    """Pairs (a, b) where a given without b cannot be stored (用法用量 without 药物名称): reported."""
     row: str | None = None
     """Alias of the resource made once per record: ``export-local`` writes one row per such resource."""
 
@@ -186,10 +188,15 @@ def load(name: str) -> DataSet:
     raw = _raw(name)
     elements: list[dict[str, Any]] = []
     resources: dict[str, Any] = {}
+    rules: dict[str, list[Any]] = {}
     for fragment in raw.get("include", ()):
         part = _raw(f"_{fragment}")
         elements.extend(part.get("elements", ()))
         resources.update(part.get("resources", {}))
+        for kind, listed in part.get("rules", {}).items():  # a fragment's rules hold wherever it is included
+            rules.setdefault(kind, []).extend(listed)
+    for kind, listed in raw.get("rules", {}).items():
+        rules.setdefault(kind, []).extend(listed)
     elements.extend(raw.get("elements", ()))
     for alias, override in raw.get("resources", {}).items():  # an including file may refine a fragment's resource
         resources[alias] = {**resources.get(alias, {}), **override}
@@ -202,8 +209,12 @@ def load(name: str) -> DataSet:
     person = str(raw["person"])
     if person not in specs:
         raise ValueError(f"{name}: person resource {person!r} is not defined")
-    rules = raw.get("rules", {})
-    one_of = tuple(tuple(group) for group in rules.get("one_of", ()))
-    greater = tuple((str(a), str(b)) for a, b in rules.get("greater", ()))
+    one_of = tuple(dict.fromkeys(tuple(str(e) for e in group) for group in rules.get("one_of", ())))
+    greater = tuple(dict.fromkeys((str(a), str(b)) for a, b in rules.get("greater", ())))
+    requires = tuple(dict.fromkeys((str(a), str(b)) for a, b in rules.get("requires", ())))
+    ids = {e.id for e in built}
+    for rule in (*one_of, *greater, *requires):
+        if unknown := [e for e in rule if e not in ids]:
+            raise ValueError(f"{name}: rules name unknown elements {unknown}")
     return DataSet(str(raw["dataset"]), str(raw["title"]), str(raw.get("standard", "")), person, built, specs,
-                   one_of, greater, str(raw["row"]) if raw.get("row") else None)
+                   one_of, greater, requires, str(raw["row"]) if raw.get("row") else None)

@@ -146,6 +146,7 @@ def vital_rows(persons: list[Person], *, seed: int = 13) -> list[dict[str, str]]
         rows.append({**_who(p, i), "测量记录编号": f"TZ{i:07d}", "收缩压": str(systolic),
                      "舒张压": str(systolic - rng.randrange(25, 55)), "身高": f"{rng.uniform(150, 185):.1f}",
                      "体重": f"{rng.uniform(45, 95):.1f}", "血糖检测值": f"{rng.uniform(4, 9):.1f}",
+                     "心率": str(rng.randrange(58, 100)), "腹围": f"{rng.uniform(68, 105):.1f}",
                      "测量日期时间": f"{date(2024, 7, 1) + timedelta(days=i % 90):%Y%m%d}T091000"})
     return rows
 
@@ -169,21 +170,39 @@ def exam_rows(persons: list[Person]) -> list[dict[str, str]]:
     return rows
 
 
+HYPERTENSION_DRUGS = [("硝苯地平控释片", "每日1次，每次30mg，口服"), ("苯磺酸氨氯地平片", "每日1次，每次5mg，口服"),
+                      ("缬沙坦胶囊", "每日1次，每次80mg，口服"), ("氢氯噻嗪片", "每日1次，每次12.5mg，口服"),
+                      ("酒石酸美托洛尔片", "每日2次，每次25mg，口服")]
+DIABETES_DRUGS = [("盐酸二甲双胍片", "每日3次，每次0.5g，餐中服"), ("格列美脲片", "每日1次，每次2mg，早餐前"),
+                  ("阿卡波糖片", "每日3次，每次50mg，随第一口饭嚼服"),
+                  ("甘精胰岛素注射液", "每日1次，每次12U，睡前皮下注射")]
+
+
 def followup_rows(persons: list[Person], *, diabetes: bool = False, seed: int = 17) -> list[dict[str, str]]:
-    """高血压 (or 2型糖尿病) follow-up visits: two per person, three months apart."""
+    """高血压 (or 2型糖尿病) follow-up visits: two per person, three months apart, each with 服药依从性 (1 规律,
+    2 间断, 3 不服药), one or two drugs unless 不服药 (the second only at some visits), and the next visit
+    three months later (下次随访日期)."""
     rng = random.Random(seed)
     rows = []
     for i, p in enumerate(persons):
         for visit in range(2):
             systolic = rng.randrange(120, 175)
+            day = date(2024, 4, 1) + timedelta(days=90 * visit + i % 30)
             row = {**_who(p, i), "城乡居民健康档案编号": f"{p.place[0]}{i:011d}", "随访记录编号": f"SF{i:06d}{visit}",
                    "随访医生编号": f"YS{i % 5:04d}", "随访医生姓名": "陈静",
-                   "随访日期": f"{date(2024, 4, 1) + timedelta(days=90 * visit + i % 30):%Y%m%d}",
+                   "随访日期": f"{day:%Y%m%d}",
                    "随访方式": rng.choice("123"), "收缩压": str(systolic),
                    "舒张压": str(systolic - rng.randrange(30, 50)),
                    "体重": f"{rng.uniform(50, 90):.1f}", "此次随访分类": rng.choice("12"), "确诊日期": "20230315"}
             if diabetes:
                 row["空腹血糖值"] = f"{rng.uniform(5, 11):.1f}"
+            adherence = "3" if (i + visit) % 4 == 3 else rng.choice("112")
+            row["服药依从性"] = adherence
+            if adherence != "3":
+                drugs = rng.sample(DIABETES_DRUGS if diabetes else HYPERTENSION_DRUGS, 2 if (i + visit) % 2 else 1)
+                for n, (name, dosage) in enumerate(drugs, 1):
+                    row[f"药物名称{n}"], row[f"用法用量{n}"] = name, dosage
+            row["下次随访日期"] = f"{day + timedelta(days=91):%Y%m%d}"
             rows.append(row)
     return rows
 

@@ -43,7 +43,8 @@ def test_every_bundle_validates_against_the_regional_profiles(validator: Validat
         for entry in bundle["entry"]:
             profile = entry["resource"].get("meta", {}).get("profile")
             placeholder = entry["request"]["method"] == "POST" and entry["resource"].get("status") == "unknown"
-            assert profile or placeholder or entry["resource"]["resourceType"] in ("Specimen", "ImagingStudy")
+            core_only = ("Specimen", "ImagingStudy", "MedicationStatement", "CarePlan")  # no regional profile
+            assert profile or placeholder or entry["resource"]["resourceType"] in core_only
         assert errors(validator, bundle) == []
 
 
@@ -155,3 +156,77 @@ def test_json_numbers_are_read_as_text() -> None:
     bp = next(e["resource"] for e in result.conversion.bundles[0]["entry"]
               if e["resource"].get("code", {}).get("text") == "血压")
     assert bp["component"][0]["valueQuantity"]["value"] == int(g.vital_rows(PEOPLE)[0]["收缩压"])
+
+
+def _by_identifier(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Bundle entries keyed by the last part of their first identifier's value (``bp``, ``drug-1`` …)."""
+    return {e["resource"]["identifier"][0]["value"].rsplit("/", 1)[-1]: e for e in bundle["entry"]
+            if e["resource"].get("identifier") and "/" in e["resource"]["identifier"][0]["value"]}
+
+
+def test_heart_rate_and_waist_observations() -> None:
+    row = {**g.vital_rows(PEOPLE)[0], "心率": "76", "腹围": "86.5"}
+    bundle = run(spec.load("vital-signs"), g.to_csv([row]), kind="csv").conversion.bundles[0]
+    made = _by_identifier(bundle)
+    heart, waist = made["heart-rate"]["resource"], made["waist"]["resource"]
+    assert heart["meta"]["profile"] == ["http://yidang.org/fhir/StructureDefinition/cn-heart-rate"]
+    assert [(c["system"], c["code"]) for c in heart["code"]["coding"]] == [
+        ("http://loinc.org", "8867-4"), ("urn:oid:2.16.156.10011.2.2.1", "DE04.10.206.00")]
+    assert heart["valueQuantity"] == {"value": 76, "unit": "次/分", "system": "http://unitsofmeasure.org",
+                                      "code": "/min"}
+    assert waist["meta"]["profile"] == ["http://yidang.org/fhir/StructureDefinition/cn-waist-circumference"]
+    assert waist["code"]["coding"][0]["code"] == "8280-0" and waist["code"]["text"] == "腹围"
+    assert waist["valueQuantity"] == {"value": 86.5, "unit": "cm", "system": "http://unitsofmeasure.org", "code": "cm"}
+    for observation in (heart, waist):
+        assert observation["effectiveDateTime"] == made["bp"]["resource"]["effectiveDateTime"]
+        assert observation["identifier"][0]["system"] == "http://yidang.org/fhir/sid/vital-sign"
+    without = run(spec.load("vital-signs"), g.to_csv([{**row, "心率": "", "腹围": ""}]), kind="csv").conversion
+    assert {"heart-rate", "waist"}.isdisjoint(_by_identifier(without.bundles[0]))
+
+
+def test_followup_adherence_drugs_and_next_visit() -> None:
+    row = {**g.followup_rows(PEOPLE)[0], "随访日期": "20240410", "服药依从性": "2", "药物名称1": "苯磺酸氨氯地平片",
+           "用法用量1": "每日1次，每次5mg，口服", "药物名称2": "氢氯噻嗪片", "用法用量2": "每日1次，每次12.5mg，口服",
+           "下次随访日期": "20240710"}
+    bundle = run(spec.load("hypertension-followup"), g.to_csv([row]), kind="csv").conversion.bundles[0]
+    made = _by_identifier(bundle)
+    visit = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter")
+    doctor = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Practitioner")
+    source, number = g.INSTITUTIONS[0][0], row["随访记录编号"]
+
+    adherence = made["adherence"]
+    assert adherence["request"]["url"] == ("Observation?identifier=http://yidang.org/fhir/sid/followup|"
+                                           f"{source}/{number}/adherence")
+    assert adherence["resource"]["code"]["coding"][0]["code"] == "medication-adherence"
+    assert adherence["resource"]["valueCodeableConcept"] == {"coding": [
+        {"system": "http://yidang.org/fhir/CodeSystem/cn-medication-adherence", "code": "2", "display": "间断"}]}
+    assert (adherence["resource"]["encounter"], adherence["resource"]["effectiveDateTime"]) == (
+        {"reference": visit}, "2024-04-10")
+
+    for n, (name, dosage) in enumerate([("苯磺酸氨氯地平片", "每日1次，每次5mg，口服"),
+                                        ("氢氯噻嗪片", "每日1次，每次12.5mg，口服")], 1):
+        statement = made[f"drug-{n}"]["resource"]
+        assert statement["resourceType"] == "MedicationStatement" and "meta" not in statement
+        assert statement["identifier"] == [{"system": "http://yidang.org/fhir/sid/followup",
+                                            "value": f"{source}/{number}/drug-{n}"}]
+        assert (statement["status"], statement["medicationCodeableConcept"], statement["dosage"]) == (
+            "active", {"text": name}, [{"text": dosage}])
+        assert (statement["context"], statement["informationSource"], statement["effectiveDateTime"]) == (
+            {"reference": visit}, {"reference": doctor}, "2024-04-10")
+
+    plan = made["next"]["resource"]
+    assert (plan["resourceType"], plan["status"], plan["intent"], plan["title"]) == (
+        "CarePlan", "active", "plan", "随访计划")
+    assert plan["category"][0]["coding"][0]["code"] == "followup-plan" and plan["encounter"] == {"reference": visit}
+    assert plan["activity"] == [{"detail": {"kind": "Appointment", "status": "scheduled", "description": "下次随访",
+                                            "scheduledPeriod": {"start": "2024-07-10"}}}]
+
+
+def test_followup_without_drugs_or_next_date_makes_neither() -> None:
+    row = {**g.followup_rows(PEOPLE)[0], "服药依从性": "3", "药物名称1": "", "用法用量1": "", "药物名称2": "",
+           "用法用量2": "每日1次", "下次随访日期": ""}  # a dosage without a drug name makes nothing
+    result = run(spec.load("hypertension-followup"), g.to_csv([row]), kind="csv")
+    assert result.report["records_rejected"] == 0
+    kinds = [e["resource"]["resourceType"] for e in result.conversion.bundles[0]["entry"]]
+    assert "MedicationStatement" not in kinds and "CarePlan" not in kinds
+    assert "adherence" in _by_identifier(result.conversion.bundles[0])

@@ -175,3 +175,54 @@ def test_demographic_criteria(patient: dict, criteria: str | None) -> None:
 ])
 def test_likely_duplicate(own: dict | None, similar: list[dict], found: str | None) -> None:
     assert qc.likely_duplicate(own, similar) == found
+
+
+def _vital(**changes: str) -> dict[str, str]:
+    headers = spec.load("vital-signs").headers()
+    return {headers[k]: v for k, v in {**g.vital_rows(g.people(1, seed=25))[0], **changes}.items()}
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"心率": "20"}, set()), ({"心率": "300"}, set()),
+    ({"心率": "19"}, {("DE04.10.206.00", "out-of-range", "error")}),
+    ({"心率": "301"}, {("DE04.10.206.00", "out-of-range", "error")}),
+    ({"心率": "72.5"}, {("DE04.10.206.00", "format", "error")}),  # N..3: whole beats per minute
+    ({"腹围": "30.0"}, set()), ({"腹围": "250"}, set()),
+    ({"腹围": "29.9"}, {("DE04.10.052.00", "out-of-range", "error")}),
+    ({"腹围": "250.1"}, {("DE04.10.052.00", "out-of-range", "error")}),
+    ({"心率": "", "腹围": ""}, set()),  # optional: their Observations are just not made
+])
+def test_heart_rate_and_waist_ranges(changes: dict[str, str], expected: set[tuple[str, str, str]]) -> None:
+    outcome = Converter(spec.load("vital-signs"), today=TODAY).add(Record(1, _vital(**changes)))
+    assert {(i.element, i.code, i.severity) for i in outcome.issues} == expected
+    assert outcome.accepted == (not expected)
+
+
+def _followup(**changes: str) -> dict[str, str]:
+    headers = spec.load("hypertension-followup").headers()
+    row = {**g.followup_rows(g.people(1, seed=26))[0], "随访日期": "20240410", **changes}
+    return {headers[k]: v for k, v in row.items()}
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"下次随访日期": "20240710"}, set()),
+    ({"下次随访日期": "20240411"}, set()),
+    ({"下次随访日期": ""}, set()),  # no next visit planned: no CarePlan, no rule
+    ({"下次随访日期": "20240410"}, {("value-order", "error")}),  # `greater` is strict: the same day is refused
+    ({"下次随访日期": "20240110"}, {("value-order", "error")}),
+    ({"下次随访日期": "2024-07-10"}, {("format-nonstandard", "warning")}),
+    ({"下次随访日期": "20240231"}, {("format", "error")}),
+    ({"服药依从性": "3", "药物名称1": "", "用法用量1": "", "药物名称2": "", "用法用量2": ""}, set()),
+    ({"服药依从性": "4"}, {("code-unknown", "error")}),
+    ({"服药依从性": ""}, set()),
+    ({"药物名称1": "硝苯地平控释片" * 15}, {("format", "error")}),  # AN..100
+    ({"药物名称2": "", "用法用量2": "每日1次"}, {("orphan-value", "warning")}),  # a dosage without its drug
+    ({"药物名称1": "", "用法用量1": "", "药物名称2": "", "用法用量2": ""}, set()),
+])
+def test_followup_next_date_and_adherence(changes: dict[str, str], expected: set[tuple[str, str]]) -> None:
+    assert codes("hypertension-followup", _followup(**changes)) == [expected]
+
+
+def test_followup_rules_come_from_the_fragment_for_both_data_sets() -> None:
+    for name in ("hypertension-followup", "diabetes-followup"):
+        assert ("YD.NEXT.FOLLOWUP.DATE", "YD.FOLLOWUP.DATE") in spec.load(name).greater

@@ -230,3 +230,29 @@ async def test_a_person_without_id_number_like_a_stored_one_is_a_likely_duplicat
         assert f"Patient/{stored['id']}" in found[0]["message"]["en"]
     r = await client.get("/Patient", params={"identifier": f"urn:oid:2.16.156.10011.1.19|{card}"})
     assert len(r.json()["entry"]) == 1
+
+
+async def test_followup_drugs_adherence_and_next_visit_link_to_the_visit(client: httpx.AsyncClient) -> None:
+    """服药依从性, 用药 and 下次随访日期 are stored as an Observation, MedicationStatements and a CarePlan
+    that reference the follow-up visit (searchable by it); re-ingesting the file versions none of them."""
+    people = g.people(2, seed=310)  # numbers of their own: other tests of this module store SF0000000 …
+    rows = [{**row, "随访记录编号": "M" + row["随访记录编号"]} for row in g.followup_rows(people)]
+    for _ in range(2):
+        await _ingest(client, "hypertension-followup", rows)
+    row = rows[1]  # a visit with two drugs
+    assert row["药物名称2"]
+    r = await client.get("/Encounter", params={"identifier": f"http://yidang.org/fhir/sid/followup|{row['随访记录编号']}"})
+    visit = r.json()["entry"][0]["resource"]
+    reference = f"Encounter/{visit['id']}"
+    statements = (await client.get("/MedicationStatement", params={"context": reference})).json()["entry"]
+    drugs = sorted((s["resource"]["medicationCodeableConcept"]["text"], s["resource"]["dosage"][0]["text"])
+                   for s in statements)
+    assert drugs == sorted([(row["药物名称1"], row["用法用量1"]), (row["药物名称2"], row["用法用量2"])])
+    plans = (await client.get("/CarePlan", params={"encounter": reference})).json()["entry"]
+    assert [p["resource"]["activity"][0]["detail"]["scheduledPeriod"]["start"] for p in plans] == [
+        f"{row['下次随访日期'][:4]}-{row['下次随访日期'][4:6]}-{row['下次随访日期'][6:]}"]
+    adherence = (await client.get("/Observation", params={
+        "encounter": reference, "code": "http://yidang.org/fhir/CodeSystem/cn-chronic-care|medication-adherence"}))
+    assert [o["resource"]["valueCodeableConcept"]["coding"][0]["code"] for o in adherence.json()["entry"]] == [
+        row["服药依从性"]]
+    assert {s["resource"]["meta"]["versionId"] for s in [*statements, *plans]} == {"1"}
