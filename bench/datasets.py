@@ -44,16 +44,17 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def end_to_end(persons: int, lab_items: int, directory: Path) -> None:
+async def end_to_end(persons: int, lab_items: int, directory: Path, mongodb_uri: str | None = None) -> None:
     """``person`` then ``lab-report`` (``lab_items`` results per person, one report each) into a fresh
-    embedded store in ``directory``, through the in-process server, as ``yidang ingest --data-dir`` does."""
+    embedded store in ``directory`` (or the MongoDB at ``mongodb_uri``), through the in-process
+    server, as ``yidang ingest --data-dir`` does."""
     people = g.people(persons, seed=99)
     person_csv = g.to_csv([g.person_row(p, g.INSTITUTIONS[i % 2], i) for i, p in enumerate(people)])
     items = (g.LAB_ITEMS + g.MORE_LAB_ITEMS)[:lab_items]
     lab_csv = g.to_csv(g.lab_rows(people, items=items))
     del people
     total_records, total_seconds = 0, 0.0
-    async with target(None, directory, None) as client:
+    async with target(None, None if mongodb_uri else directory, mongodb_uri) as client:
         for label, name, data, count in (("person", "person", person_csv, persons),
                                          ("lab-report", "lab-report", lab_csv, persons * len(items)),
                                          ("person again", "person", person_csv, persons)):
@@ -72,7 +73,7 @@ async def end_to_end(persons: int, lab_items: int, directory: Path) -> None:
                   f"peak RSS {_peak_mib():,.0f} MiB)", flush=True)
     size = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
     print(f"ingest  total {total_records:,} records in {total_seconds:,.0f} s = {total_records / total_seconds:,.0f} "
-          f"records/s; store {size / 2**20:,.0f} MiB")
+          f"records/s" + ("" if mongodb_uri else f"; store {size / 2**20:,.0f} MiB"))
 
 
 def main() -> None:
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--lab-items", type=int, default=3, choices=range(1, 6),
                         help="lab rows per person in the end-to-end ingest (5: 100k persons give 500k rows)")
     parser.add_argument("--data-dir", type=Path, help="store directory (default: a temporary one)")
+    parser.add_argument("--store", choices=("sqlite", "mongo"), default="sqlite",
+                        help="end-to-end store: embedded SQLite, or MongoDB (YIDANG_BENCH_MONGODB_URI, else nx-27017)")
     args = parser.parse_args()
     people = g.people(args.persons, seed=98)
     conversion("person", g.to_csv([g.person_row(p, g.INSTITUTIONS[i % 2], i) for i, p in enumerate(people)]),
@@ -90,7 +93,12 @@ def main() -> None:
     lab = g.lab_rows(g.people(args.lab_persons, seed=97))
     conversion("lab-report", g.to_csv(lab), len(lab))
     del people, lab
-    if args.data_dir is not None:
+    if args.store == "mongo":
+        from bench.common import mongo_for_bench
+
+        with mongo_for_bench() as uri, tempfile.TemporaryDirectory() as directory:
+            asyncio.run(end_to_end(args.ingest_persons, args.lab_items, Path(directory), uri))
+    elif args.data_dir is not None:
         args.data_dir.mkdir(parents=True, exist_ok=True)
         asyncio.run(end_to_end(args.ingest_persons, args.lab_items, args.data_dir))
     else:
