@@ -22,7 +22,7 @@ from profiles import resident_id
 Native = Callable[[Any, Any], bool]
 
 _ID_SHAPE = re.compile(r"[0-9]{17}[0-9X]")
-_REGION = re.compile(r"(1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[12])[0-9]{4}")
+_REGION = re.compile(resident_id.ADDRESS_CODE)
 _LOINC = "http://loinc.org"
 _DATA_ELEMENTS = "urn:oid:2.16.156.10011.2.2.1"
 _SEX_ORIGINAL = "http://yidang.org/fhir/StructureDefinition/cn-sex-original"

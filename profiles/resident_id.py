@@ -27,8 +27,10 @@ SYSTEM = "urn:oid:2.16.156.10011.1.3"
 """Identifier.system of the 居民身份证号 (WS/T 500 identifier root 2.16.156.10011.1.3)."""
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARACTERS = "10X98765432"
+ADDRESS_CODE = r"(1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[12])[0-9]{4}"
+"""地址码: a GB/T 2260 county code's shape, a real province (or 港澳台) and four digits."""
 STRUCTURE = re.compile(
-    r"(1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[12])[0-9]{4}"  # 地址码: province + 4 digits
+    ADDRESS_CODE +  # 地址码
     r"(18|19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"  # 出生日期码 YYYYMMDD (shape only)
     r"[0-9]{3}[0-9X]")  # 顺序码 + 校验码
 """The shape the FHIRPath invariant ``cn-id-1`` matches with ``matches()`` (same pattern, anchored there)."""

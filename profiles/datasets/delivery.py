@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from profiles import resident_id
 from profiles.datasets.qc import demographic_criteria, likely_duplicate, stored_name_conflict
 from profiles.datasets.run import Lookup, merge_criteria, prepare
 
@@ -31,7 +32,7 @@ Submit = Callable[[dict[str, Any]], Awaitable["list[str] | str"]]
 """Send one transaction: the response statuses of its entries, or an error text when it failed."""
 
 DEFAULT_BATCH_ENTRIES = 400
-_RESIDENT_ID = "identifier=urn:oid:2.16.156.10011.1.3|"
+_RESIDENT_ID = f"identifier={resident_id.SYSTEM}|"
 
 
 @dataclass(slots=True)

@@ -31,6 +31,9 @@ async def update(
         raise BadRequest("The resource in an update must carry an id equal to the URL's id", expression=("id",))
     if resource["id"] != id_:
         raise BadRequest(f"The resource id '{resource['id']}' does not match the URL's id '{id_}'", expression=("id",))
+    # A lone update validates before it takes the write lock. Inside a transaction the lock is held
+    # already: there validation waits until the update is known to change something.
+    warnings = validate(svc, resource) if session is None else None
     async with svc.session(session) as s:
         current = await s.read(type_, id_)
         if (
@@ -40,8 +43,9 @@ async def update(
             and (if_match is None or if_match == current.version)
             and same_content(orjson.loads(current.body), resource)
         ):
-            return Result(200, current)  # nothing changed: no new version, nothing new to validate
-        warnings = validate(svc, resource)
+            return Result(200, current, issues=warnings or [])  # nothing changed: no new version
+        if warnings is None:
+            warnings = validate(svc, resource)
         version = await store_version(
             svc, s, resource, type_=type_, id_=id_, current=current, method=method, if_match=if_match
         )
