@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from profiles.datasets import formats, paths, qc
+from profiles.datasets.names import split_chinese_name
 from profiles.datasets.spec import DataSet, Element, ResourceSpec, Write
 from profiles.regional import definitions
 from terminology.service import Terminology
@@ -244,6 +245,9 @@ class Converter:
             return _json(value)
         if write.kind == "reference":
             return {"reference": urls[write.target or ""]}
+        if write.kind in ("family-name", "given-name"):  # a Han name split as 姓 + 名 (names.py)
+            parts = split_chinese_name(str(value))
+            return None if parts is None else parts[0] if write.kind == "family-name" else parts[1]
         if write.kind == "attachment":  # free text kept as a plain-text attachment (e.g. 检查所见)
             return {"contentType": "text/plain;charset=utf-8", "language": "zh-CN", "title": element.name,
                     "data": base64.b64encode(str(value).encode()).decode()}

@@ -256,3 +256,21 @@ async def test_followup_drugs_adherence_and_next_visit_link_to_the_visit(client:
     assert [o["resource"]["valueCodeableConcept"]["coding"][0]["code"] for o in adherence.json()["entry"]] == [
         row["服药依从性"]]
     assert {s["resource"]["meta"]["versionId"] for s in [*statements, *plans]} == {"1"}
+
+
+async def test_ingested_chinese_names_are_found_by_family_and_given(client: httpx.AsyncClient) -> None:
+    import dataclasses
+
+    generated = g.people(2, seed=311)
+    people = [dataclasses.replace(generated[0], name="欧阳娜娜"), dataclasses.replace(generated[1], name="王芳")]
+    rows = [g.person_row(p, g.INSTITUTIONS[0], i) for i, p in enumerate(people)]
+    r = await client.post("/$ingest-local", params={"dataset": "person"}, content=g.to_csv(rows),
+                          headers={"Content-Type": "text/csv"})
+    assert r.status_code == 200, r.text
+    ouyang = await _patient(client, people[0].id_number)
+    assert ouyang["name"][0] == {"text": "欧阳娜娜", "family": "欧阳", "given": ["娜娜"]}
+    wang = await _patient(client, people[1].id_number)
+    assert wang["name"][0]["family"] == "王" and wang["name"][0]["given"] == ["芳"]
+    found = await client.get("/Patient", params={"family:exact": "欧阳", "given": "娜娜",
+                                                 "identifier": f"urn:oid:2.16.156.10011.1.3|{people[0].id_number}"})
+    assert [e["resource"]["id"] for e in found.json().get("entry", [])] == [ouyang["id"]]
