@@ -47,7 +47,7 @@ def _answer(kind: str) -> str | None:
     return FHIR_JSON if kind in WILDCARDS else None
 
 
-def _accepted(header: str) -> list[str]:
+def accepted(header: str) -> list[str]:
     """Media ranges of an Accept header, most preferred first (RFC 9110 §12.5.1 ``q`` weights)."""
     ranked: list[tuple[float, int, str]] = []
     for position, part in enumerate(header.split(",")):
@@ -74,7 +74,7 @@ def negotiate(request: Request) -> Negotiated:
             raise NotAcceptable(f"_format '{fmt}' is not supported; use json or xml")
         media = found
     elif accept := request.headers.get("accept"):
-        answers = [a for a in map(_answer, _accepted(accept)) if a is not None]
+        answers = [a for a in map(_answer, accepted(accept)) if a is not None]
         if not answers:
             raise NotAcceptable(f"Cannot answer in '{accept}'; this server speaks {FHIR_JSON} and {FHIR_XML}")
         media = answers[0]

@@ -12,7 +12,8 @@ from starlette.routing import BaseRoute, Route
 from server.bundles.transaction import process
 from server.errors import BadRequest
 from server.fhir.instant import parse_http_date
-from server.http.endpoint import Call, endpoint
+from server.http.endpoint import Call, base_url, endpoint
+from server.http.landing import landing_page, wants_html
 from server.http.operations import invoke
 from server.interactions import compartment, create, delete, history, patch, read, search, update
 from server.interactions.capabilities import capability_statement
@@ -207,8 +208,11 @@ def fhir_routes() -> list[BaseRoute]:
     for path, methods in by_path.items():
         wrapped = {m: endpoint(i, h) for m, (i, h) in methods.items()}  # type: ignore[arg-type]
 
-        async def dispatch(request, wrapped=wrapped):  # type: ignore[no-untyped-def]
+        async def dispatch(request, wrapped=wrapped, path=path):  # type: ignore[no-untyped-def]
             method = "GET" if request.method == "HEAD" else request.method
+            if path == "/" and method == "GET" and wants_html(request):  # a browser at the base URL
+                svc = request.app.state.services
+                return landing_page(base_url(request, svc), svc.store.kind)
             return await wrapped[method](request)
 
         allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
