@@ -28,14 +28,8 @@ OUT = Path(__file__).parent / "data" / "r4-core.zip"
 
 
 def build(source: Path, out: Path = OUT) -> None:
-    index: dict[str, object] = {
-        "urls": {},
-        "resourceTypes": [],
-        "dataTypes": [],
-        "primitiveTypes": [],
-        "searchParameters": [],
-    }
-    urls: dict[str, str] = index["urls"]  # type: ignore[assignment]
+    urls: dict[str, str] = {}
+    lists: dict[str, list[str]] = {"resourceTypes": [], "dataTypes": [], "primitiveTypes": [], "searchParameters": []}
     resources: list[dict] = []
     for name in BUNDLES:
         bundle = orjson.loads((source / name).read_bytes())
@@ -53,16 +47,16 @@ def build(source: Path, out: Path = OUT) -> None:
             if res["resourceType"] == "StructureDefinition" and res.get("derivation") == "specialization":
                 kind = res["kind"]
                 if kind == "resource" and not res.get("abstract"):
-                    index["resourceTypes"].append(res["type"])  # type: ignore[union-attr]
+                    lists["resourceTypes"].append(res["type"])
                 elif kind == "primitive-type":
-                    index["primitiveTypes"].append(res["type"])  # type: ignore[union-attr]
+                    lists["primitiveTypes"].append(res["type"])
                 elif kind == "complex-type":
-                    index["dataTypes"].append(res["type"])  # type: ignore[union-attr]
+                    lists["dataTypes"].append(res["type"])
             if res["resourceType"] == "SearchParameter":
-                index["searchParameters"].append(member)  # type: ignore[union-attr]
+                lists["searchParameters"].append(member)
         for key in ("resourceTypes", "dataTypes", "primitiveTypes"):
-            index[key] = sorted(set(index[key]))  # type: ignore[arg-type]
-        zf.writestr("index.json", orjson.dumps(index))
+            lists[key] = sorted(set(lists[key]))
+        zf.writestr("index.json", orjson.dumps({"urls": urls, **lists}))
 
 
 if __name__ == "__main__":

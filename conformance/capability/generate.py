@@ -238,7 +238,7 @@ def _system_script(rest: dict[str, Any], first_type: str | None) -> LoadedScript
         **_header("capability-system", "capability system",
                   "The declared system interactions and system-level search parameters."),
         "contained": contained,
-        "fixture": [fixture(c["id"], f"#{c['id']}") for c in contained],
+        "fixture": [fixture(str(c["id"]), f"#{c['id']}") for c in contained],
         "test": tests,
     }, None)
 

@@ -126,13 +126,13 @@ def _script(index: int, result: ScriptResult) -> str:
 
 
 def html_report(results: Sequence[ScriptResult], *, server: str, title: str = "Conformance report") -> str:
-    tests = Counter(t.outcome for r in results for t in r.tests)
+    tests: Counter[str] = Counter(t.outcome for r in results for t in r.tests)
     tests.update("error" for r in results if r.error)
     verdict: Outcome = "fail" if any(not r.passed for r in results) else "pass"
     total_ms = sum(r.elapsed_ms for r in results)
     when = min((r.started for r in results if r.started), default=datetime.now(UTC).isoformat(timespec="seconds"))
     counts = "".join(
-        f'<div class="count {key}"><b>{tests.get(key, 0)}</b>{name}</div>'
+        f'<div class="count {key}"><b>{tests[key]}</b>{name}</div>'
         for key, name in (("pass", "passed"), ("fail", "failed"), ("error", "errors"), ("warning", "warnings"),
                           ("skip", "skipped")))
     scripts = "".join(_script(i, r) for i, r in enumerate(results, 1))

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -104,7 +104,8 @@ async def _actions(ctx: RunContext, actions: list[dict[str, Any]], where: str, *
                    skip_reason: str | None = None) -> list[ActionResult]:
     results: list[ActionResult] = []
     for index, action in enumerate(actions):
-        kind = "operation" if "operation" in action else "assert" if "assert" in action else None
+        kind: Literal["operation", "assert"] | None = (
+            "operation" if "operation" in action else "assert" if "assert" in action else None)
         place = f"{where}.action[{index}]"
         if kind is None:
             results.append(ActionResult("assert", "empty action", "error", "an action needs an operation or assert",

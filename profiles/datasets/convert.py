@@ -166,7 +166,7 @@ class Converter:
     def _in_domain(self, valueset: str, system: str, code: str) -> bool:
         key = (valueset, system, code)
         if key not in self._domain_cache:
-            self._domain_cache[key] = self.terminology.check(valueset, system, code).result
+            self._domain_cache[key] = bool(self.terminology.check(valueset, system, code).result)
         return self._domain_cache[key]
 
     def parse(self, record: Record) -> tuple[dict[str, Any], list[qc.Issue]]:
