@@ -105,6 +105,19 @@ class Conflict(FhirError):
     code = "conflict"
 
 
+class Contention(Conflict):
+    """Raised when a write lost a race it did not ask about: a concurrent writer changed the resource
+    between this request's read and its compare-and-set (no If-Match), or the store aborted a
+    transaction over a write conflict. Nothing of it was stored, so the request can be re-run from
+    the top; :mod:`server.interactions.retry` does that, and only a request that keeps losing
+    answers 409 with ``Retry-After``."""
+
+    def __init__(
+        self, message: str, *, expression: Sequence[str] = (), headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, expression=expression, headers=headers or {"Retry-After": "1"})
+
+
 class Gone(FhirError):
     """Raised when a read hits a deleted resource (http.html#read: 410 Gone)."""
 
