@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from server.errors import BadRequest, Conflict, Issue, NotFound, PreconditionFailed, Unprocessable
+from server.errors import BadRequest, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
 from server.fhir.ids import is_valid_id
 from server.fhir.instant import to_instant
 from server.interactions.services import Services
@@ -103,9 +103,10 @@ async def store_version(
 ) -> Version:
     """Write the next version of ``type_/id_`` (``resource`` None = a deletion) after ``current``.
 
-    Stamps ``id`` and ``meta``, indexes, and stores with compare-and-set on ``current``'s version:
-    a concurrent writer makes this raise 409 (or 412 when the client sent If-Match), never lose an
-    update."""
+    Stamps ``id`` and ``meta``, indexes, and stores with compare-and-set on ``current``'s version —
+    the one the caller read and computed ``resource`` from, never a re-read: a concurrent writer
+    makes this raise :class:`Contention` (re-run by :mod:`.retry`) or 412 when the client sent
+    If-Match, never lose an update."""
     if not is_valid_id(id_):
         raise BadRequest(f"'{id_}' is not a valid resource id", expression=("id",))
     if if_match is not None and (current is None or current.deleted or current.version != if_match):
@@ -133,6 +134,6 @@ async def store_version(
     try:
         await session.write(Write(version, entries, current.version if current is not None else None))
     except VersionConflict as exc:
-        error = PreconditionFailed if if_match is not None else Conflict
+        error = PreconditionFailed if if_match is not None else Contention
         raise error(f"{type_}/{id_} was changed by another request (now at version {exc.current}); retry") from exc
     return version

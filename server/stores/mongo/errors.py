@@ -28,7 +28,7 @@ from pymongo.errors import (
 )
 
 from server.errors import (
-    Conflict,
+    Contention,
     FhirError,
     PayloadTooLarge,
     StoreUnavailable,
@@ -57,12 +57,12 @@ def _too_large(exc: BaseException) -> bool:
 ERROR_TABLE: tuple[tuple[Callable[[BaseException], bool], Callable[[BaseException], FhirError]], ...] = (
     (
         _transient,
-        lambda e: Conflict("the write collided with a concurrent transaction; retry the request", headers=RETRY_AFTER),
+        lambda e: Contention("the write collided with a concurrent transaction; retry the request"),
     ),
     (_too_large, lambda e: PayloadTooLarge("the resource exceeds the store's 16 MiB document limit")),
     (
         lambda e: isinstance(e, DuplicateKeyError),
-        lambda e: Conflict("a concurrent write created the same record; retry", headers=RETRY_AFTER),
+        lambda e: Contention("a concurrent write created the same record; retry"),
     ),
     (
         lambda e: isinstance(e, ConnectionFailure | WriteConcernError | ExecutionTimeout),
