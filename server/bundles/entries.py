@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from server.errors import BadRequest
+from server.interactions.conditional import create_criteria
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -39,6 +40,14 @@ def relative(url: str, base: str) -> str:
     if base and url.startswith(base.rstrip("/") + "/"):
         return url[len(base.rstrip("/")) + 1:]
     return url.lstrip("/")
+
+
+def create_condition(req: EntryRequest, base: str) -> str | None:
+    """A POST entry's conditional-create criteria, from ``request.ifNoneExist`` and/or a query in
+    ``request.url`` (read the same way as If-None-Exist and ``POST Type?…`` over HTTP), or None."""
+    where = f"{req.where}.request"
+    return create_criteria(req.type, req.if_none_exist, req.query, base=base,
+                           fields=(f"{where}.ifNoneExist", f"{where}.url"))
 
 
 def read_entry(index: int, entry: Any, base: str) -> EntryRequest:

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from server.bundles.entries import EntryRequest
+from server.bundles.entries import EntryRequest, create_condition
 from server.errors import BadRequest, FhirError, MethodNotAllowed
 from server.fhir.instant import parse_http_date, to_instant
 from server.interactions import create, delete, history, patch, read, search, update
@@ -28,7 +28,7 @@ async def run_entry(
         if req.id is not None:
             raise MethodNotAllowed(f"{req.where}: POST goes to a type, not to {req.type}/{req.id}")
         assert req.resource is not None
-        return await create.create(svc, req.type, req.resource, if_none_exist=req.if_none_exist,
+        return await create.create(svc, req.type, req.resource, if_none_exist=create_condition(req, base),
                                    session=session, id_=assigned_id, prepared=prepared)
     if req.method == "PUT":
         assert req.resource is not None

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from server.bundles.entries import ORDER, EntryRequest, read_entry
+from server.bundles.entries import ORDER, EntryRequest, create_condition, read_entry
 from server.bundles.execute import error_entry, response_entry, run_entry
 from server.bundles.references import has_conditional_reference, is_conditional, walk_references
 from server.errors import BadRequest, FhirError, PreconditionFailed
@@ -23,7 +23,7 @@ from server.interactions.bundles import bundle
 from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.interactions.services import Services
-from server.interactions.write import Prepared, prepare
+from server.interactions.write import Prepared, body_id, prepare
 from server.stores.base import Session
 
 
@@ -56,7 +56,7 @@ async def _batch(svc: Services, reqs: list[EntryRequest], *, base: str, represen
 
 
 async def _resolve_ids(
-    svc: Services, session: Session, reqs: list[EntryRequest]
+    svc: Services, session: Session, reqs: list[EntryRequest], base: str
 ) -> tuple[dict[str, str], dict[int, str], set[int], dict[int, list[str]]]:
     """Map fullUrls to ``Type/id`` before anything is written.
 
@@ -70,9 +70,13 @@ async def _resolve_ids(
     for req in reqs:
         target: str | None = None
         if req.method == "POST":
-            found = await matches(svc, session, req.type, req.if_none_exist) if req.if_none_exist else []
+            criteria = create_condition(req, base)  # its errors name the entry's field already
+            found: list[str] = []
+            if criteria is not None:
+                with _located(req):
+                    found = await matches(svc, session, req.type, criteria)
             if len(found) > 1:
-                raise PreconditionFailed(f"{req.where}: ifNoneExist '{req.if_none_exist}' matches several {req.type}")
+                raise PreconditionFailed(f"{req.where}: ifNoneExist '{criteria}' matches several {req.type}")
             if found:
                 existing.add(req.index)
                 target = f"{req.type}/{found[0]}"
@@ -83,12 +87,14 @@ async def _resolve_ids(
         elif req.method == "PUT" and req.id is not None:
             target = f"{req.type}/{req.id}"
         elif req.method == "PUT" and req.query:
-            found = await matches(svc, session, req.type, req.query)
+            with _located(req):
+                found = await matches(svc, session, req.type, req.query)
             resolved[req.index] = found
             if len(found) == 1:
                 target = f"{req.type}/{found[0]}"
             elif not found:
-                rid = (req.resource or {}).get("id") or new_id()
+                with _located(req):
+                    rid = body_id(req.resource or {}) or new_id()  # {"id": null} or 5 is a 400, not replaced
                 (req.resource or {})["id"] = rid
                 target = f"{req.type}/{rid}"
         if target and req.full_url:
@@ -139,7 +145,8 @@ def _is_simple(reqs: list[EntryRequest]) -> bool:
     conditional references. Then ids, references, validation and indexing are settled before the
     write session opens (the usual shape of bulk ingest, e.g. Synthea's urn:uuid bundles)."""
     for req in reqs:
-        if req.if_none_exist or (req.method in ("PUT", "PATCH", "DELETE") and req.id is None):
+        conditional_create = req.method == "POST" and (req.if_none_exist is not None or bool(req.query))
+        if conditional_create or (req.method in ("PUT", "PATCH", "DELETE") and req.id is None):
             return False
         if req.resource is not None and has_conditional_reference(req.resource):
             return False
@@ -200,7 +207,7 @@ async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, re
         resolved: dict[int, list[str]] = {}
     async with svc.session() as session:
         if not simple:
-            mapping, assigned, existing, resolved = await _resolve_ids(svc, session, reqs)
+            mapping, assigned, existing, resolved = await _resolve_ids(svc, session, reqs, base)
             await _rewrite(svc, session, reqs, mapping)
         for req in ordered:
             if req.method in ("GET", "HEAD"):
@@ -210,7 +217,9 @@ async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, re
                     found = await session.read(req.type, assigned[req.index])
                     result = Result(200, found)
                 else:
-                    plain = EntryRequest(**{**req.__dict__, "if_none_exist": None}) if req.method == "POST" else req
+                    # matched once already, in _resolve_ids: matching again would see this Bundle's own writes
+                    plain = (EntryRequest(**{**req.__dict__, "if_none_exist": None, "query": ""})
+                             if req.method == "POST" else req)
                     result = await run_entry(svc, plain, base=base, session=session,
                                              assigned_id=assigned.get(req.index), prepared=prepared.get(req.index),
                                              matched=resolved.get(req.index))

@@ -17,6 +17,7 @@ from server.http.landing import landing_page, wants_html
 from server.http.operations import invoke
 from server.interactions import compartment, create, delete, history, patch, read, search, update
 from server.interactions.capabilities import capability_statement
+from server.interactions.conditional import create_criteria
 from server.interactions.result import Result
 from server.interactions.write import parse_etag
 
@@ -93,8 +94,10 @@ async def type_search_post(call: Call) -> Result:
 
 
 async def type_create(call: Call) -> Result:
-    return await create.create(call.svc, call.path("type"), await call.resource(),
-                               if_none_exist=call.request.headers.get("if-none-exist"))
+    type_ = call.path("type")
+    criteria = create_criteria(type_, call.request.headers.get("if-none-exist"), call.request.url.query,
+                               base=call.base)
+    return await create.create(call.svc, type_, await call.resource(), if_none_exist=criteria)
 
 
 async def type_conditional_update(call: Call) -> Result:

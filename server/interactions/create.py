@@ -29,7 +29,7 @@ async def create(
     resource.pop("id", None)  # the server assigns the id of a created resource (http.html#create)
     warnings = prepared.issues if prepared is not None else validate(svc, resource)
     async with svc.session(session) as s:
-        if if_none_exist:
+        if if_none_exist is not None:  # an empty one is refused by matches(), not taken for "no condition"
             found = await matches(svc, s, type_, if_none_exist)
             if len(found) > 1:
                 raise TooManyMatches(f"If-None-Exist '{if_none_exist}' matches more than one {type_}")

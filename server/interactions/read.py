@@ -15,6 +15,10 @@ from server.interactions.services import Services
 from server.interactions.write import check_type
 from server.stores.base import Version
 
+MAX_VERSION = 2**63 - 1
+"""No version number is larger (both stores keep it as a signed 64-bit integer): a larger one is
+simply not there, and must not reach the store, whose integer types would overflow (a 500)."""
+
 
 def _deleted(version: Version) -> Gone:
     return Gone(
@@ -47,7 +51,7 @@ async def read(
 
 async def vread(svc: Services, type_: str, id_: str, vid: str) -> Result:
     check_type(svc, type_)
-    if not vid.isdigit():
+    if not (vid.isascii() and vid.isdigit()) or len(vid) > 19 or int(vid) > MAX_VERSION:
         raise NotFound(f"{type_}/{id_} has no version '{vid}'")
     version = await svc.store.vread(type_, id_, int(vid)) if is_valid_id(id_) else None
     if version is None:

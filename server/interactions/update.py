@@ -11,7 +11,7 @@ from server.fhir.ids import new_id
 from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.interactions.services import Services
-from server.interactions.write import check_body, check_type, same_content, store_version, validate
+from server.interactions.write import body_id, check_body, check_type, same_content, store_version, validate
 from server.stores.base import Method, Session
 
 
@@ -27,10 +27,11 @@ async def update(
 ) -> Result:
     check_type(svc, type_)
     check_body(resource, type_)
-    if "id" not in resource:
+    rid = body_id(resource)
+    if rid is None:
         raise BadRequest("The resource in an update must carry an id equal to the URL's id", expression=("id",))
-    if resource["id"] != id_:
-        raise BadRequest(f"The resource id '{resource['id']}' does not match the URL's id '{id_}'", expression=("id",))
+    if rid != id_:
+        raise BadRequest(f"The resource id '{rid}' does not match the URL's id '{id_}'", expression=("id",))
     # A lone update validates before it takes the write lock. Inside a transaction the lock is held
     # already: there validation waits until the update is known to change something.
     warnings = validate(svc, resource) if session is None else None
@@ -69,14 +70,15 @@ async def conditional_update(
     (it resolves every conditional entry before writing, so its references and its writes agree)."""
     check_type(svc, type_)
     check_body(resource, type_)
+    rid = body_id(resource)
     async with svc.session(session) as s:
         found = matched if matched is not None else await matches(svc, s, type_, criteria)
         if len(found) > 1:
             raise TooManyMatches(f"The criteria '{criteria}' match more than one {type_}; nothing was updated")
         if found:
-            if "id" in resource and resource["id"] != found[0]:
+            if rid is not None and rid != found[0]:
                 raise BadRequest(
-                    f"The resource id '{resource['id']}' differs from the matching {type_}/{found[0]}",
+                    f"The resource id '{rid}' differs from the matching {type_}/{found[0]}",
                     expression=("id",),
                 )
             resource["id"] = found[0]

@@ -32,6 +32,18 @@ def check_body(resource: dict[str, Any], type_: str) -> None:
         )
 
 
+def body_id(resource: dict[str, Any]) -> str | None:
+    """The body's ``id`` (None when absent); 400 naming ``id`` when it is not a string, which
+    would otherwise reach the id checks and the store as a number (``{"id": 5}``)."""
+    if "id" not in resource:
+        return None
+    rid = resource["id"]
+    if not isinstance(rid, str):
+        raise BadRequest(f"The resource id must be a JSON string, not {type(rid).__name__} {rid!r}",
+                         expression=("id",))
+    return rid
+
+
 def validate(svc: Services, resource: dict[str, Any]) -> list[Issue]:
     """Run the validator; errors end the write with 422, warnings are returned for the outcome."""
     if not svc.settings.validate_on_write:
@@ -55,7 +67,8 @@ def parse_etag(value: str | None) -> int | None:
     if raw.startswith("W/"):
         raw = raw[2:]
     raw = raw.strip('"')
-    if not raw.isdigit():
+    # "²".isdigit() is True and int() refuses it; int() also refuses more than 4300 digits
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         raise BadRequest(f"Malformed version in If-Match/ETag: {value!r}")
     return int(raw)
 
