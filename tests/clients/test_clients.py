@@ -1,10 +1,12 @@
-"""Third-party Python FHIR clients against a real ``yidang serve`` process.
+"""Third-party FHIR clients against a real ``yidang serve`` process.
 
 fhirpy (async, aiohttp) and fhirclient (SMART's Python client, requests) are used as an
 integrating vendor would use them: create, conditional create in each client's own form (fhirpy's
 ``create(identifier=…)`` and ``get_or_create`` put the criteria in the POST query string), read,
 update, search with paging followed to the end, and a transaction Bundle. Nobody here wrote these
-clients, so they catch conventions the in-process tests assume away.
+clients, so they catch conventions the in-process tests assume away. fhir-kit-client (npm) runs
+the same steps from Node.js (``fhir_kit_client.mjs``); it installs from the npm registry, so it is
+marked slow.
 """
 
 from __future__ import annotations
@@ -123,3 +125,32 @@ def test_fhirclient_parses_what_the_server_serves(server: Served, path: str, tmp
     raw = smart.server.request_json(f"{path}?_count=50")
     bundle = Bundle(raw, strict=True)
     assert bundle.type == "searchset"
+
+
+@pytest.mark.slow
+def test_fhir_kit_client_from_npm(server: Served, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """fhir-kit-client (the npm client most Node EHR integrations use), installed from the npm
+    registry into a temporary folder; skipped only where Node.js or npm is missing."""
+    import json
+    import shutil
+    import subprocess
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("Node.js and npm are needed to run fhir-kit-client")
+    work = tmp_path_factory.mktemp("fhir-kit-client")
+    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", "fhir-kit-client@2"], cwd=work,
+                   check=True, timeout=300, capture_output=True)
+    script = work / "fhir_kit_client.mjs"
+    shutil.copy(Path(__file__).with_name("fhir_kit_client.mjs"), script)
+    tag = _tag()
+    done = subprocess.run([node, str(script), server.base, tag], cwd=work, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["readFamily"] == tag
+    assert seen["conditionalCreateId"] == seen["createdId"]
+    assert seen["conditionalUpdateId"] == seen["createdId"] and seen["conditionalUpdateGender"] == "female"
+    assert seen["pagedIds"] == 12 and seen["pages"] == 3
+    assert seen["transactionStatuses"] == ["201", "201"]
+    assert seen["missing"] == 404
