@@ -16,10 +16,12 @@ CT) it answers honestly with "cannot tell" (``result=None``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from profiles.codes import CODE_INVALID, INFORMATIONAL
+from profiles.issues import ERROR, INFORMATION, WARNING, Severity
 from profiles.registry import ProfileRegistry, canonical_url
 
 CACHE_LIMIT = 50_000
@@ -196,6 +198,58 @@ class LayeredChecker:
             if answer.result is not None:
                 return answer
         return self.service.check(valueset_url, system, code, display)
+
+
+Answer = Callable[[str | None, str, str | None], CodeResult]
+"""(system, code, display) -> membership in one bound value set (a checker's ``check`` with the url bound)."""
+STRING_TYPES = frozenset({"string", "code", "id", "markdown", "uri", "url", "canonical", "oid", "uuid"})
+
+
+def codings(type_name: str | None, value: Any) -> Iterator[tuple[str | None, str, str | None]]:
+    """The (system, code, display) triples a coded value offers to a binding: a CodeableConcept's
+    codings, a Coding's (or Quantity's) code, or a bare ``code`` primitive (no system)."""
+    if type_name == "CodeableConcept" and isinstance(value, dict):
+        found = value.get("coding")
+        for coding in found if isinstance(found, list) else ():
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                yield coding.get("system"), coding["code"], coding.get("display")
+    elif type_name in ("Coding", "Quantity") and isinstance(value, dict):
+        if isinstance(value.get("code"), str):
+            yield value.get("system"), value["code"], value.get("display") if type_name == "Coding" else None
+    elif isinstance(value, str) and (type_name in STRING_TYPES or type_name is None):
+        yield None, value, None
+
+
+def binding_verdict(path: str, value_set: str, strength: str, type_name: str | None, value: Any,
+                    answer: Answer) -> tuple[Severity, str, str] | None:
+    """(severity, issue code, message) for a value of an element bound to ``value_set``, or None when it is fine.
+
+    The one statement of http://hl7.org/fhir/R4/terminologies.html#strength that both the profile
+    engine and the structural stage's required-binding table apply, so the two report the same
+    issue for the same element: one coding in the value set is enough; a CodeableConcept without
+    any code does not meet a required binding; when the checker cannot tell for every coding, that
+    is only noted.
+    """
+    offered = list(codings(type_name, value))
+    if not offered:
+        if type_name == "CodeableConcept" and isinstance(value, dict) and strength == "required":
+            return ERROR, CODE_INVALID, f"{path}: no code given, and a code from {value_set} is required"
+        return None
+    unknown: list[str] = []
+    for system, code, display in offered:
+        found = answer(system, code, display)
+        if found.result is True:
+            return None
+        if found.result is None:
+            unknown.append(found.message)
+    if unknown and len(unknown) == len(offered):
+        return INFORMATION, INFORMATIONAL, f"{path}: {unknown[0]}"
+    shown = ", ".join(f"{s}#{c}" if s else repr(c) for s, c, _ in offered)
+    if strength == "required":
+        return (ERROR, CODE_INVALID, f"{path}: {shown} is not in the value set {value_set}, which this element is "
+                "bound to (required)")
+    return (WARNING, CODE_INVALID, f"{path}: {shown} is not in the value set {value_set} (extensible binding: use "
+            "a code from it when one applies)")
 
 
 def default_binding_checker(registry: ProfileRegistry) -> BindingChecker:

@@ -9,10 +9,10 @@ was found, so a developer can fix the instance without reading the profile.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from profiles.codes import CODE_INVALID, INFORMATIONAL, INVARIANT, NOT_SUPPORTED, VALUE
+from profiles.bindings import CodeResult, binding_verdict
+from profiles.codes import INVARIANT, NOT_SUPPORTED, VALUE
 from profiles.elements import Rule
 from profiles.invariants import Env, Skipped
 from profiles.issues import ERROR, INFORMATION, WARNING
@@ -21,7 +21,6 @@ from profiles.values import compare, describe, matches_fixed, matches_pattern
 if TYPE_CHECKING:
     from profiles.walker import Item, Scope, Walk
 
-STRING_TYPES = frozenset({"string", "code", "id", "markdown", "uri", "url", "canonical", "oid", "uuid"})
 ISSUE_SEVERITY = {"error": ERROR, "warning": WARNING, "information": INFORMATION}
 GENERIC_TYPES = frozenset({"BackboneElement", "Element"})
 
@@ -89,40 +88,11 @@ def binding(walk: Walk, rule: Rule, item: Item) -> None:
     """Required: the code must be in the value set; extensible: a warning when it is not."""
     bound = rule.binding
     assert bound is not None
-    codings = list(_codings(item))
-    if not codings:
-        if item.type == "CodeableConcept" and isinstance(item.value, dict) and bound.strength == "required":
-            walk.report(ERROR, CODE_INVALID, f"{rule.path}: no code given, and a code from {bound.value_set} is "
-                        "required", item.expression)
-        return
-    unknown: list[str] = []
-    for system, code, display in codings:
-        answer = walk.engine.terminology.check(bound.value_set, system, code, display)
-        if answer.result is True:
-            return
-        if answer.result is None:
-            unknown.append(answer.message)
-    if unknown and len(unknown) == len(codings):
-        walk.report(INFORMATION, INFORMATIONAL, f"{rule.path}: {unknown[0]}", item.expression)
-        return
-    shown = ", ".join(f"{s}#{c}" if s else repr(c) for s, c, _ in codings)
-    if bound.strength == "required":
-        walk.report(ERROR, CODE_INVALID, f"{rule.path}: {shown} is not in the value set {bound.value_set}, which "
-                    "this element is bound to (required)", item.expression)
-    else:
-        walk.report(WARNING, CODE_INVALID, f"{rule.path}: {shown} is not in the value set {bound.value_set} "
-                    "(extensible binding: use a code from it when one applies)", item.expression)
+    terminology = walk.engine.terminology
 
+    def answer(system: str | None, code: str, display: str | None) -> CodeResult:
+        return terminology.check(bound.value_set, system, code, display)
 
-def _codings(item: Item) -> Iterator[tuple[str | None, str, str | None]]:
-    value = item.value
-    if item.type == "CodeableConcept" and isinstance(value, dict):
-        codings = value.get("coding")
-        for coding in codings if isinstance(codings, list) else ():
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                yield coding.get("system"), coding["code"], coding.get("display")
-    elif item.type in ("Coding", "Quantity") and isinstance(value, dict):
-        if isinstance(value.get("code"), str):
-            yield value.get("system"), value["code"], value.get("display") if item.type == "Coding" else None
-    elif isinstance(value, str) and (item.type in STRING_TYPES or item.type is None):
-        yield None, value, None
+    verdict = binding_verdict(rule.path, bound.value_set, bound.strength, item.type, item.value, answer)
+    if verdict is not None:
+        walk.report(*verdict, item.expression)

@@ -31,6 +31,7 @@ from typing import Any
 from profiles.issues import ERROR, FATAL, INVALID, REQUIRED, STRUCTURE, Severity, ValidationIssue
 from profiles.model import Element, Node, TypeModel
 from profiles.primitives import Check, json_kind, primitive_checks
+from profiles.required import Bound, RequiredBindings
 
 PRIMITIVE, COMPLEX, RESOURCE = 0, 1, 2
 UNBOUNDED = 2**31
@@ -164,27 +165,31 @@ class Structure:
 
     # -- the walk ----------------------------------------------------------------------------
 
-    def walk(self, resource: Any, issues: list[ValidationIssue], sites: list[ResourceSite] | None) -> None:
-        """Validate a top-level resource, appending issues and (when asked) the resources found."""
+    def walk(self, resource: Any, issues: list[ValidationIssue], sites: list[ResourceSite] | None,
+             bindings: RequiredBindings | None = None) -> None:
+        """Validate a top-level resource, appending issues and (when asked) the resources found.
+
+        With ``bindings``, codes of elements with a required binding to an enumerable value set are
+        checked too (:mod:`profiles.required`), in the same pass."""
         if resource.__class__ is not dict:
             issues.append(ValidationIssue(FATAL, INVALID, f"a resource must be a JSON object, not "
                                           f"{json_kind(resource)}", ""))
             return
-        type_name = resource.get("resourceType")
+        type_name: Any = resource.get("resourceType")
         table = self.resource_table(type_name) if type_name is not None else None
         if table is None:
             issues.append(_no_type(type_name, FATAL, "resourceType"))
             return
         if sites is not None:
             sites.append(ResourceSite(resource, type_name, type_name, False))
-        self._object(resource, table, type_name, issues, sites)
+        self._object(resource, table, type_name, issues, sites, bindings)
 
     def _resource(self, value: Any, path: str, contained: bool, issues: list[ValidationIssue],
-                  sites: list[ResourceSite] | None) -> None:
+                  sites: list[ResourceSite] | None, bindings: RequiredBindings | None) -> None:
         if value.__class__ is not dict:
             issues.append(_issue(STRUCTURE, f"a resource must be a JSON object, not {json_kind(value)}", path))
             return
-        type_name = value.get("resourceType")
+        type_name: Any = value.get("resourceType")
         table = self.resource_table(type_name) if type_name is not None else None
         if table is None:
             issues.append(_no_type(type_name, ERROR, path + ".resourceType"))
@@ -198,17 +203,22 @@ class Structure:
                                      "(dom-2)", path + ".contained"))
         if sites is not None:
             sites.append(ResourceSite(value, type_name, path, contained))
-        self._object(value, table, path, issues, sites)
+        self._object(value, table, path, issues, sites, bindings)
 
     def _object(self, obj: dict[str, Any], table: Table, path: str, issues: list[ValidationIssue],
-                sites: list[ResourceSite] | None) -> None:
+                sites: list[ResourceSite] | None, bindings: RequiredBindings | None) -> None:
         slots = table.slots
         groups: dict[str, str] | None = None
+        marks = bindings.of(table.node) if bindings is not None else None
         for key, value in obj.items():
             slot = slots.get(key)
             if slot is None:
-                self._other_key(obj, key, value, table, path, issues)
+                self._other_key(obj, key, value, table, path, issues, bindings)
                 continue
+            if marks is not None:
+                bound = marks.get(key)
+                if bound is not None and bindings is not None:
+                    _check_bound(bindings, bound, slot, value, f"{path}.{key}", issues)
             if slot.group is not None:
                 if groups is None:
                     groups = {slot.group: key}
@@ -245,12 +255,12 @@ class Structure:
                     child = slot.table or self._link(slot)
                     for i, item in enumerate(value):
                         if item.__class__ is dict and item:
-                            self._object(item, child, f"{path}.{key}[{i}]", issues, sites)
+                            self._object(item, child, f"{path}.{key}[{i}]", issues, sites, bindings)
                         else:
                             issues.append(_bad_object(slot, item, f"{path}.{key}[{i}]"))
                 else:
                     for i, item in enumerate(value):
-                        self._resource(item, f"{path}.{key}[{i}]", slot.contained, issues, sites)
+                        self._resource(item, f"{path}.{key}[{i}]", slot.contained, issues, sites, bindings)
             elif kind == PRIMITIVE:
                 assert slot.check is not None
                 problem = slot.check(value)
@@ -258,13 +268,13 @@ class Structure:
                     issues.append(_single_problem(slot, value, problem, f"{path}.{key}"))
             elif kind == COMPLEX:
                 if value.__class__ is dict and value:
-                    self._object(value, slot.table or self._link(slot), f"{path}.{key}", issues, sites)
+                    self._object(value, slot.table or self._link(slot), f"{path}.{key}", issues, sites, bindings)
                 else:
                     issues.append(_bad_object(slot, value, f"{path}.{key}"))
             elif value.__class__ is list:
                 issues.append(_issue(STRUCTURE, f"'{key}' must be a single resource, not an array", f"{path}.{key}"))
             else:
-                self._resource(value, f"{path}.{key}", False, issues, sites)
+                self._resource(value, f"{path}.{key}", False, issues, sites, bindings)
         for names, label in table.required:
             for name in names:
                 if name in obj:
@@ -273,7 +283,7 @@ class Structure:
                 issues.append(_issue(REQUIRED, f"missing required element '{label}'", f"{path}.{label}"))
 
     def _other_key(self, obj: dict[str, Any], key: str, value: Any, table: Table, path: str,
-                   issues: list[ValidationIssue]) -> None:
+                   issues: list[ValidationIssue], bindings: RequiredBindings | None) -> None:
         """A key that is not an element name: resourceType, a primitive's ``_name`` sibling, or an error."""
         if key == "resourceType":
             if not table.is_resource:
@@ -283,7 +293,7 @@ class Structure:
         if key[:1] == "_":
             slot = table.slots.get(key[1:])
             if slot is not None and slot.kind == PRIMITIVE:
-                self._sibling(obj, slot, value, path, issues)
+                self._sibling(obj, slot, value, path, issues, bindings)
                 return
             if slot is not None:
                 issues.append(_issue(STRUCTURE, f"'{key}' is not allowed: only primitive elements have a "
@@ -292,13 +302,13 @@ class Structure:
         issues.append(_issue(STRUCTURE, _unknown_message(key, table), f"{path}.{key}"))
 
     def _sibling(self, obj: dict[str, Any], slot: Slot, value: Any, path: str,
-                 issues: list[ValidationIssue]) -> None:
+                 issues: list[ValidationIssue], bindings: RequiredBindings | None) -> None:
         """``_name``: the id and extensions of a primitive (http://hl7.org/fhir/R4/json.html#primitive)."""
         name = slot.name
         element = self.element_table
         if not slot.array:
             if value.__class__ is dict and value:
-                self._object(value, element, f"{path}.{name}", issues, None)
+                self._object(value, element, f"{path}.{name}", issues, None, bindings)
             else:
                 issues.append(_issue(STRUCTURE, f"'{slot.underscore}' must be a non-empty JSON object, not "
                                      f"{_describe(value)}", f"{path}.{name}"))
@@ -317,7 +327,7 @@ class Structure:
                     issues.append(_issue(STRUCTURE, f"null in '{slot.underscore}' is only allowed where "
                                          f"'{name}' has a value", f"{path}.{name}[{i}]"))
             elif item.__class__ is dict and item:
-                self._object(item, element, f"{path}.{name}[{i}]", issues, None)
+                self._object(item, element, f"{path}.{name}[{i}]", issues, None, bindings)
             else:
                 issues.append(_issue(STRUCTURE, f"items of '{slot.underscore}' must be non-empty JSON objects or "
                                      f"null, not {_describe(item)}", f"{path}.{name}[{i}]"))
@@ -326,6 +336,21 @@ class Structure:
     def _not_array(slot: Slot, value: Any, path: str, issues: list[ValidationIssue]) -> None:
         issues.append(_issue(STRUCTURE, f"'{slot.name}' can repeat (max {_max(slot)}), so it must be a JSON "
                              f"array, not {json_kind(value)}", path))
+
+
+def _check_bound(bindings: RequiredBindings, bound: Bound, slot: Slot, value: Any, path: str,
+                 issues: list[ValidationIssue]) -> None:
+    """A required binding on each occurrence (values of the wrong JSON kind are the walk's to report)."""
+    if slot.array:
+        if value.__class__ is list:
+            for i, item in enumerate(value):
+                found = bindings.check(bound, item, f"{path}[{i}]")
+                if found is not None:
+                    issues.append(found)
+        return
+    found = bindings.check(bound, value, path)
+    if found is not None:
+        issues.append(found)
 
 
 def _issue(code: str, message: str, expression: str) -> ValidationIssue:

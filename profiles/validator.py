@@ -13,6 +13,11 @@ resources) and knows their types; each later *stage* is a function that is given
 
     validator = default_validator().with_stages(no_unknown_profiles)
 
+The structural walk also checks required bindings to enumerable value sets
+(:mod:`profiles.required`) when the validator has a binding table — :func:`default_validator`
+does — since those are one set lookup each; the profile engine's binding check says the same
+thing in the same words, and an issue it repeats is reported once.
+
 Stages share the compiled tables of the validator they extend, so adding one costs nothing at
 start-up, and a validator without stages does not even collect the sites.
 
@@ -36,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from profiles.issues import FATAL, STRUCTURE, ValidationIssue
 from profiles.model import TypeModel, core_model
+from profiles.required import RequiredBindings, default_required_bindings
 from profiles.structure import ResourceSite, Structure
 
 if TYPE_CHECKING:
@@ -51,10 +57,11 @@ class Validator:
     """Validates FHIR R4 resources (parsed JSON) against a type model plus optional later stages."""
 
     def __init__(self, model: TypeModel | None = None, *, stages: Iterable[Stage] = (),
-                 engine: ProfileEngine | None = None) -> None:
+                 engine: ProfileEngine | None = None, bindings: RequiredBindings | None = None) -> None:
         self._structure = Structure(model if model is not None else core_model())
         self._stages: tuple[Stage, ...] = tuple(stages)
         self._engine = engine
+        self._bindings = bindings
 
     @property
     def model(self) -> TypeModel:
@@ -69,6 +76,17 @@ class Validator:
         """A validator that also validates against profiles with ``engine``, sharing the compiled structure."""
         extended = copy.copy(self)
         extended._engine = engine
+        return extended
+
+    @property
+    def bindings(self) -> RequiredBindings | None:
+        """The required-binding table the structural walk checks with, if any."""
+        return self._bindings
+
+    def with_bindings(self, bindings: RequiredBindings | None) -> Validator:
+        """A validator whose structural walk checks required bindings with ``bindings`` (None: not at all)."""
+        extended = copy.copy(self)
+        extended._bindings = bindings
         return extended
 
     @property
@@ -95,9 +113,10 @@ class Validator:
         issues: list[ValidationIssue] = []
         sites: list[ResourceSite] | None = [] if self._stages else None
         try:
-            self._structure.walk(resource, issues, sites)
+            self._structure.walk(resource, issues, sites, self._bindings)
             if self._engine is not None and not any(i.severity == FATAL for i in issues):
-                issues.extend(self._engine.validate(resource, profiles=profiles))
+                found = set(issues)  # a required binding both the walk and the engine checked: report it once
+                issues.extend(i for i in self._engine.validate(resource, profiles=profiles) if i not in found)
         except RecursionError:
             issues.append(ValidationIssue(FATAL, STRUCTURE, "the resource is nested too deeply to validate", ""))
             return issues
@@ -111,8 +130,9 @@ class Validator:
 
 @cache
 def default_validator() -> Validator:
-    """The process-wide structural validator for the R4 core definitions (built once, tables lazily)."""
-    return Validator(core_model())
+    """The process-wide structural validator for the R4 core definitions (built once, tables lazily),
+    with the required bindings of the shipped terminology."""
+    return Validator(core_model(), bindings=default_required_bindings())
 
 
 @cache

@@ -21,8 +21,10 @@ from starlette.routing import Route
 from profiles.bindings import LayeredChecker
 from profiles.definitions import core
 from profiles.engine import ProfileEngine
+from profiles.model import core_model
 from profiles.regional import definitions as regional_definitions
 from profiles.registry import ProfileRegistry
+from profiles.required import RequiredBindings
 from profiles.validator import default_validator
 from server import __version__
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
@@ -56,9 +58,12 @@ def make_store(settings: Settings) -> Store:
 
 
 def make_validator(settings: Settings, registry: ProfileRegistry, terminology: Terminology) -> Any:
-    """The validation seam: structure, core invariants and bindings, claimed and required profiles."""
+    """The validation seam: structure and required bindings on every write; core invariants and the other
+    bindings, claimed and required profiles with the profile engine."""
     engine = ProfileEngine(registry, terminology=LayeredChecker(registry, terminology))
-    structural = default_validator()
+    # every write checks required bindings to enumerable value sets against the same terminology
+    # the engine asks, so a write refuses the binding errors $validate and `yidang validate` report
+    structural = default_validator().with_bindings(RequiredBindings(core_model(), terminology.enumerate))
     full = structural.with_engine(engine)
     required = settings.required_profiles
     core = settings.validation == "core"

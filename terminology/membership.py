@@ -38,6 +38,8 @@ class CodeCheck:
     display_valid: bool | None = None
 
 
+Usable = tuple[frozenset[tuple[str, str]], frozenset[str]]
+"""The accepted ``(system, code)`` pairs of a closed value set, and the codes accepted without a system."""
 ConceptOf = Callable[[str, str], "tuple[Concept | None, bool]"]
 """(system, code) -> (concept or None, whether the system is carried completely)."""
 
@@ -76,7 +78,7 @@ def _hit(url: str, entry: Entry) -> CodeCheck:
 class Membership:
     """Membership table of one evaluated value set."""
 
-    __slots__ = ("_by_code", "_concept_of", "_confirmed", "evaluated", "hits", "url")
+    __slots__ = ("_by_code", "_concept_of", "_confirmed", "_usable", "evaluated", "hits", "url")
 
     def __init__(self, url: str, evaluated: Evaluated, concept_of: ConceptOf) -> None:
         self.url = url
@@ -87,6 +89,22 @@ class Membership:
         self._by_code: dict[str, tuple[str, str]] | None = None
         self._confirmed: dict[tuple[str, str], CodeCheck] = {}
         self._concept_of = concept_of
+        self._usable: Usable | None = None
+
+    def usable(self) -> Usable | None:
+        """Every code :meth:`check` accepts, as sets, when the value set is closed (None otherwise).
+
+        ``(system#code pairs, bare codes)``: a bare ``code`` element is accepted exactly when
+        :meth:`check` with no system would accept it. A set lookup then answers what :meth:`check`
+        answers, which is what the validator's per-write required-binding check needs.
+        """
+        if not self.evaluated.closed:
+            return None
+        if self._usable is None:
+            pairs = frozenset(key for key, hit in self.hits.items() if hit.result)
+            bare = frozenset(code for _, code in self.hits if self.check(None, code).result)
+            self._usable = (pairs, bare)
+        return self._usable
 
     def check(self, system: str | None, code: str, display: str | None = None) -> CodeCheck:
         """Is ``system#code`` in the value set (``system`` None: a bare ``code`` element)."""

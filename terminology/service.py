@@ -31,7 +31,7 @@ from terminology.codesystem import CodeSystemView, Concept
 from terminology.compose import Evaluated, evaluate
 from terminology.conceptmap import Translation, translate_with
 from terminology.errors import InvalidRequest, NotSupported, UnknownCode, UnknownResource, UnknownSystem
-from terminology.membership import CodeCheck, Membership, judge_display
+from terminology.membership import CodeCheck, Membership, Usable, judge_display
 from terminology.package import KINDS, MapSummary, Package, default_package, summarize_map
 
 _CYCLE = "cycle"
@@ -208,6 +208,12 @@ class Terminology:
             if membership is None:
                 return CodeCheck(None, f"Value set {valueset_url} is not known to this server")
         return membership.check(system, code, display)
+
+    def enumerate(self, valueset_url: str) -> Usable | None:
+        """The codes of a value set this server can list completely (None: unknown, or open-ended such
+        as mimetypes or UCUM), for checks that must cost one set lookup (cached per value set)."""
+        membership = self._memberships.get(valueset_url) or self._membership(valueset_url)
+        return membership.usable() if membership is not None else None
 
     def _membership(self, url: str) -> Membership | None:
         found = self.evaluated(url.split("|", 1)[0])

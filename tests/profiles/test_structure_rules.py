@@ -111,7 +111,7 @@ INVALID: list[tuple[str, Any, Expected]] = [
     ("bad resource id", patient(id="a b"), {err("value", "Patient.id")}),
     ("resource id too long", patient(id="x" * 65), {err("value", "Patient.id")}),
     ("bad code in array item", patient(identifier=[{"value": "1"}, {"use": "of ficial "}]),
-     {err("value", "Patient.identifier[1].use")}),
+     {err("value", "Patient.identifier[1].use"), err("code-invalid", "Patient.identifier[1].use")}),
     ("integer out of range", patient(multipleBirthInteger=2**31), {err("value", "Patient.multipleBirthInteger")}),
     ("bad instant in meta", patient(meta={"lastUpdated": "2020-01-01"}), {err("value", "Patient.meta.lastUpdated")}),
     ("extension url must be uri", patient(extension=[{"url": "not a uri", "valueString": "x"}]),
@@ -138,7 +138,7 @@ INVALID: list[tuple[str, Any, Expected]] = [
     ("empty object", patient(maritalStatus={}), {err("structure", "Patient.maritalStatus")}),
     ("empty object in array", patient(name=[{}]), {err("structure", "Patient.name[0]")}),
     ("empty array", patient(identifier=[]), {err("structure", "Patient.identifier")}),
-    ("empty string", patient(gender=""), {err("value", "Patient.gender")}),
+    ("empty string", patient(gender=""), {err("value", "Patient.gender"), err("code-invalid", "Patient.gender")}),
     ("empty string in array", patient(name=[{"given": [""]}]), {err("value", "Patient.name[0].given[0]")}),
     ("empty sibling", patient(birthDate="1970", _birthDate={}), {err("structure", "Patient.birthDate")}),
     # extensions

@@ -1,0 +1,125 @@
+"""Required bindings to enumerable value sets, checked by the structural stage on every write.
+
+A code outside the value set of a *required* binding (``Patient.gender = "robot"``) makes a
+resource non-conformant (http://hl7.org/fhir/R4/terminologies.html#required), and clients that
+map such elements onto enums (HAPI) cannot even read it back. When the value set is a closed list
+of codes — most required bindings of R4 are — the check is one set lookup, cheap enough for the
+structural stage that runs on every write rather than only in the profile engine.
+
+:class:`RequiredBindings` is compiled lazily per :class:`~profiles.model.Node` (a type root such as
+``HumanName`` or a backbone element such as ``Patient.contact``): the JSON keys of that node bound
+with strength ``required`` to a value set the terminology can list completely, on a ``code``,
+``Coding`` or ``CodeableConcept`` element. Recursive types (``Identifier.assigner`` is a Reference
+holding an Identifier) rule out one flat list of paths per resource type; the structural walk
+already visits every node of the instance, so it asks the table of the node it is in.
+Open-ended value sets (mimetypes, UCUM, currencies) and those the terminology does not carry are
+left out: not errors here, the profile engine notes them.
+
+The verdict and its message are :func:`profiles.bindings.binding_verdict`, the profile engine's,
+so ``$validate``, ``yidang validate`` and a write report the same issue for the same element.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from profiles.bindings import CodeCheck, CodeResult, binding_verdict
+from profiles.issues import ValidationIssue
+from profiles.model import Node, TypeModel, core_model
+
+Usable = tuple[frozenset[tuple[str, str]], frozenset[str]]
+"""A closed value set's accepted ``(system, code)`` pairs and the codes accepted without a system."""
+Enumerator = Callable[[str], Usable | None]
+"""Value set url (``|version`` allowed) -> its codes, or None when they cannot be listed completely
+(``terminology.Terminology.enumerate``)."""
+CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept"})
+"""Types whose value a required binding constrains here (Quantity.code is bound by pattern, not here)."""
+_YES = CodeCheck(True, "")
+_NO = CodeCheck(False, "")
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """One element of a node with a required binding to a value set that can be listed."""
+
+    path: str
+    """The element definition path (``Patient.gender``, ``Observation.value[x]``), as messages name it."""
+    value_set: str
+    type: str
+    """``code``, ``Coding`` or ``CodeableConcept``: how the JSON value offers its codes."""
+
+
+class RequiredBindings:
+    """Per node, the JSON keys whose codes must come from an enumerable value set (built lazily, cached)."""
+
+    def __init__(self, model: TypeModel, enumerate_codes: Enumerator) -> None:
+        self.model = model
+        self.enumerate = enumerate_codes
+        self._nodes: dict[Node, dict[str, Bound] | None] = {}
+        self._lock = threading.Lock()
+
+    def of(self, node: Node) -> dict[str, Bound] | None:
+        """JSON key -> :class:`Bound` for the elements of ``node`` checked here; None when there are none."""
+        try:
+            return self._nodes[node]
+        except KeyError:
+            pass
+        with self._lock:
+            found = self._compile(node)
+            self._nodes[node] = found
+            return found
+
+    def _compile(self, node: Node) -> dict[str, Bound] | None:
+        out: dict[str, Bound] = {}
+        for name, element in self.model.children(node).items():
+            binding = element.definition.get("binding")
+            if element.type not in CODED_TYPES or not isinstance(binding, dict):
+                continue
+            value_set = binding.get("valueSet")
+            if binding.get("strength") != "required" or not isinstance(value_set, str):
+                continue
+            if self.enumerate(value_set) is not None:
+                out[name] = Bound(element.path, value_set, element.type)
+        return out or None
+
+    def check(self, bound: Bound, value: Any, expression: str) -> ValidationIssue | None:
+        """The issue for one occurrence of a bound element (``value`` its JSON), or None when it conforms."""
+        usable = self.enumerate(bound.value_set)
+        if usable is None:  # the value set changed into one that cannot be listed: the engine decides
+            return None
+        pairs, bare = usable
+
+        def answer(system: str | None, code: str, display: str | None) -> CodeResult:
+            found = code in bare if system is None else (system, code) in pairs
+            return _YES if found else _NO
+
+        verdict = binding_verdict(bound.path, bound.value_set, "required", bound.type, value, answer)
+        return ValidationIssue(*verdict, expression) if verdict is not None else None
+
+    def sites(self, type_name: str, *, depth: int = 3) -> Iterator[tuple[str, Bound]]:
+        """(JSON path, binding) reachable from a type within ``depth`` complex steps, for reports and tests.
+
+        The walk does not use this (types nest recursively); it shows what a resource type is checked for.
+        """
+        yield from self._sites(self.model.root(type_name), type_name, depth)
+
+    def _sites(self, node: Node, prefix: str, depth: int) -> Iterator[tuple[str, Bound]]:
+        for name, bound in (self.of(node) or {}).items():
+            yield f"{prefix}.{name}", bound
+        if depth <= 0:
+            return
+        for name, element in self.model.children(node).items():
+            if element.child_node is not None and element.type not in ("Resource", "Extension"):
+                yield from self._sites(element.child_node, f"{prefix}.{name}", depth - 1)
+
+
+@cache
+def default_required_bindings() -> RequiredBindings:
+    """The table for the core definitions over the shipped terminology (opened on first use)."""
+    from terminology import default_terminology
+
+    return RequiredBindings(core_model(), lambda url: default_terminology().enumerate(url))
