@@ -40,7 +40,8 @@ def _resources(db: Db) -> AsyncCollection[dict[str, Any]]:
 
 async def read(db: Db, s: ClientSession, type_: str, id_: str) -> Version | None:
     doc = await _resources(db).find_one({"_id": resource_key(type_, id_)}, ROW, session=s)
-    return None if doc is None else to_version(doc)
+    # version 0: the placeholder of a resource an in-flight journalled transaction creates
+    return None if doc is None or not doc["version"] else to_version(doc)
 
 
 async def vread(db: Db, s: ClientSession, type_: str, id_: str, version: int) -> Version | None:

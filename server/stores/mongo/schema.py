@@ -29,6 +29,16 @@ Database: the path of the connection URI (``mongodb://host/yidang``), else ``yid
 
     {_id: "Patient/123/3", rid: "Patient/123", type, id, version, lu, deleted, method, res}
 
+A resource claimed by an in-flight journalled transaction (see :mod:`.journal`) also carries
+``pending: <transaction id>``; one the transaction creates is held meanwhile by a *placeholder*
+``{_id, type, id, version: 0, lu: 0, deleted: true, method: "DELETE", res: null, pending}``, which
+reads treat as absent and searches never match (``deleted``).
+
+``journal`` — the redo log of multi-write sessions without isolated transactions (:mod:`.journal`):
+a header ``{_id: <transaction id>, state: "open"|"committed"|"aborting", owner, host, ns, pid,
+start, expires: <ms>, n}`` and one entry per resource written ``{_id: "<transaction id> <key>",
+txn, key, hist: [<earlier history documents>]?, <the fields of the new current document>}``.
+
 ``locks`` — ``{_id: "lock <key>", owner, expires: <ms>}`` for :meth:`Session.lock`, plus, with
 transactions, ``{_id: "guard <key>", n}`` counters bumped inside the transaction (see
 :mod:`.session`). ``probe`` — scratch collection used once by ``open()`` to detect transactions.
@@ -40,10 +50,9 @@ its entries, and the write is a compare-and-set ``replace_one({_id, version: exp
 ``_id``; ``vread`` also answers from ``resources``, so a crash between the two loses no readable
 version. A session with several writes is one multi-document transaction when the deployment
 offers isolated transactions (a replica set or sharded cluster; detected at ``open()``). On a
-standalone ``mongod`` each single write stays atomic, but a multi-write session is undone by
-*compensation*: the session logs each pre-image and restores them, newest first, when it fails.
-Another client can observe the intermediate state, and a crash of this process in the middle of a
-session (or of its rollback) leaves the writes done so far in place.
+standalone ``mongod`` (and nx-27017) each single write stays atomic, and a multi-write session is
+a journalled transaction (:mod:`.journal`): its new documents are made durable in ``journal``
+before any of them touches ``resources``/``history``, so it is all-or-nothing across crashes.
 
 Indexes are created by ``open()`` (idempotent). The entry indexes are multikey compound indexes
 led by the parameter code, so an ``$elemMatch`` on ``{p, field…}`` is a bounded index scan.
@@ -69,6 +78,9 @@ RESOURCES = "resources"
 HISTORY = "history"
 LOCKS = "locks"
 PROBE = "probe"
+JOURNAL = "journal"
+PENDING = "pending"
+"""Field of a ``resources`` document claimed by an in-flight journalled transaction."""
 
 DEFAULT_DATABASE = "yidang"
 NAMESPACE_EXISTS = 48
@@ -109,6 +121,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         _index("refs"),
         _index("uri.p", "uri.value"),
         _index("composite.p", "composite.key", "composite.lo"),
+        _index(PENDING),
     ],
     HISTORY: [
         IndexModel([("type", ASCENDING), ("id", ASCENDING), ("version", ASCENDING)], unique=True),
@@ -116,13 +129,14 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("type", ASCENDING), ("lu", DESCENDING)]),
         IndexModel([("rid", ASCENDING), ("version", DESCENDING)]),
     ],
+    JOURNAL: [_index("txn"), _index("state")],
 }
 
 
 async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
     """Create the collections (transactions cannot create them on every server) and indexes."""
     existing = set(await db.list_collection_names())
-    for name in (RESOURCES, HISTORY, LOCKS, PROBE):
+    for name in (RESOURCES, HISTORY, LOCKS, PROBE, JOURNAL):
         if name not in existing:
             try:
                 await db.create_collection(name, check_exists=False)

@@ -1,20 +1,18 @@
-"""Write sessions: one multi-document transaction, or compensation where there is none.
+"""Write sessions: one multi-document transaction, or a journal where there is none.
 
 :func:`transactions_isolated` decides once, at ``open()``: it starts a transaction, writes a probe
 document and checks that it is invisible outside the transaction. A standalone ``mongod`` refuses
 the transaction ("Transaction numbers are only allowed on a replica set member or mongos"); the
 nx-27017 test server accepts it but shows the uncommitted write to everyone (its transactions are
-savepoints on one shared SQLite connection, so concurrent ones interfere): both get compensation.
+savepoints on one shared SQLite connection, so concurrent ones interfere): both get journalled
+sessions (:mod:`.journal`, a subclass of :class:`MongoSession` sharing its locks).
 
 * Transactional session: every read and write passes the client session; the body of a session is
   the caller's code and cannot be re-run here, so a ``TransientTransactionError`` (a write conflict
   with a concurrent transaction) becomes :class:`~server.errors.Conflict` with ``Retry-After``.
-* Compensating session: writes go straight to the collections (each one atomic, see
-  :mod:`.schema`) and the session logs each pre-image; on an exception the log is replayed newest
-  first. What a standalone ``mongod`` guarantees is therefore: single writes are atomic and never
-  lost (compare-and-set); a multi-write session is undone on failure, but other clients can see
-  its intermediate state, and a crash in the middle of the session or of the undo leaves it half
-  done.
+* Journalled session: see :mod:`.journal` (a redo log with claims, recovered at start-up).
+  Every compare-and-set here also requires the resource not to be claimed (``pending``) by an
+  in-flight journalled transaction.
 
 :meth:`MongoSession.lock` serialises match-then-write (conditional create/update/delete) across
 requests and processes with a lease document in ``locks`` written *outside* any transaction (so
@@ -33,7 +31,6 @@ import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
@@ -57,6 +54,7 @@ from .schema import (
     HISTORY,
     INDEX_FIELDS,
     LOCKS,
+    PENDING,
     PROBE,
     RESOURCES,
     current_document,
@@ -73,23 +71,14 @@ LOCK_WAIT_S = 15.0
 """How long :meth:`MongoSession.lock` waits for a busy key before answering 409."""
 LOCK_FIRST_DELAY_S = 0.01
 LOCK_MAX_DELAY_S = 0.2
-PRIOR = {"version": 1, "deleted": 1}
+PRIOR = {"version": 1, "deleted": 1, PENDING: 1}
+UNCLAIMED = {"$exists": False}
 COMMIT_ATTEMPTS = 3
 """``UnknownTransactionCommitResult`` may be retried: commitTransaction is idempotent."""
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@dataclass(slots=True)
-class _Undo:
-    """How to take back one write of a compensating session."""
-
-    key: str
-    version: int
-    prior: dict[str, Any] | None
-    history_id: str | None = None
 
 
 class MongoSession:
@@ -100,7 +89,6 @@ class MongoSession:
         self._s = client_session
         self._owner = uuid4().hex
         self._held: dict[str, float] = {}
-        self._undo: list[_Undo] = []
 
     @property
     def transactional(self) -> bool:
@@ -165,9 +153,10 @@ class MongoSession:
         v = write.version
         key = resource_key(v.type, v.id)
         resources = self._db[RESOURCES]
-        # the whole pre-image only when compensation may have to restore it
-        prior = await resources.find_one({"_id": key}, None if self._s is None else PRIOR, session=self._s)
-        current = None if prior is None else int(prior["version"])
+        prior = await resources.find_one({"_id": key}, PRIOR, session=self._s)
+        current = None if prior is None or not prior["version"] else int(prior["version"])
+        if prior is not None and PENDING in prior:
+            raise VersionConflict(v.type, v.id, current)  # a journalled transaction is writing it
         # expected None: the resource must not exist, or exist only as a deletion
         allowed = (prior is None or bool(prior["deleted"])) if write.expected is None else current == write.expected
         if not allowed or (current is not None and v.version <= current):
@@ -179,12 +168,10 @@ class MongoSession:
             except DuplicateKeyError:
                 raise VersionConflict(v.type, v.id, await self._current(key)) from None
         else:
-            done = await resources.replace_one({"_id": key, "version": {"$eq": current}}, doc, session=self._s)
+            cas = {"_id": key, "version": {"$eq": current}, PENDING: UNCLAIMED}
+            done = await resources.replace_one(cas, doc, session=self._s)
             if done.matched_count != 1:
                 raise VersionConflict(v.type, v.id, await self._current(key))
-        undo = _Undo(key, v.version, prior)
-        if self._s is None:
-            self._undo.append(undo)
         entry = history_document(v)
         try:
             await self._db[HISTORY].insert_one(entry, session=self._s)
@@ -194,14 +181,13 @@ class MongoSession:
             # left by an interrupted earlier attempt at this version: the CAS above proves that
             # no committed write owns it, so it is replaced
             await self._db[HISTORY].replace_one({"_id": entry["_id"]}, entry)
-        undo.history_id = entry["_id"]
 
     @mapped
     async def reindex(self, type_: str, id_: str, version: int, entries: Sequence[Entry]) -> bool:
         """Compare-and-set on the version: the entry arrays, ``refs`` and ``sort`` are recomputed
         exactly as :meth:`write` computes them; fields the new entries no longer have are unset.
-        Not logged for compensation: the new entries describe the same version, so keeping them
-        after a rolled-back session is harmless."""
+        Not journalled: the new entries describe the same version, so keeping them after a
+        rolled-back session is harmless."""
         await self._renew()
         fields = index_fields(entries)
         stale = {name: "" for name in INDEX_FIELDS if name not in fields}
@@ -218,7 +204,7 @@ class MongoSession:
     async def _current(self, key: str) -> int | None:
         """The committed current version, read outside the (possibly aborted) transaction."""
         doc = await self._db[RESOURCES].find_one({"_id": key}, {"version": 1})
-        return None if doc is None else int(doc["version"])
+        return None if doc is None or not doc["version"] else int(doc["version"])
 
     # --- ending ---------------------------------------------------------------------------
 
@@ -241,27 +227,12 @@ class MongoSession:
 
     async def rollback(self) -> None:
         try:
-            if self._s is not None:
-                if self._s.in_transaction:
-                    await self._s.abort_transaction()
-            else:
-                await self._compensate()
+            if self._s is not None and self._s.in_transaction:
+                await self._s.abort_transaction()
         except PyMongoError:
             log.exception("rolling back a MongoDB session failed; some writes may remain")
         finally:
             await self._end()
-
-    async def _compensate(self) -> None:
-        resources, history = self._db[RESOURCES], self._db[HISTORY]
-        while self._undo:
-            u = self._undo.pop()
-            if u.history_id is not None:
-                await history.delete_one({"_id": u.history_id})
-            mine = {"_id": u.key, "version": {"$eq": u.version}}
-            if u.prior is None:
-                await resources.delete_one(mine)
-            else:
-                await resources.replace_one(mine, u.prior)
 
     async def _end(self) -> None:
         try:
@@ -276,20 +247,22 @@ class MongoSession:
 
 
 @asynccontextmanager
-async def open_session(
-    client: AsyncMongoClient[dict[str, Any]], db: reads.Db, *, transactional: bool
-) -> AsyncIterator[MongoSession]:
-    """Commit on normal exit; roll back (abort or compensate) and re-raise on any exception."""
-    client_session = None
-    if transactional:
-        with map_errors():
-            client_session = client.start_session()
-            try:
-                await client_session.start_transaction()
-            except BaseException:
-                await client_session.end_session()
-                raise
-    session = MongoSession(db, client_session)
+async def open_session(client: AsyncMongoClient[dict[str, Any]], db: reads.Db) -> AsyncIterator[MongoSession]:
+    """A transactional session (see :func:`run_session`)."""
+    with map_errors():
+        client_session = client.start_session()
+        try:
+            await client_session.start_transaction()
+        except BaseException:
+            await client_session.end_session()
+            raise
+    async with run_session(MongoSession(db, client_session)) as session:
+        yield session
+
+
+@asynccontextmanager
+async def run_session(session: MongoSession) -> AsyncIterator[MongoSession]:
+    """Commit on normal exit; roll back (abort, or release the journal) and re-raise on any exception."""
     try:
         yield session
     except BaseException:
@@ -309,9 +282,9 @@ async def transactions_isolated(client: AsyncMongoClient[dict[str, Any]], db: re
             leaked = await probe.find_one({"_id": marker})
             await s.abort_transaction()
         except (OperationFailure, ConfigurationError, InvalidOperation) as exc:
-            log.info("MongoDB transactions unavailable (%s): sessions use compensation", exc)
+            log.info("MongoDB transactions unavailable (%s): sessions use the journal", exc)
             return False
     await probe.delete_one({"_id": marker})
     if leaked is not None:
-        log.info("MongoDB transactions are not isolated on this server: sessions use compensation")
+        log.info("MongoDB transactions are not isolated on this server: sessions use the journal")
     return leaked is None

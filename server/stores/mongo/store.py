@@ -1,12 +1,17 @@
 """The production store: MongoDB through PyMongo's async API (``AsyncMongoClient``).
 
-Layout, indexes and consistency guarantees are documented in :mod:`.schema`; sessions (transactions
-or compensation, locks) in :mod:`.session`; query compilation in :mod:`.compile` and :mod:`.order`.
+Layout, indexes and consistency guarantees are documented in :mod:`.schema`; sessions (transactions,
+locks) in :mod:`.session`; the journal used where transactions are not isolated in :mod:`.journal`
+and its recovery (at :meth:`MongoStore.open` and in the background) in :mod:`.recovery`; query
+compilation in :mod:`.compile` and :mod:`.order`.
 Every public method translates driver errors through :mod:`.errors`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -18,10 +23,13 @@ from server.errors import StoreUnavailable
 from server.search.model import Query
 from server.stores.base import HistoryQuery, SearchResult, Session, Version
 
-from . import reads
+from . import reads, recovery
 from .errors import mapped
+from .journal import JournalSession
 from .schema import DEFAULT_DATABASE, HISTORY, RESOURCES, ensure_schema
-from .session import open_session, transactions_isolated
+from .session import open_session, run_session, transactions_isolated
+
+log = logging.getLogger(__name__)
 
 PING_TIMEOUT_S = 2.0
 """``/readyz`` must answer quickly even when the server is gone (default selection waits 30 s)."""
@@ -45,6 +53,9 @@ class MongoStore:
         self._db: reads.Db | None = None
         self.transactions = False
         """Whether sessions are multi-document transactions (decided by :meth:`open`)."""
+        self.owner = recovery.Owner.this_process()
+        """Names this store's journalled transactions, so recovery can tell when they are orphaned."""
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def db(self) -> reads.Db:
@@ -64,12 +75,33 @@ class MongoStore:
                 self.transactions = await transactions_isolated(client, db)
             else:
                 self.transactions = self._use_transactions
+            # journals can be left by an earlier run in either mode: recover before serving
+            done = await recovery.recover(db, self.owner)
         except BaseException:
             await client.close()
             raise
         self._client, self._db = client, db
+        if any(done.values()):
+            log.warning("MongoDB journal recovery at start-up: %(completed)d completed, %(rolled_back)d rolled back",
+                        done)
+        self._sweeper = asyncio.create_task(recovery.sweep(db, self.owner), name="yidang-journal-recovery")
+        if not self.transactions:
+            log.warning(
+                "MongoDB at %s does not isolate multi-document transactions: write sessions use Yidang's journal. "
+                "Guaranteed: every transaction is all-or-nothing, also across crashes (an interrupted one is "
+                "completed or rolled back at the next start-up, or by another node within %.0fs); readers never "
+                "see a transaction before it commits; no version vanishes or leaves a gap. Not guaranteed: while "
+                "a committed transaction is being applied (and until a crashed node's is recovered) readers can "
+                "see part of it new and part of it old. Use a replica set for isolated transactions.",
+                db.name, recovery.LEASE_S + recovery.RECOVERY_INTERVAL_S,
+            )
 
     async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         client, self._client, self._db = self._client, None, None
         if client is not None:
             await client.close()
@@ -101,7 +133,9 @@ class MongoStore:
     def session(self) -> AbstractAsyncContextManager[Session]:
         if self._client is None:
             raise StoreUnavailable("the MongoDB store is not open")
-        return open_session(self._client, self.db, transactional=self.transactions)
+        if self.transactions:
+            return open_session(self._client, self.db)
+        return run_session(JournalSession(self.db, self.owner))
 
     @mapped
     async def stats(self) -> dict[str, Any]:
