@@ -23,7 +23,7 @@ from server.interactions.bundles import bundle
 from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.interactions.services import Services
-from server.interactions.write import Prepared, body_id, prepare
+from server.interactions.write import Prepared, body_id, check_update_id, prepare
 from server.stores.base import Session
 
 
@@ -153,6 +153,15 @@ def _is_simple(reqs: list[EntryRequest]) -> bool:
     return True
 
 
+def _check_ids(reqs: list[EntryRequest]) -> None:
+    """Every ``PUT Type/id`` entry carries that id, checked before any entry is validated: a
+    disagreeing id is the client's 400 (http.html#update), not hidden behind another entry's 422."""
+    for req in reqs:
+        if req.method == "PUT" and req.id is not None and req.resource is not None:
+            with _located(req):
+                check_update_id(req.resource, req.id)
+
+
 def _prepare(svc: Services, reqs: list[EntryRequest]) -> tuple[dict[int, str], dict[int, Prepared]]:
     """For a simple Bundle: assign ids, rewrite references, validate and index the POSTed
     resources, all before the write lock is taken."""
@@ -200,6 +209,7 @@ async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, re
     ordered = sorted(reqs, key=lambda r: (ORDER[r.method], r.index))
     reads = [r for r in ordered if r.method in ("GET", "HEAD")]
     simple = _is_simple(reqs)
+    _check_ids(reqs)
     prepared: dict[int, Prepared] = {}
     if simple:
         assigned, prepared = _prepare(svc, reqs)

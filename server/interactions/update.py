@@ -11,7 +11,15 @@ from server.fhir.ids import new_id
 from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.interactions.services import Services
-from server.interactions.write import body_id, check_body, check_type, same_content, store_version, validate
+from server.interactions.write import (
+    body_id,
+    check_body,
+    check_type,
+    check_update_id,
+    same_content,
+    store_version,
+    validate,
+)
 from server.stores.base import Method, Session
 
 
@@ -27,11 +35,7 @@ async def update(
 ) -> Result:
     check_type(svc, type_)
     check_body(resource, type_)
-    rid = body_id(resource)
-    if rid is None:
-        raise BadRequest("The resource in an update must carry an id equal to the URL's id", expression=("id",))
-    if rid != id_:
-        raise BadRequest(f"The resource id '{rid}' does not match the URL's id '{id_}'", expression=("id",))
+    check_update_id(resource, id_)
     # A lone update validates before it takes the write lock. Inside a transaction the lock is held
     # already: there validation waits until the update is known to change something.
     warnings = validate(svc, resource) if session is None else None

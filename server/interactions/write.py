@@ -44,6 +44,19 @@ def body_id(resource: dict[str, Any]) -> str | None:
     return rid
 
 
+def check_update_id(resource: dict[str, Any], id_: str) -> None:
+    """400 unless the body carries the URL's id, and that is a valid id (http.html#update: "If no id
+    element is provided, or the id disagrees with the id in the URL, the server SHALL respond with an
+    HTTP 400"). Checked before validation, so it is never reported as a 422."""
+    rid = body_id(resource)
+    if rid is None:
+        raise BadRequest("The resource in an update must carry an id equal to the URL's id", expression=("id",))
+    if rid != id_:
+        raise BadRequest(f"The resource id '{rid}' does not match the URL's id '{id_}'", expression=("id",))
+    if not is_valid_id(id_):
+        raise BadRequest(f"'{id_}' is not a valid resource id", expression=("id",))
+
+
 def validate(svc: Services, resource: dict[str, Any]) -> list[Issue]:
     """Run the validator; errors end the write with 422, warnings are returned for the outcome."""
     if not svc.settings.validate_on_write:

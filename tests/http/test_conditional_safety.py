@@ -312,3 +312,25 @@ async def test_malformed_if_match_is_400(client: httpx.AsyncClient, etag: str) -
     entry = {"resource": {**created, "gender": "male"}, "request": {"method": "PUT", "url": url, "ifMatch": etag}}
     refused(await client.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": [entry]}))
     assert (await client.get(f"/{url}")).json()["meta"]["versionId"] == "1"
+
+
+async def test_update_id_disagreeing_with_the_url_is_400_before_any_validation(client: httpx.AsyncClient) -> None:
+    created = (await client.post("/Patient", json=person(unique("idcheck")))).json()
+    url = f"Patient/{created['id']}"
+    invalid = {"resourceType": "Patient", "gender": "no-such-gender"}  # a 422 on its own
+    r = await client.put(f"/{url}", json={**invalid, "id": "someone-else"})
+    refused(r)
+    assert r.json()["issue"][0]["expression"] == ["id"]
+    # the URL's id itself is not a valid id: 400 too, with or without validation (was a 422 with it)
+    refused(await client.put("/Patient/not_valid", json={**invalid, "id": "not_valid"}))
+    for other in ({**invalid}, {**invalid, "resourceType": "Observation"}):
+        # another entry that fails validation does not hide the PUT's disagreeing id behind a 422
+        value = unique("idcheck-post")
+        entries = [{"resource": person(value, id="someone-else"), "request": {"method": "PUT", "url": url}},
+                   {"resource": {**other, "identifier": [{"system": SYSTEM, "value": value}]},
+                    "request": {"method": "POST", "url": other["resourceType"]}}]
+        r = await client.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+        refused(r)
+        assert "Bundle.entry[0]" in r.json()["issue"][0]["diagnostics"]
+        assert await stored(client, "Patient", value) == []
+    assert (await client.get(f"/{url}")).json()["meta"]["versionId"] == "1"
