@@ -53,7 +53,8 @@ def server_process(env: dict[str, str], *, workers: int = 1) -> Iterator[tuple[s
     out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "server.asgi:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+         "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+         "--http", "server.http.protocol:UpgradeSafeHttpToolsProtocol"],  # as `yidang serve` runs
         cwd=ROOT, env={**os.environ, **env, "YIDANG_LOG_REQUESTS": "false"}, stdout=out, stderr=out,
     )
     try:

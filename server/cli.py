@@ -10,6 +10,10 @@ import typer
 
 from server.settings import Settings, resolve_store
 
+HTTP_PROTOCOL = "server.http.protocol:UpgradeSafeHttpToolsProtocol"
+"""uvicorn's httptools protocol, except that a request offering ``Upgrade: h2c`` (Java's HttpClient,
+``curl --http2``) is handed to h11 instead of losing its body (see :mod:`server.http.protocol`)."""
+
 app = typer.Typer(help="Yidang (一档): FHIR R4 server for regional health-information platforms.",
                   no_args_is_help=True, add_completion=False)
 
@@ -38,7 +42,7 @@ def serve(
     typer.echo(f"Yidang FHIR R4 server on http://{host}:{port}/  store: {settings.store} ({where})")
     logging.basicConfig(level=log_level.upper(), format="%(message)s")
     uvicorn.run("server.asgi:app", host=host, port=port, workers=workers, log_level=log_level,
-                access_log=False, lifespan="on")
+                access_log=False, lifespan="on", http=HTTP_PROTOCOL)
 
 
 @app.command()

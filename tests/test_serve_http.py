@@ -1,0 +1,156 @@
+"""The real ``yidang serve`` process on the wire: what an in-process ASGI client cannot show.
+
+The HTTP/1.1 parser and the event loop belong to the ASGI server, so these tests start the
+server process on a free port with an embedded store in a temporary directory and talk to it
+over TCP: an ``Upgrade: h2c`` offer (sent by Java's HTTP client and ``curl --http2`` by default)
+must not lose the request body, and one large resource must not stall every other request.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import pytest
+
+YIDANG = Path(sys.executable).with_name("yidang")
+H2C_OFFER = {
+    "Connection": "Upgrade, HTTP2-Settings",
+    "Upgrade": "h2c",
+    "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA",  # what curl --http2 sends
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """``yidang serve`` exactly as an operator starts it; yields (host, port) once it is ready."""
+    port = _free_port()
+    data = tmp_path_factory.mktemp("serve")
+    proc = subprocess.Popen(
+        [str(YIDANG), "serve", "--port", str(port), "--data-dir", str(data / "store"), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=data, env={**os.environ},
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, "server exited at start-up"
+                assert time.time() < deadline, "server did not become ready"
+                time.sleep(0.2)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _send(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    raw = response.read()
+    return response.status, orjson.loads(raw) if raw else None
+
+
+def _patient(family: str) -> bytes:
+    return orjson.dumps({"resourceType": "Patient", "name": [{"family": family}]})
+
+
+JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+
+
+def test_h2c_upgrade_offer_keeps_the_body_of_a_create(served: tuple[str, int]) -> None:
+    family = f"Smith-{uuid.uuid4().hex[:8]}"
+    conn = http.client.HTTPConnection(*served, timeout=30)
+    try:
+        status, body = _send(conn, "POST", "/Patient", _patient(family), {**JSON, **H2C_OFFER})
+        assert status == 201, body
+        assert body["name"][0]["family"] == family
+        # the connection stays usable HTTP/1.1 after the declined offer (no 101 was sent)
+        status, read = _send(conn, "GET", f"/Patient/{body['id']}", headers={"Accept": "application/fhir+json"})
+        assert status == 200
+        assert read["name"][0]["family"] == family
+        status, again = _send(conn, "POST", "/Patient", _patient(family + "-2"), {**JSON, **H2C_OFFER})
+        assert status == 201, again
+        assert again["name"][0]["family"] == family + "-2"
+    finally:
+        conn.close()
+
+
+def test_h2c_upgrade_offer_keeps_the_form_of_a_post_search(served: tuple[str, int]) -> None:
+    family = f"Smith-{uuid.uuid4().hex[:8]}"
+    conn = http.client.HTTPConnection(*served, timeout=30)
+    try:
+        for name in (family, f"Jones-{uuid.uuid4().hex[:8]}"):
+            assert _send(conn, "POST", "/Patient", _patient(name), JSON)[0] == 201
+        form = urlencode({"family": family}).encode()
+        status, bundle = _send(conn, "POST", "/Patient/_search", form, {
+            "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/fhir+json", **H2C_OFFER})
+        assert status == 200, bundle
+        assert [e["resource"]["name"][0]["family"] for e in bundle.get("entry", [])] == [family]
+    finally:
+        conn.close()
+
+
+def test_h2c_upgrade_offer_with_a_chunked_body(served: tuple[str, int]) -> None:
+    family = f"Smith-{uuid.uuid4().hex[:8]}"
+    conn = http.client.HTTPConnection(*served, timeout=30)
+    try:
+        conn.request("POST", "/Patient", body=iter([_patient(family)[:10], _patient(family)[10:]]),
+                     headers={**JSON, **H2C_OFFER}, encode_chunked=True)
+        response = conn.getresponse()
+        created = orjson.loads(response.read())
+        assert response.status == 201, created
+        assert created["name"][0]["family"] == family
+    finally:
+        conn.close()
+
+
+def test_h2c_upgrade_offer_with_the_body_in_a_later_packet(served: tuple[str, int]) -> None:
+    family = f"Smith-{uuid.uuid4().hex[:8]}"
+    body = _patient(family)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {**JSON, **H2C_OFFER, "Host": "localhost",
+                                                   "Content-Length": str(len(body))}.items())
+    with socket.create_connection(served, timeout=30) as sock:
+        sock.sendall(f"POST /Patient HTTP/1.1\r\n{head}\r\n".encode())
+        time.sleep(0.2)  # let the server see the headers alone before the body arrives
+        sock.sendall(body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        created = orjson.loads(response.read())
+    assert response.status == 201, created
+    assert created["name"][0]["family"] == family
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_http2_offer_creates_the_resource(served: tuple[str, int]) -> None:
+    family = f"Smith-{uuid.uuid4().hex[:8]}"
+    host, port = served
+    out = subprocess.run(
+        ["curl", "-s", "--http2", "-X", "POST", "-H", "Content-Type: application/fhir+json",
+         "--data-binary", _patient(family).decode(), "-w", "\n%{http_code}", f"http://{host}:{port}/Patient"],
+        capture_output=True, check=True, timeout=60,
+    ).stdout.decode()
+    text, _, code = out.rpartition("\n")
+    assert code == "201", text
+    assert orjson.loads(text)["name"][0]["family"] == family
