@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from server.bundles.entries import ORDER, EntryRequest, create_condition, read_entry
 from server.bundles.execute import error_entry, response_entry, run_entry
 from server.bundles.references import has_conditional_reference, is_conditional, walk_references
@@ -22,6 +24,7 @@ from server.fhir.ids import new_id
 from server.interactions.bundles import bundle
 from server.interactions.conditional import matches
 from server.interactions.result import Result
+from server.interactions.retry import hold, resource_key, retried
 from server.interactions.services import Services
 from server.interactions.write import Prepared, body_id, check_update_id, prepare
 from server.stores.base import Session
@@ -37,7 +40,15 @@ def _entries(body: dict[str, Any], base: str) -> list[EntryRequest]:
 async def process(svc: Services, body: dict[str, Any], *, base: str, representation: bool = False) -> Result:
     kind = body.get("type")
     if kind == "transaction":
-        return await _transaction(svc, _entries(body, base), base=base, representation=representation)
+        # processing rewrites the entries in place (ids, references): a re-run starts from this copy
+        pristine = orjson.dumps(body)
+
+        async def attempt(n: int) -> Result:
+            source = body if n == 1 else orjson.loads(pristine)
+            return await _transaction(svc, _entries(source, base), base=base, representation=representation,
+                                      rerun=n > 1)
+
+        return await retried(attempt)
     if kind == "batch":
         return await _batch(svc, _entries(body, base), base=base, representation=representation)
     raise BadRequest(f"Bundle.type must be 'batch' or 'transaction' to be processed, not '{kind}'",
@@ -204,7 +215,12 @@ def _located(req: EntryRequest) -> Iterator[None]:
         raise
 
 
-async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, representation: bool) -> Result:
+async def _transaction(
+    svc: Services, reqs: list[EntryRequest], *, base: str, representation: bool, rerun: bool = False
+) -> Result:
+    """One attempt at a transaction. A write that loses a race (:class:`~server.errors.Contention`)
+    rolls the whole session back and the caller re-runs the Bundle from its original text; a
+    re-run first leases every resource the Bundle names by id, so re-runs are serialised."""
     results: dict[int, dict[str, Any]] = {}
     ordered = sorted(reqs, key=lambda r: (ORDER[r.method], r.index))
     reads = [r for r in ordered if r.method in ("GET", "HEAD")]
@@ -216,6 +232,9 @@ async def _transaction(svc: Services, reqs: list[EntryRequest], *, base: str, re
         existing: set[int] = set()
         resolved: dict[int, list[str]] = {}
     async with svc.session() as session:
+        if rerun:
+            await hold(session, (resource_key(r.type, r.id) for r in reqs
+                                 if r.method in ("PUT", "PATCH", "DELETE") and r.id is not None))
         if not simple:
             mapping, assigned, existing, resolved = await _resolve_ids(svc, session, reqs, base)
             await _rewrite(svc, session, reqs, mapping)

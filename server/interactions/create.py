@@ -8,6 +8,7 @@ from server.errors import Issue, TooManyMatches
 from server.fhir.ids import new_id
 from server.interactions.conditional import matches
 from server.interactions.result import Result
+from server.interactions.retry import in_session
 from server.interactions.services import Services
 from server.interactions.write import Prepared, check_body, check_type, store_version, validate
 from server.stores.base import Session
@@ -28,7 +29,8 @@ async def create(
     check_body(resource, type_)
     resource.pop("id", None)  # the server assigns the id of a created resource (http.html#create)
     warnings = prepared.issues if prepared is not None else validate(svc, resource)
-    async with svc.session(session) as s:
+
+    async def attempt(s: Session) -> Result:
         if if_none_exist is not None:  # an empty one is refused by matches(), not taken for "no condition"
             found = await matches(svc, s, type_, if_none_exist)
             if len(found) > 1:
@@ -39,4 +41,6 @@ async def create(
                 return Result(200, existing, issues=[info])
         version = await store_version(svc, s, resource, type_=type_, id_=id_ or new_id(), current=None, method="POST",
                                       entries=prepared.entries if prepared is not None else None)
-    return Result(201, version, issues=warnings, created=True)
+        return Result(201, version, issues=warnings, created=True)
+
+    return await in_session(svc, session, attempt)

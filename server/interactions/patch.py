@@ -15,8 +15,9 @@ import orjson
 from server.errors import BadRequest, Gone, NotFound, TooManyMatches, Unprocessable
 from server.interactions.conditional import matches
 from server.interactions.result import Result
+from server.interactions.retry import in_session, resource_key
 from server.interactions.services import Services
-from server.interactions.update import update
+from server.interactions.update import write_over
 from server.interactions.write import check_type
 from server.stores.base import Session
 
@@ -56,16 +57,22 @@ async def patch(
     if_match: int | None = None,
     session: Session | None = None,
 ) -> Result:
+    """The patch is applied to the version read here and stored with compare-and-set on exactly
+    that version; when another write got in between, the whole patch is re-run (:mod:`.retry`)."""
     check_type(svc, type_)
     _patch_document(operations)
-    async with svc.session(session) as s:
+
+    async def attempt(s: Session) -> Result:
         current = await s.read(type_, id_)
         if current is None:
             raise NotFound(f"{type_}/{id_} is not known")
         if current.deleted or current.body is None:
             raise Gone(f"{type_}/{id_} was deleted")
         patched = apply_patch(orjson.loads(current.body), operations)
-        return await update(svc, type_, id_, patched, if_match=if_match, session=s, method="PATCH")
+        return await write_over(svc, s, patched, type_=type_, id_=id_, current=current, if_match=if_match,
+                                method="PATCH", warnings=None)
+
+    return await in_session(svc, session, attempt, keys=(resource_key(type_, id_),))
 
 
 async def conditional_patch(
@@ -73,10 +80,13 @@ async def conditional_patch(
     session: Session | None = None,
 ) -> Result:
     check_type(svc, type_)
-    async with svc.session(session) as s:
+
+    async def attempt(s: Session) -> Result:
         found = await matches(svc, s, type_, criteria)
         if not found:
             raise NotFound(f"No {type_} matches '{criteria}'")
         if len(found) > 1:
             raise TooManyMatches(f"The criteria '{criteria}' match more than one {type_}; nothing was patched")
         return await patch(svc, type_, found[0], operations, if_match=if_match, session=s)
+
+    return await in_session(svc, session, attempt)

@@ -7,12 +7,13 @@ If-Match asked for that check and answers 412; one without asked for no version-
 race is the server's business, not the client's: it is re-run from the top (re-read, re-apply,
 re-write) in a fresh session, after a jittered back-off, a bounded number of times.
 
-Re-runs take a lease on each resource the write names (``session.lock``) before reading, so
-requests that have lost once are serialised among themselves and 32 writers racing for one
-resource all land within a few rounds; the first attempt takes no lease, so an uncontended write
-pays no extra round trip. On the embedded store a write session excludes every other writer, so
-it never loses a race and never gets here; on MongoDB a session takes no lock (compensating
-sessions) or aborts on a write conflict (multi-document transactions).
+Lone writes to one resource first queue in their own process (:class:`.locks.KeyedLocks`, free),
+so they race only with other processes and with transaction Bundles. Re-runs also take a lease on
+each resource the write names (``session.lock``) before reading, so requests that have lost once
+are serialised across processes too and every racer lands within a few rounds; the first attempt
+takes no lease, so an uncontended write pays no extra round trip. On the embedded store a write
+session excludes every other writer, so it never loses a race; on MongoDB a session takes no
+lock (journalled sessions) or aborts on a write conflict (multi-document transactions).
 
 Only a request that owns its session is re-run: a write inside a transaction Bundle's session
 lets the Contention pass up, and the Bundle is re-run whole (nothing is answered before the end
@@ -81,8 +82,8 @@ async def in_session(
     keys: Iterable[str] = (),
 ) -> T:
     """Run ``body`` in ``session`` when one is given (once: its owner re-runs), else in a session
-    of its own, re-run on :class:`Contention`; re-runs first lease ``keys`` (the resources the
-    write names)."""
+    of its own, re-run on :class:`Contention`. ``keys`` (the resources the write names) are held
+    within the process throughout, and leased in the store by re-runs."""
     if session is not None:
         return await body(session)
     leased = tuple(keys)
@@ -93,4 +94,5 @@ async def in_session(
                 await hold(s, leased)
             return await body(s)
 
-    return await retried(run)
+    async with svc.write_locks.hold(leased):
+        return await retried(run)

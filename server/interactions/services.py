@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from server.errors import Issue
 from server.fhir.instant import now_us
 from server.hooks import Hooks
+from server.interactions.locks import KeyedLocks
 from server.search.index import Indexer
 from server.search.model import Condition, Entry
 from server.search.registry import SearchRegistry
@@ -75,6 +76,8 @@ class Services:
     clock: Callable[[], int] = now_us
     listeners: list[CommitListener] = field(default_factory=list)
     """Run after every committed session with what it wrote (conformance resources take effect)."""
+    write_locks: KeyedLocks = field(default_factory=KeyedLocks)
+    """Lone writes to one resource queue here within this process (see ``retry.in_session``)."""
 
     @asynccontextmanager
     async def session(self, outer: Session | None = None) -> AsyncIterator[Session]:

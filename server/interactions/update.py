@@ -6,10 +6,11 @@ from typing import Any
 
 import orjson
 
-from server.errors import BadRequest, TooManyMatches
+from server.errors import BadRequest, Issue, TooManyMatches
 from server.fhir.ids import new_id
 from server.interactions.conditional import matches
 from server.interactions.result import Result
+from server.interactions.retry import in_session, resource_key
 from server.interactions.services import Services
 from server.interactions.write import (
     body_id,
@@ -20,7 +21,7 @@ from server.interactions.write import (
     store_version,
     validate,
 )
-from server.stores.base import Method, Session
+from server.stores.base import Method, Session, Version
 
 
 async def update(
@@ -39,21 +40,44 @@ async def update(
     # A lone update validates before it takes the write lock. Inside a transaction the lock is held
     # already: there validation waits until the update is known to change something.
     warnings = validate(svc, resource) if session is None else None
-    async with svc.session(session) as s:
+
+    async def attempt(s: Session) -> Result:
         current = await s.read(type_, id_)
-        if (
-            current is not None
-            and not current.deleted
-            and current.body is not None
-            and (if_match is None or if_match == current.version)
-            and same_content(orjson.loads(current.body), resource)
-        ):
-            return Result(200, current, issues=warnings or [])  # nothing changed: no new version
-        if warnings is None:
-            warnings = validate(svc, resource)
-        version = await store_version(
-            svc, s, resource, type_=type_, id_=id_, current=current, method=method, if_match=if_match
-        )
+        return await write_over(svc, s, resource, type_=type_, id_=id_, current=current, if_match=if_match,
+                                method=method, warnings=warnings)
+
+    return await in_session(svc, session, attempt, keys=(resource_key(type_, id_),))
+
+
+async def write_over(
+    svc: Services,
+    session: Session,
+    resource: dict[str, Any],
+    *,
+    type_: str,
+    id_: str,
+    current: Version | None,
+    if_match: int | None,
+    method: Method,
+    warnings: list[Issue] | None,
+) -> Result:
+    """Store ``resource`` as the version after ``current``, the version the caller read and computed
+    it from (a patch computes from the version it patched: re-reading here could compare-and-set
+    against a newer version and silently drop that one's change). ``warnings`` None: validate
+    here, once the write is known to change something."""
+    if (
+        current is not None
+        and not current.deleted
+        and current.body is not None
+        and (if_match is None or if_match == current.version)
+        and same_content(orjson.loads(current.body), resource)
+    ):
+        return Result(200, current, issues=warnings or [])  # nothing changed: no new version
+    if warnings is None:
+        warnings = validate(svc, resource)
+    version = await store_version(
+        svc, session, resource, type_=type_, id_=id_, current=current, method=method, if_match=if_match
+    )
     created = current is None or current.deleted
     return Result(201 if created else 200, version, issues=warnings, created=created)
 
@@ -74,8 +98,9 @@ async def conditional_update(
     (it resolves every conditional entry before writing, so its references and its writes agree)."""
     check_type(svc, type_)
     check_body(resource, type_)
-    rid = body_id(resource)
-    async with svc.session(session) as s:
+    rid = body_id(resource)  # the client's, read once: a re-run must not take an id an attempt set
+
+    async def attempt(s: Session) -> Result:
         found = matched if matched is not None else await matches(svc, s, type_, criteria)
         if len(found) > 1:
             raise TooManyMatches(f"The criteria '{criteria}' match more than one {type_}; nothing was updated")
@@ -87,5 +112,7 @@ async def conditional_update(
                 )
             resource["id"] = found[0]
         else:
-            resource.setdefault("id", new_id())
+            resource["id"] = rid if rid is not None else new_id()
         return await update(svc, type_, resource["id"], resource, if_match=if_match, session=s)
+
+    return await in_session(svc, session, attempt)
