@@ -9,7 +9,8 @@ sessions (:mod:`.journal`, a subclass of :class:`MongoSession` sharing its locks
 
 * Transactional session: every read and write passes the client session; the body of a session is
   the caller's code and cannot be re-run here, so a ``TransientTransactionError`` (a write conflict
-  with a concurrent transaction) becomes :class:`~server.errors.Conflict` with ``Retry-After``.
+  with a concurrent transaction) becomes :class:`~server.errors.Contention`, which the request's
+  owner re-runs from the top (``server.interactions.retry``; 409 with ``Retry-After`` if it keeps losing).
 * Journalled session: see :mod:`.journal` (a redo log with claims, recovered at start-up).
   Every compare-and-set here also requires the resource not to be claimed (``pending``) by an
   in-flight journalled transaction.
