@@ -63,6 +63,13 @@ class InvalidSearch(BadRequest):
     code = "invalid"
 
 
+class SearchTooCostly(InvalidSearch):
+    """Raised when a search exceeds a limit of the search core (chain depth, parameter or value
+    count, query length: see ``server.search.limits``); names the parameter that crossed it."""
+
+    code = "too-costly"
+
+
 class NotSupported(FhirError):
     """Raised when a request is understood but the feature is declined (e.g. ``_filter``)."""
 

@@ -17,13 +17,13 @@ from profiles.model import core_model
 from server.errors import Issue
 from server.fhir.summary import elements as subset_elements
 from server.fhir.summary import summarize
-from server.interactions.bundles import bundle, encode_cursor, full_url, page_url, resource_value
+from server.interactions.bundles import bundle, full_url, page_url, resource_value
 from server.interactions.codes import TerminologyCodes
 from server.interactions.result import Result
 from server.interactions.services import Services
 from server.interactions.write import check_type
 from server.search.model import And, Condition, FieldTest, Match, Or, Query
-from server.search.parse import Include, SearchRequest, parse_search
+from server.search.parse import Include, SearchRequest, encode_cursor, parse_search
 from server.stores.base import Version
 
 MAX_INCLUDED = 1000
@@ -154,7 +154,8 @@ async def search(
     kept = [(k, v) for k, v in params if k != "_cursor"]
     links = [("self", page_url(base, path, params))]
     if result.next_after is not None:
-        links.append(("next", page_url(base, path, [*kept, ("_cursor", encode_cursor(result.next_after))])))
+        token = encode_cursor(result.next_after, request.query)
+        links.append(("next", page_url(base, path, [*kept, ("_cursor", token)])))
     if query.after is not None:
         links.append(("first", page_url(base, path, kept)))
     return Result(200, resource=bundle("searchset", entries, total=total, links=links))

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl
 
 from server.errors import NotSupported
+from server.search.check import check_cursor
+from server.search.limits import MAX_SORT_KEYS, check_request, check_values, too_costly
 from server.search.model import (
     Always,
     And,
@@ -38,6 +40,7 @@ from server.search.results import (
     RESULT_PARAMS,
     Include,
     count,
+    cursor_after,
     decode_cursor,
     elements,
     encode_cursor,
@@ -228,8 +231,10 @@ def parse_search(
 ) -> SearchRequest:
     """Parse a search. ``resource_types`` is empty for a system search (``_type`` may name
     types then); ``params`` are decoded (name, value) pairs in request order."""
+    check_request(params)
     criteria = _Criteria(registry, Options(base_url=base_url, codes=codes))
     ignored: list[tuple[str, str]] = []
+    values_total = 0
     types = resource_types
     for name, value in params:
         if name == "_type":
@@ -249,7 +254,7 @@ def parse_search(
     sort: list[SortKey] = []
     page_size = default_count
     total_mode = "none"
-    after: tuple[object, ...] | None = None
+    cursor: tuple[object, ...] | None = None
     summary_value: str | None = None
     element_names: tuple[str, ...] = ()
     contained, contained_type = "false", "container"
@@ -269,7 +274,7 @@ def parse_search(
             elif base == "_elements":
                 element_names = elements(value)
             elif base == "_cursor":
-                after = decode_cursor(value)
+                cursor = decode_cursor(value)
             elif base == "_revinclude" and value == "*":
                 _skip(name, "'*' would follow every reference of every type to the matches; name the type "
                             "(e.g. Observation:*)", strict, ignored, True)
@@ -286,6 +291,8 @@ def parse_search(
                         sort.append(sort_key(code, item.startswith("-"), criteria.defs(types, code)))
                     except _Unknown as e:
                         _skip("_sort", str(e), strict, ignored)
+                if sum(k.table != "resource" for k in sort) > MAX_SORT_KEYS:
+                    raise too_costly("_sort", f"at most {MAX_SORT_KEYS} parameters to sort by")
             elif base == "_contained":
                 if value not in ("false", "true", "both"):
                     invalid(base, f"'{value}' is not one of false, true, both")
@@ -300,14 +307,18 @@ def parse_search(
         if value == "":
             ignored.append((name, "empty value"))
             continue
+        values_total = check_values(name, len(split_escaped(value, ",")), values_total)
         try:
             conditions.append(criteria.lower(types, name, value))
         except _Unknown as e:
             _skip(name, str(e), strict, ignored)
         except _Declined as e:
             _skip(name, str(e), strict, ignored, True)
-    query = Query(types=types, where=_combine(conditions), sort=tuple(sort), count=page_size, after=after,
+    query = Query(types=types, where=_combine(conditions), sort=tuple(sort), count=page_size,
                   total=total_mode)  # type: ignore[arg-type]  # checked by results.total
+    if cursor is not None:
+        query = replace(query, after=cursor_after(cursor, query))
+        check_cursor(query)
     return SearchRequest(query, tuple(includes), tuple(revincludes), summary_value, element_names,
                          contained, contained_type, tuple(ignored))
 
@@ -321,7 +332,10 @@ def parse_criteria(resource_type: str, query_string: str, registry: SearchRegist
     """
     criteria = _Criteria(registry, Options(base_url=base_url, codes=codes))
     conditions: list[Condition] = []
-    for name, value in parse_qsl(query_string.lstrip("?"), keep_blank_values=True):
+    pairs = parse_qsl(query_string.lstrip("?"), keep_blank_values=True)
+    check_request(pairs)
+    values_total = 0
+    for name, value in pairs:
         base = name.partition(":")[0]
         if base in RESULT_PARAMS or base == "_type":
             invalid(base, "result parameters are not allowed in conditional criteria")
@@ -329,6 +343,7 @@ def parse_criteria(resource_type: str, query_string: str, registry: SearchRegist
             continue
         if value == "":
             invalid(name, "empty value in conditional criteria")
+        values_total = check_values(name, len(split_escaped(value, ",")), values_total)
         try:
             conditions.append(criteria.lower((resource_type,), name, value))
         except _Unknown as e:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
 
-from server.search.model import SortKey
+from server.search.model import Query, SortKey
+from server.search.order import SORT_FIELDS
 from server.search.registry import ParamDef, SearchRegistry
 from server.search.types.common import invalid
 
@@ -24,14 +26,6 @@ RESULT_PARAMS = frozenset({
 })
 SUMMARY_VALUES = frozenset({"true", "false", "text", "data", "count"})
 TOTAL_VALUES = frozenset({"none", "estimate", "accurate"})
-SORT_FIELDS: dict[str, tuple[str, str]] = {
-    # parameter type: (field for ascending, field for descending)
-    "token": ("code", "code"), "string": ("value", "value"), "uri": ("value", "value"),
-    "reference": ("ref_id", "ref_id"), "date": ("lo", "hi"), "number": ("lo", "hi"),
-    "quantity": ("lo", "hi"),
-}
-"""Which entry field orders each type: a range sorts by its start ascending and its end descending
-(the SortKey takes the min for ascending and the max for descending)."""
 _ELEMENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\[x\])?(\.[A-Za-z][A-Za-z0-9_]*(\[x\])?)*$")
 
 
@@ -116,16 +110,34 @@ def include(raw: str, modifier: str | None, reverse: bool, registry: SearchRegis
     return Include(source, code, target, iterate, reverse)
 
 
-def encode_cursor(values: Sequence[object]) -> str:
-    """The opaque ``_cursor`` token for a keyset position (base64url of a JSON array)."""
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).rstrip(b"=").decode()
+def _fingerprint(query: Query) -> str:
+    """What a cursor's values depend on: the searched types and the sort (not the criteria, whose
+    lowering may depend on the time, e.g. ``ap``)."""
+    shape = orjson.dumps([list(query.types), [[k.table, k.param, k.field, k.descending] for k in query.sort]])
+    return "c1:" + hashlib.sha256(shape).hexdigest()[:12]
+
+
+def encode_cursor(values: Sequence[object], query: Query) -> str:
+    """The opaque ``_cursor`` token for a keyset position of ``query`` (base64url of a JSON array:
+    a fingerprint of the query's types and sort, then the values)."""
+    return base64.urlsafe_b64encode(orjson.dumps([_fingerprint(query), *values])).rstrip(b"=").decode()
 
 
 def decode_cursor(raw: str) -> tuple[object, ...]:
+    """The items of a ``_cursor`` token (fingerprint first); checked against the query by
+    :func:`cursor_after`."""
     try:
         data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         invalid("_cursor", "not a cursor this server issued")
-    if not isinstance(data, list):
+    if not isinstance(data, list) or not data:
         invalid("_cursor", "not a cursor this server issued")
     return tuple(data)
+
+
+def cursor_after(items: tuple[object, ...], query: Query) -> tuple[object, ...]:
+    """The keyset values of a decoded cursor, when it was issued for a search with ``query``'s
+    types and sort (400 otherwise: a cursor of another search would page through the wrong order)."""
+    if items[0] != _fingerprint(query):
+        invalid("_cursor", "the paging cursor belongs to a search with other types or _sort; follow the Bundle's links")
+    return items[1:]

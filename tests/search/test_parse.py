@@ -68,7 +68,7 @@ def test_count(registry: SearchRegistry, query: str, count: int) -> None:
     ("_sort=status,-_lastUpdated,_id", (SortKey("token", "status", "code"),
                                          SortKey("resource", "last_updated", "last_updated", True),
                                          SortKey("resource", "id", "id"))),
-    ("_sort=subject&_sort=value-quantity", (SortKey("reference", "subject", "ref_id"),
+    ("_sort=subject&_sort=value-quantity", (SortKey("reference", "subject", "ref"),
                                              SortKey("quantity", "value-quantity", "lo"))),
 ])
 def test_sort(registry: SearchRegistry, query: str, keys: tuple[SortKey, ...]) -> None:
@@ -100,9 +100,25 @@ def test_includes(registry: SearchRegistry, query: str, includes: tuple[Include,
 
 
 def test_cursor_round_trip(registry: SearchRegistry) -> None:
-    token = encode_cursor([1577836800000000, "Observation", "a-1", None])
+    query = parse(registry, "_sort=-_lastUpdated,date", ("Observation",)).query
+    token = encode_cursor([1577836800000000, None, "Observation", "a-1"], query)
     assert "=" not in token
-    assert parse(registry, f"_cursor={token}").query.after == (1577836800000000, "Observation", "a-1", None)
+    after = parse(registry, f"_sort=-_lastUpdated,date&_cursor={token}", ("Observation",)).query.after
+    assert after == (1577836800000000, None, "Observation", "a-1")
+
+
+@pytest.mark.parametrize("query", [
+    "_sort=-_lastUpdated",  # another _sort
+    "_sort=-_lastUpdated,code",  # a sort value of another type (token: text)
+])
+def test_cursor_of_another_search_is_rejected(registry: SearchRegistry, query: str) -> None:
+    issued = parse(registry, "_sort=-_lastUpdated,date", ("Observation",)).query
+    token = encode_cursor([1577836800000000, None, "Observation", "a-1"], issued)
+    with pytest.raises(InvalidSearch) as e:
+        parse(registry, f"{query}&_cursor={token}", ("Observation",))
+    assert e.value.expression == ("_cursor",)
+    with pytest.raises(InvalidSearch):  # the same sort on another type
+        parse(registry, f"_sort=-_lastUpdated,date&_cursor={token}", ("Condition",))
 
 
 def test_system_search_with_type(registry: SearchRegistry) -> None:

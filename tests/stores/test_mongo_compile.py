@@ -415,8 +415,8 @@ def test_comparator_puts_missing_last_both_ways() -> None:
     desc = order.sort_fields((SortKey("date", "d", "lo", descending=True),))
     assert [d["id"] for d in sorted(docs, key=order.comparator(asc))] == ["c", "b", "z", "a"]
     assert [d["id"] for d in sorted(docs, key=order.comparator(desc))] == ["b", "c", "z", "a"]
-    assert order.cursor(asc, docs[1]) == (2, "P", "b")
-    assert order.cursor(asc, docs[0]) == (None, "P", "a")
+    assert order.cursor(asc, docs[1], 1) == (2, "P", "b")
+    assert order.cursor(asc, docs[0], 1) == (None, "P", "a")
 
 
 def test_before_filter() -> None:

@@ -423,7 +423,7 @@ SORTS: list[tuple[str, tuple[SortKey, ...], list[str]]] = [
     ("string desc by max", (FAMILY_DESC,), ["pb", "pa", "pc", "pd"]),
     ("id desc", (ID_DESC,), ["pd", "pc", "pb", "pa"]),
     ("missing key then tie-break by id desc", (ASC, ID_DESC), ["pa", "pb", "pd", "pc"]),
-    ("two parameter keys", (SortKey("number", "n", "lo", descending=True), FAMILY), ["pb", "pa", "pc", "pd"]),
+    ("two parameter keys", (SortKey("number", "n", "hi", descending=True), FAMILY), ["pb", "pa", "pc", "pd"]),
 ]
 
 

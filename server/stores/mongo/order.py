@@ -127,9 +127,17 @@ def after_filter(fields: Sequence[SortField], after: Sequence[object], missing: 
     return or_(*branches)
 
 
-def cursor(fields: Sequence[SortField], doc: Mapping[str, Any]) -> tuple[object, ...]:
-    """The keyset cursor of a row: its sort values (None when missing), type and id."""
-    return tuple(f.value(doc) for f in fields)
+def cursor(fields: Sequence[SortField], doc: Mapping[str, Any], keys: int) -> tuple[object, ...]:
+    """The keyset cursor of a row in the search core's shape (``Query.after``): the values of the
+    ``keys`` sort keys (None when missing), then type and id."""
+    return (*(f.value(doc) for f in fields[:keys]), doc.get("type"), doc.get("id"))
+
+
+def field_values(fields: Sequence[SortField], after: Sequence[object], keys: int) -> tuple[object, ...]:
+    """A core cursor (``keys`` sort values, type, id) aligned with ``fields``, whose tie-breakers
+    leave out a field already sorted on (``_sort=_id``)."""
+    tail = {"type": after[-2], "id": after[-1]}
+    return (*after[:keys], *(tail[f.path] for f in fields[keys:]))
 
 
 def _rank(v: object) -> tuple[int, Any]:

@@ -17,6 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from server.errors import NotSupported
+from server.search.check import check_condition, check_query
 from server.search.model import Chain, Condition, Has, Query
 from server.stores.base import HistoryQuery, SearchResult, Version
 
@@ -119,6 +120,7 @@ async def where_filter(db: Db, s: ClientSession, types: Sequence[str], where: Co
 
 
 async def find(db: Db, s: ClientSession, type_: str, where: Condition, limit: int) -> list[str]:
+    check_condition(where)
     if limit <= 0:
         return []
     f = await where_filter(db, s, (type_,), where)
@@ -135,6 +137,7 @@ async def count(db: Db, s: ClientSession, f: c.Filter) -> int:
 
 async def search(db: Db, s: ClientSession, query: Query) -> SearchResult:
     """One page in the order of :mod:`.order`, fetched as merged partition queries."""
+    check_query(query)
     fields = order.sort_fields(query.sort)
     base = await where_filter(db, s, query.types, query.where)
     total = None
@@ -143,8 +146,10 @@ async def search(db: Db, s: ClientSession, query: Query) -> SearchResult:
     if query.count <= 0:
         return SearchResult([], total, None)
     docs: list[dict[str, Any]] = []
+    keys = len(query.sort)
+    position = None if query.after is None else order.field_values(fields, query.after, keys)
     for part in order.partitions(fields):
-        after = c.ALWAYS if query.after is None else order.after_filter(fields, query.after, part.missing)
+        after = c.ALWAYS if position is None else order.after_filter(fields, position, part.missing)
         f = c.conjoin(base, part.filter, after)
         if f == c.NEVER:
             continue
@@ -152,5 +157,5 @@ async def search(db: Db, s: ClientSession, query: Query) -> SearchResult:
         docs.extend([d async for d in cursor])
     docs.sort(key=order.comparator(fields))
     page = docs[: query.count]
-    next_after = order.cursor(fields, page[-1]) if len(docs) > query.count else None
+    next_after = order.cursor(fields, page[-1], keys) if len(docs) > query.count else None
     return SearchResult([to_version(d) for d in page], total, next_after)

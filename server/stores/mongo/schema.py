@@ -19,11 +19,11 @@ Database: the path of the connection URI (``mongodb://host/yidang``), else ``yid
   has ``res: null`` and no entry arrays, ``refs`` or ``sort``. Empty arrays are omitted.
   ``sort[param]`` holds the smallest and largest value of the parameter's first sortable field
   (token → code, string/uri → value, date/number/quantity → lo for min and hi for max,
-  reference → "Type/id" or url, composite → key), written with the entries so that ``_sort`` reads
-  one indexable scalar instead of unwinding arrays. ``refs`` duplicates the local references of
-  ``reference`` as flat strings because a forward chain needs ``∃ entry: p = x ∧ ref_id ∈ ids``
-  and a flat ``$in`` on a multikey index is the one form of that both MongoDB and the nx-27017 test
-  server answer correctly (nx ignores ``$in`` inside ``$elemMatch``).
+  reference → "Type/id" or url, composite → key; see :mod:`server.search.order`), written with the
+  entries so that ``_sort`` reads one indexable scalar instead of unwinding arrays. ``refs``
+  duplicates the local references of ``reference`` as flat strings because a forward chain needs
+  ``∃ entry: p = x ∧ ref_id ∈ ids`` and a flat ``$in`` on a multikey index is the one form of that
+  both MongoDB and the nx-27017 test server answer correctly (nx ignores ``$in`` inside ``$elemMatch``).
 
 ``history`` — every version, the current one and deletions included::
 
@@ -69,6 +69,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from server.search.model import TABLES, Entry
+from server.search.order import SORT_FIELDS, sort_value
 from server.stores.base import Version
 
 from .compile import ref_key
@@ -89,18 +90,6 @@ ROW_FIELDS = ("type", "id", "version", "lu", "deleted", "method", "res")
 INDEX_FIELDS = (*TABLES, "refs", "sort")
 """Fields of a current document derived from its entries (:func:`index_fields`)."""
 """What a read needs from a ``resources`` / ``history`` document (projections)."""
-
-SORT_FIELD: dict[str, tuple[str, str]] = {
-    "token": ("code", "code"),
-    "string": ("value", "value"),
-    "date": ("lo", "hi"),
-    "number": ("lo", "hi"),
-    "quantity": ("lo", "hi"),
-    "uri": ("value", "value"),
-    "composite": ("key", "key"),
-}
-"""Table → (field giving ``sort.min``, field giving ``sort.max``); ``reference`` is special-cased."""
-
 
 def _index(*keys: str) -> IndexModel:
     return IndexModel([(k, ASCENDING) for k in keys])
@@ -151,11 +140,9 @@ async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
 
 
 def _sort_value(entry: Mapping[str, Any], table: str, bound: int) -> object:
-    if table == "reference":
-        if entry.get("ref_type") and entry.get("ref_id"):
-            return f"{entry['ref_type']}/{entry['ref_id']}"
-        return entry.get("url")
-    return entry.get(SORT_FIELD[table][bound])
+    if table not in SORT_FIELDS:  # composite: by its key (no _sort reaches it)
+        return entry.get("key")
+    return sort_value(table, entry, bound == 1)
 
 
 def _order(v: object) -> tuple[int, Any]:

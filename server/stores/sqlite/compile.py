@@ -60,6 +60,11 @@ ESTIMATE_CAP = 5000
 search in the default order walks the type instead: with at least this many hits, a page is found
 among the first rows of the walk sooner than the driver can sort all of its hits."""
 
+MAX_UNION_TERMS = 400
+"""An ``Or`` whose driver would be a compound of more SELECTs than this is tested row by row
+instead: SQLite refuses compounds of more than 500 terms (the search core's value limits keep an
+accepted query near 100-300, each value expanding to a few terms)."""
+
 Estimate = Callable[["Sql"], int]
 """Counts the rows of a driver's SQL (up to :data:`ESTIMATE_CAP`); supplied by the store."""
 
@@ -78,6 +83,8 @@ class Driver:
     sql: Sql
     rank: int
     covers: Condition | None
+    terms: int = 1
+    """SELECTs in its top-level compound (``UNION``), held under :data:`MAX_UNION_TERMS`."""
 
 
 def _with_implied_bounds(table: str, tests: tuple[FieldTest, ...]) -> tuple[FieldTest, ...]:
@@ -238,7 +245,8 @@ class Compiler:
             clause, params = self._params(cond.param, types)
             tests = self._tests(cond.table, cond.tests, "")
             where = f"{clause} AND {tests.text}" if tests.text else clause
-            return Driver(Sql(f"SELECT rid FROM idx_{cond.table} WHERE {where}", [*params, *tests.params]), rank, cond)
+            sql = Sql(f"SELECT DISTINCT rid FROM idx_{cond.table} WHERE {where}", [*params, *tests.params])
+            return Driver(sql, rank, cond)
         if isinstance(cond, Chain):
             return self._chain_driver(cond, types)
         if isinstance(cond, Has):
@@ -248,10 +256,13 @@ class Compiler:
             if not found or any(d is None for d in found):
                 return None
             drivers = [d for d in found if d is not None]
+            terms = sum(d.terms for d in drivers)
+            if terms > MAX_UNION_TERMS:
+                return None
             text = " UNION ".join(d.sql.text for d in drivers)
             exact = all(d.covers is c for d, c in zip(drivers, cond.items, strict=True))
             return Driver(Sql(text, [v for d in drivers for v in d.sql.params]), max(d.rank for d in drivers),
-                          cond if exact else None)
+                          cond if exact else None, terms)
         if isinstance(cond, And):
             candidates = [d for c in cond.items if (d := self.driver(c, types)) is not None]
             hull = self._hull_driver(cond, types)
@@ -268,7 +279,8 @@ class Compiler:
     def _resource_rids(self, cond: ResourceTest, types: tuple[str, ...]) -> Sql:
         kinds = self._types("resources", types)
         test = self._resource_test(cond, "resources")
-        return Sql(f"SELECT rid FROM resources WHERE {kinds.text} AND {test.text}", [*kinds.params, *test.params])
+        return Sql(f"SELECT DISTINCT rid FROM resources WHERE {kinds.text} AND {test.text}",
+                   [*kinds.params, *test.params])
 
     def _chain_driver(self, cond: Chain, types: tuple[str, ...]) -> Driver | None:
         t = self._alias("t")
@@ -276,7 +288,7 @@ class Compiler:
         if target is None:
             return None
         clause, params = self._params(cond.param, types)
-        text = (f"SELECT rid FROM idx_reference WHERE {clause} AND ref_type = ? AND ref_id IN ({target.text})")
+        text = f"SELECT DISTINCT rid FROM idx_reference WHERE {clause} AND ref_type = ? AND ref_id IN ({target.text})"
         return Driver(Sql(text, [*params, cond.target_type, *target.params]), RANK_LINK, cond)
 
     def _has_driver(self, cond: Has) -> Driver | None:
@@ -314,7 +326,7 @@ class Compiler:
             )
             params = [*names, int(end_min) - SHORT_DATE_US, start_max, end_min,  # type: ignore[call-overload]
                       *names, start_max, end_min]
-            return Driver(Sql(text, params), RANK_RANGE, None)
+            return Driver(Sql(text, params), RANK_RANGE, None, 2)
         return None
 
     # --- whole row sets ---------------------------------------------------------------------
@@ -341,9 +353,9 @@ class Compiler:
         where = Sql(f"{alias}.deleted = 0 AND {kinds.text} AND {test.text}", [*kinds.params, *test.params])
         if driver is None:
             return Sql(f"resources {alias}"), where
-        d = self._alias("d")
-        return (Sql(f"(SELECT DISTINCT rid FROM ({driver.sql.text})) {d} CROSS JOIN resources {alias} "
-                    f"ON {alias}.rid = {d}.rid", list(driver.sql.params)), where)
+        d = self._alias("d")  # every driver yields distinct rids (DISTINCT, UNION, or a join on a key)
+        return (Sql(f"({driver.sql.text}) {d} CROSS JOIN resources {alias} ON {alias}.rid = {d}.rid",
+                    list(driver.sql.params)), where)
 
 
 def _hull_bounds(cond: Condition) -> tuple[str, tuple[object | None, object | None]] | None:

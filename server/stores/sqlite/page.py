@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.search.model import TABLES, Condition, Query
+from server.search.model import Condition, Query
 from server.stores.sqlite.compile import ESTIMATE_CAP, Compiler, Estimate, Sql
 
 
@@ -42,11 +42,9 @@ def compile_query(query: Query, estimate: Estimate | None = None) -> CompiledSea
             col = "r.lu" if key.param == "last_updated" else "r.id"
             sort_cols.append(f"{col} AS s{n}")
         else:
-            if key.field not in TABLES[key.table]:
-                raise ValueError(f"{key.field} is not a field of {key.table}")
             names = [f"{t}.{key.param}" for t in query.types]
             sort_cols.append(
-                f"(SELECT {'MAX' if key.descending else 'MIN'}(k.{key.field}) FROM idx_{key.table} k "
+                f"(SELECT {'MAX' if key.descending else 'MIN'}({_sort_value(key.field)}) FROM idx_{key.table} k "
                 f"INDEXED BY idx_{key.table}_rid "
                 f"WHERE k.rid = r.rid AND k.param IN ({', '.join('?' * len(names))})) AS s{n}"
             )
@@ -73,6 +71,14 @@ def compile_query(query: Query, estimate: Estimate | None = None) -> CompiledSea
     return CompiledSearch(Sql(text, all_params), count)
 
 
+def _sort_value(field: str) -> str:
+    """SQL for a sort value of entry ``k`` (see :mod:`server.search.order`): a stored field, or for
+    ``ref`` the reference string ``Type/id`` (``||`` yields NULL when either part is NULL)."""
+    if field == "ref":
+        return "COALESCE(k.ref_type || '/' || k.ref_id, k.url)"
+    return f"k.{field}"
+
+
 def find_sql(type_: str, where: Condition, limit: int, estimate: Estimate | None = None) -> Sql:
     """Ids of at most ``limit`` current ``type_`` resources matching ``where`` (conditional
     interactions), driven by an index like a search."""
@@ -90,9 +96,7 @@ def _keyset(query: Query) -> tuple[str, list[object]]:
         return "page.id > ?", [query.after[1]]
     keys = [(f"page.s{n}", k.descending) for n, k in enumerate(query.sort)]
     keys += [("page.type", False), ("page.id", False)]
-    values = list(query.after)
-    if len(values) != len(keys):
-        raise ValueError("cursor does not match the sort order")
+    values = list(query.after)  # its shape is checked by server.search.check.check_cursor
     ors: list[str] = []
     params: list[object] = []
     for i, (col, desc) in enumerate(keys):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from server.errors import StoreUnavailable
+from server.search.check import check_condition, check_query
 from server.search.model import TABLES, Condition, Entry, Query
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
 from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql
@@ -207,6 +208,7 @@ class SqliteStore:
         return [_version(r) for r in self._thread_conn().execute(sql, params)]
 
     async def search(self, query: Query) -> SearchResult:
+        check_query(query)
         return await asyncio.to_thread(self._search, query)
 
     @staticmethod
@@ -333,6 +335,7 @@ class SqliteSession:
         return _version(row) if row else None
 
     async def find(self, type_: str, where: Condition, limit: int) -> list[str]:
+        check_condition(where)
         self.flush()
         sql = find_sql(type_, where, limit, estimator(self._conn))
         rows = self._conn.execute(sql.text, sql.params)
