@@ -65,6 +65,9 @@ def read_entry(index: int, entry: Any, base: str) -> EntryRequest:
     if not isinstance(url, str) or not url.strip():
         raise BadRequest(f"{where}.request.url is missing", expression=(f"{where}.request.url",))
     parts = urlsplit(relative(url.strip(), base))
+    if parts.scheme.lower() in ("http", "https"):
+        raise BadRequest(f"{where}.request.url '{url}' names another server; this server's base is {base}",
+                         expression=(f"{where}.request.url",))
     segments = [s for s in parts.path.split("/") if s]
     if not segments:
         raise BadRequest(f"{where}.request.url '{url}' names no resource type", expression=(f"{where}.request.url",))

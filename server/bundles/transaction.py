@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -193,7 +194,7 @@ def _prepare(svc: Services, reqs: list[EntryRequest]) -> tuple[dict[int, str], d
     for req in reqs:
         if req.resource is None:
             continue
-        walk_references(req.resource, lambda ref, where=req.where: _local(ref, mapping, where))
+        walk_references(req.resource, partial(_local, mapping=mapping, where=req.where))
         if req.method == "POST" and req.resource.get("resourceType") == req.type and req.type in svc.resource_types:
             req.resource.pop("id", None)
             with _located(req):

@@ -6,7 +6,7 @@ from typing import Any
 
 from server.errors import Issue, TooManyMatches
 from server.fhir.ids import new_id
-from server.interactions.conditional import matches
+from server.interactions.conditional import condition, matches
 from server.interactions.result import Result
 from server.interactions.retry import in_session
 from server.interactions.services import Services
@@ -28,6 +28,8 @@ async def create(
     check_type(svc, type_)
     check_body(resource, type_)
     resource.pop("id", None)  # the server assigns the id of a created resource (http.html#create)
+    if if_none_exist is not None:
+        condition(svc, type_, if_none_exist)  # criteria that filter nothing: a 400 before any 422
     warnings = prepared.issues if prepared is not None else validate(svc, resource)
 
     async def attempt(s: Session) -> Result:

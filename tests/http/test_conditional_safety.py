@@ -334,3 +334,24 @@ async def test_update_id_disagreeing_with_the_url_is_400_before_any_validation(c
         assert "Bundle.entry[0]" in r.json()["issue"][0]["diagnostics"]
         assert await stored(client, "Patient", value) == []
     assert (await client.get(f"/{url}")).json()["meta"]["versionId"] == "1"
+
+
+async def test_empty_if_none_exist_is_400_even_with_an_invalid_body(client: httpx.AsyncClient) -> None:
+    value = unique("ine-invalid")
+    body = {**flag(value), "status": "no-such-status"}  # a 422 on its own
+    refused(await client.post("/Flag", json=body, headers={"If-None-Exist": "_format=json"}))
+    assert await stored(client, "Flag", value) == []
+
+
+async def test_bundle_request_url_on_another_server_is_refused(client: httpx.AsyncClient) -> None:
+    value = unique("url-elsewhere")
+    created = (await client.post("/Patient", json=person(value))).json()
+    for request in ({"method": "POST", "url": "http://elsewhere.test/fhir/Patient"},
+                    {"method": "PUT", "url": f"http://elsewhere.test/fhir/Patient?identifier={value}"},
+                    {"method": "DELETE", "url": f"https://elsewhere.test/fhir/Patient/{created['id']}"}):
+        for kind in ("batch", "transaction"):
+            entry = {"resource": person(value, gender="male"), "request": request}
+            r = await client.post("/", json={"resourceType": "Bundle", "type": kind, "entry": [entry]})
+            refused(r)
+            assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.url"]
+    assert [p["meta"]["versionId"] for p in await stored(client, "Patient", value)] == ["1"]
