@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 
-from server.stores.base import Store
+from server.interactions import retry
+from server.stores.base import Session, Store, VersionConflict, Write
 from tests.conftest import make_client, unique
 
 PATCH = {"Content-Type": "application/json-patch+json"}
@@ -158,3 +162,60 @@ async def test_two_servers_on_one_store_lose_nothing(client: httpx.AsyncClient, 
         assert all(r.status_code in (200, 201, 204) for r in puts), [r.text for r in puts if r.status_code >= 300]
         versions = await _versions(client, "Patient", p["id"])
         assert versions == list(range(1, len(versions) + 1))
+
+
+class _AlwaysLosing:
+    """A store whose writes to one id always lose the race (another writer got there first)."""
+
+    def __init__(self, inner: Store, doomed: str) -> None:
+        self._inner, self.doomed, self.attempts = inner, doomed, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        async with self._inner.session() as inner:
+            outer = self
+
+            class Losing:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(inner, name)
+
+                async def write(self, write: Write) -> None:
+                    if write.version.id == outer.doomed:
+                        outer.attempts += 1
+                        raise VersionConflict(write.version.type, write.version.id, 99)
+                    await inner.write(write)
+
+            yield Losing()
+
+
+async def test_a_write_that_keeps_losing_answers_409_and_stores_nothing(
+    client: httpx.AsyncClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retry, "backoff", lambda attempt: 0.0)
+    doomed, bystander = unique("doomed"), unique("bystander")
+    assert (await client.put(f"/Patient/{doomed}", json={"resourceType": "Patient", "id": doomed})).status_code == 201
+    changed = {"resourceType": "Patient", "id": doomed, "gender": "other"}
+    losing = _AlwaysLosing(store, doomed)
+    async with make_client(losing) as c:
+        r = await c.put(f"/Patient/{doomed}", json=changed)
+        assert r.status_code == 409 and r.headers["retry-after"] == "1", r.text
+        assert r.json()["issue"][0]["code"] == "conflict"
+        assert losing.attempts == retry.ATTEMPTS  # re-run, but boundedly
+        losing.attempts = 0
+        r = await c.put(f"/Patient/{doomed}", json=changed, headers={"If-Match": 'W/"1"'})
+        assert r.status_code == 412 and losing.attempts == 1, r.text  # the client asked: never re-run
+        losing.attempts = 0
+        tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "id": bystander},
+             "request": {"method": "PUT", "url": f"Patient/{bystander}"}},
+            {"resource": changed, "request": {"method": "PUT", "url": f"Patient/{doomed}"}},
+        ]}
+        r = await c.post("/", json=tx)
+        assert r.status_code == 409, r.text
+        assert losing.attempts == retry.ATTEMPTS
+        assert "Bundle.entry[1]" in r.json()["issue"][0]["diagnostics"]
+    assert (await client.get(f"/Patient/{doomed}")).json()["meta"]["versionId"] == "1"
+    assert (await client.get(f"/Patient/{bystander}")).status_code == 404  # the transaction landed not at all
