@@ -23,15 +23,30 @@ from server.stores.base import Session
 
 
 def _patch_document(patch: Any) -> jsonpatch.JsonPatch:
+    """The parsed patch; 400 when it is not a JSON Patch document, including an operation whose
+    ``path`` or ``from`` is not a JSON Pointer (RFC 6901: empty or starting with ``/``; ``~`` only
+    in ``~0``/``~1``) -- jsonpatch parses ``path`` here but ``from`` only when applying."""
     if not isinstance(patch, list):
         raise BadRequest("A JSON Patch document must be a JSON array of operations")
+    for index, operation in enumerate(patch):
+        for key in ("path", "from"):
+            pointer = operation.get(key) if isinstance(operation, dict) else None
+            if isinstance(pointer, str):
+                try:
+                    jsonpatch.JsonPointer(pointer)
+                except jsonpatch.JsonPointerException as exc:
+                    raise BadRequest(f"JSON Patch operation {index}: '{key}' {pointer!r} is not a JSON Pointer "
+                                     f"({exc})") from None
     try:
         return jsonpatch.JsonPatch(patch)
-    except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
+    except (jsonpatch.InvalidJsonPatch, jsonpatch.JsonPointerException, TypeError, AttributeError) as exc:
         raise BadRequest(f"Invalid JSON Patch document: {exc}") from None
 
 
 def apply_patch(resource: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """``resource`` with ``patch`` applied; 422 when it cannot be applied or leaves no resource of the
+    same type and id with an object ``meta`` (the server stamps ``meta``, so any other shape is the
+    patch's error, not a 500 later)."""
     document = _patch_document(patch)
     try:
         result = document.apply(copy.deepcopy(resource))
@@ -45,6 +60,10 @@ def apply_patch(resource: dict[str, Any], patch: Any) -> dict[str, Any]:
         raise Unprocessable("JSON Patch may not change the resourceType", expression=("resourceType",))
     if result.get("id") != resource.get("id"):
         raise Unprocessable("JSON Patch may not change the resource id", expression=("id",))
+    if "meta" in result and not isinstance(result["meta"], dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+            type(result["meta"]), "null")
+        raise Unprocessable(f"JSON Patch must leave meta a JSON object, not {kind}", expression=("meta",))
     return result
 
 
