@@ -20,7 +20,7 @@ from pymongo.errors import (
 )
 
 from server.errors import (
-    Conflict,
+    Contention,
     FhirError,
     InvalidSearch,
     NotSupported,
@@ -442,8 +442,8 @@ ERRORS = [
     (AutoReconnect("reset"), StoreUnavailable, 503),
     (DocumentTooLarge("too big"), PayloadTooLarge, 413),
     (OperationFailure("BSONObjectTooLarge", 10334), PayloadTooLarge, 413),
-    (TRANSIENT, Conflict, 409),
-    (DuplicateKeyError("E11000", 11000), Conflict, 409),
+    (TRANSIENT, Contention, 409),  # re-run by the request (server.interactions.retry)
+    (DuplicateKeyError("E11000", 11000), Contention, 409),
     (InvalidDocument("bad key"), Unprocessable, 422),
     (OverflowError("MongoDB can only handle up to 8-byte ints"), Unprocessable, 422),
     (OperationFailure("boom", 2), FhirError, 500),
