@@ -7,6 +7,7 @@ Every refusal is checked from the outside too: nothing was deleted, overwritten 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -15,6 +16,7 @@ import orjson
 import pytest
 
 from server.app import create_app
+from server.interactions.conditional import criteria_key
 from server.settings import Settings
 from server.stores.base import Store
 from tests.conftest import BASE, make_client, unique
@@ -355,3 +357,28 @@ async def test_bundle_request_url_on_another_server_is_refused(client: httpx.Asy
             refused(r)
             assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.url"]
     assert [p["meta"]["versionId"] for p in await stored(client, "Patient", value)] == ["1"]
+
+
+async def test_concurrent_creates_in_every_form_make_one_resource(client: httpx.AsyncClient) -> None:
+    """The lock key ignores ``_format`` and the form the criteria came in, so creates that differ
+    only in those still serialise on one key."""
+    value = unique("forms-race")
+    criteria = f"identifier={SYSTEM}|{value}"
+    forms: list[tuple[str, dict[str, str]]] = [
+        ("/Patient", {"If-None-Exist": criteria}),
+        ("/Patient", {"If-None-Exist": f"{criteria}&_format=json"}),
+        ("/Patient", {"If-None-Exist": f"{BASE}/Patient?{criteria}"}),
+        (f"/Patient?{criteria}", {}),
+        (f"/Patient?_pretty=true&{criteria}", {}),
+    ]
+    responses = await asyncio.gather(*(client.post(url, json=person(value), headers=headers)
+                                       for url, headers in forms * 6))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 29 + [201], statuses
+    assert len(await stored(client, "Patient", value)) == 1
+
+
+def test_criteria_key_ignores_order_and_format() -> None:
+    a = criteria_key("Patient", "identifier=a|1&birthdate=2000")
+    assert a == criteria_key("Patient", "birthdate=2000&_format=json&identifier=a%7C1&_pretty=true")
+    assert a != criteria_key("Patient", "identifier=a|2&birthdate=2000")
