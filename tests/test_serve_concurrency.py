@@ -23,6 +23,7 @@ import pytest_asyncio
 
 from tests.conftest import database_uri
 from tests.http.test_concurrency import (  # noqa: F401 - collected here against the served processes
+    test_concurrent_conditional_and_plain_patches_lose_nothing,
     test_concurrent_deletes_are_idempotent,
     test_concurrent_patches_and_deletes,
     test_concurrent_patches_lose_nothing,

@@ -112,6 +112,23 @@ async def test_concurrent_patches_and_deletes(client: httpx.AsyncClient) -> None
     assert await _versions(client, "Patient", p["id"]) == list(range(1, landed + 3))
 
 
+async def test_concurrent_conditional_and_plain_patches_lose_nothing(client: httpx.AsyncClient) -> None:
+    """A conditional patch holds its criteria lock, a plain one the resource's: they race in the
+    store, and whichever loses is re-run from the match."""
+    system = f"urn:{unique('cond')}"
+    p = await _patient(client, system)
+    n = 16
+    answers = await asyncio.gather(*(
+        client.patch(f"/Patient?identifier={system}|seed", json=_add_identifier(system, f"c{i}"), headers=PATCH)
+        if i % 2 else client.patch(f"/Patient/{p['id']}", json=_add_identifier(system, f"p{i}"), headers=PATCH)
+        for i in range(n)
+    ))
+    assert [r.status_code for r in answers] == [200] * n, [r.text for r in answers if r.status_code != 200]
+    final = (await client.get(f"/Patient/{p['id']}")).json()
+    assert len(final["identifier"]) == n + 1
+    assert await _versions(client, "Patient", p["id"]) == list(range(1, n + 2))
+
+
 def _transaction(id_: str, system: str, i: int) -> dict[str, Any]:
     patch = base64.b64encode(orjson.dumps(_add_identifier(system, f"tx{i}"))).decode()
     return {
