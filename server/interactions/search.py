@@ -2,7 +2,7 @@
 
 The parser lowers the query string to a ``Query``; the store runs it; this module adds what is
 store-independent: ``_include``/``_revinclude`` (with ``:iterate``), ``_summary``/``_elements``,
-keyset paging links and the ``search.mode = outcome`` entry for ignored parameters.
+keyset paging links and the ``search.mode = outcome`` entry (ignored parameters, the ``__explain`` plan).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from server.interactions.codes import TerminologyCodes
 from server.interactions.result import Result
 from server.interactions.services import Services
 from server.interactions.write import check_type
+from server.search.explain import PARAMETER as EXPLAIN
+from server.search.explain import render
 from server.search.model import And, Condition, FieldTest, Match, Or, Query
 from server.search.parse import Include, SearchRequest, encode_cursor, parse_search
 from server.stores.base import Version
@@ -144,9 +146,12 @@ async def search(
     entries = [_entry(base, v, "match", request) for v in result.rows]
     if request.include or request.revinclude:
         entries += [_entry(base, v, "include", request) for v in await _included(svc, request, result.rows)]
-    if request.ignored:
-        issues = [Issue("warning", "not-supported", f"Parameter {name} was ignored: {why}", (name,))
-                  for name, why in request.ignored]
+    issues = [Issue("warning", "not-supported", f"Parameter {name} was ignored: {why}", (name,))
+              for name, why in request.ignored]
+    if request.explain:
+        plan = render(query, await svc.store.query_plan(query))
+        issues.append(Issue("information", "informational", plan, (EXPLAIN,)))
+    if issues:
         entries.append({
             "resource": {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]},
             "search": {"mode": "outcome"},

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 
 from server.errors import NotSupported
 from server.search.check import check_cursor
+from server.search.explain import PARAMETER as EXPLAIN
 from server.search.limits import MAX_SORT_KEYS, check_request, check_values, too_costly
 from server.search.model import (
     Always,
@@ -74,6 +75,8 @@ class SearchRequest:
     contained_type: str = "container"
     ignored: tuple[tuple[str, str], ...] = ()
     """(parameter name, reason) of every parameter left out of the search (lenient mode)."""
+    explain: bool = False
+    """``__explain=true``: return the store's query plan too (:mod:`server.search.explain`)."""
 
 
 class _Unknown(Exception):
@@ -258,9 +261,15 @@ def parse_search(
     summary_value: str | None = None
     element_names: tuple[str, ...] = ()
     contained, contained_type = "false", "container"
+    explain = False
     for name, value in params:
         base, _, modifier = name.partition(":")
         if name in SILENT or name == "_type":
+            continue
+        if name == EXPLAIN:
+            if value not in ("true", "false"):
+                invalid(name, f"'{value}' is not true or false")
+            explain = value == "true"
             continue
         if base in RESULT_PARAMS:
             if modifier and base not in ("_include", "_revinclude"):
@@ -320,7 +329,7 @@ def parse_search(
         query = replace(query, after=cursor_after(cursor, query))
         check_cursor(query)
     return SearchRequest(query, tuple(includes), tuple(revincludes), summary_value, element_names,
-                         contained, contained_type, tuple(ignored))
+                         contained, contained_type, tuple(ignored), explain)
 
 
 def parse_criteria(resource_type: str, query_string: str, registry: SearchRegistry, *,

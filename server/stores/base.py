@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from server.search.explain import StorePlan
 from server.search.model import Condition, Entry, Query
 
 Method = Literal["POST", "PUT", "PATCH", "DELETE"]
@@ -117,6 +118,9 @@ class Store(Protocol):
         """Newest first, at most ``query.count`` rows."""
 
     async def search(self, query: Query) -> SearchResult: ...
+
+    async def query_plan(self, query: Query) -> StorePlan:
+        """How :meth:`search` runs ``query`` (for ``__explain``; see :mod:`server.search.explain`)."""
 
     def session(self) -> AbstractAsyncContextManager[Session]:
         """A write session: commit on normal exit, roll back every write on an exception."""

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bson import json_util
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from server.errors import NotSupported
 from server.search.check import check_condition, check_query
+from server.search.explain import StorePlan
 from server.search.model import Chain, Condition, Has, Query
 from server.stores.base import HistoryQuery, SearchResult, Version
 
@@ -159,3 +162,65 @@ async def search(db: Db, s: ClientSession, query: Query) -> SearchResult:
     page = docs[: query.count]
     next_after = order.cursor(fields, page[-1], keys) if len(docs) > query.count else None
     return SearchResult([to_version(d) for d in page], total, next_after)
+
+
+# --- __explain ----------------------------------------------------------------------------------
+
+PLAN_KEYS = ("stage", "indexName", "direction", "isMultiKey")
+"""What a plan shows of each stage of the server's winning plan: never bounds or filters, which
+hold the ids that sub-queries found (see :mod:`server.search.explain`)."""
+
+
+def _stages(plan: Any, depth: int = 0) -> list[str]:
+    if not isinstance(plan, dict):
+        return []
+    shown = ", ".join(f"{k}={plan[k]}" for k in PLAN_KEYS if k in plan)
+    lines = ["  " * depth + shown] if shown else []
+    children = [plan["inputStage"]] if isinstance(plan.get("inputStage"), dict) else []
+    children += [p for p in plan.get("inputStages") or () if isinstance(p, dict)]
+    for child in children:
+        lines += _stages(child, depth + 1)
+    return lines
+
+
+def _shown(cond: Condition, found: dict[Chain | Has, c.Filter]) -> dict[Chain | Has, c.Filter]:
+    """Sub-query filters with the ids they found replaced by how many there were."""
+    out: dict[Chain | Has, c.Filter] = {}
+    for node in c.subqueries(cond):
+        f = found[node]
+        n = len(next(iter(f.values()))["$in"]) if f != c.NEVER else 0
+        what = f"{node.target_type} resources" if isinstance(node, Chain) else "resources it points at"
+        out[node] = {"refs" if isinstance(node, Chain) else "_id": {"$in": f"<{n} {what} found by a sub-query>"}}
+    return out
+
+
+async def query_plan(db: Db, query: Query) -> StorePlan:
+    """The filters, sorts and limits :func:`search` sends for ``query``, with the size of each
+    chain/``_has`` sub-query's result, and the server's winning plan per partition query where the
+    server answers ``explain`` (nx-27017 may not)."""
+    check_query(query)
+    fields = order.sort_fields(query.sort)
+    found = await resolve(db, None, query.where, query.types)
+    shown = c.base_filter(query.types, c.compile_where(query.where, _shown(query.where, found)))
+    real = c.base_filter(query.types, c.compile_where(query.where, found))
+    sections: list[tuple[str, str]] = [("filter", json_util.dumps(shown, indent=1))]
+    keys = len(query.sort)
+    position = None if query.after is None else order.field_values(fields, query.after, keys)
+    for n, part in enumerate(order.partitions(fields) if query.count > 0 else ()):
+        after = c.ALWAYS if position is None else order.after_filter(fields, position, part.missing)
+        extra = c.and_(part.filter, after)
+        if c.conjoin(real, extra) == c.NEVER:
+            continue
+        text = f"and {json_util.dumps(extra)}\nsort {part.sort}\nlimit {query.count + 1}"
+        try:
+            explained = await db.command("explain", {"find": RESOURCES, "filter": c.conjoin(real, extra),
+                                                     "sort": dict(part.sort), "limit": query.count + 1},
+                                         verbosity="queryPlanner")
+            winning = (explained.get("queryPlanner") or {}).get("winningPlan")
+            text += "\nwinning plan:\n" + ("\n".join(_stages(winning)) or "(not reported)")
+        except PyMongoError as exc:
+            text += f"\nwinning plan: not available from this server ({type(exc).__name__})"
+        sections.append((f"partition {n + 1} (find)", text))
+    if query.total != "none":
+        sections.append(("total", "aggregate [$match filter, $count]"))
+    return StorePlan("mongo", tuple(sections))

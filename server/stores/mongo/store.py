@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from server.errors import StoreUnavailable
+from server.search.explain import StorePlan
 from server.search.model import Query
 from server.stores.base import HistoryQuery, SearchResult, Session, Version
 
@@ -129,6 +130,9 @@ class MongoStore:
     @mapped
     async def search(self, query: Query) -> SearchResult:
         return await reads.search(self.db, None, query)
+
+    async def query_plan(self, query: Query) -> StorePlan:
+        return await reads.query_plan(self.db, query)
 
     def session(self) -> AbstractAsyncContextManager[Session]:
         if self._client is None:

@@ -26,6 +26,7 @@ from server.errors import StoreUnavailable
 from server.search.check import check_condition, check_query
 from server.search.model import TABLES, Condition, Entry, Query
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
+from server.search.explain import StorePlan
 from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql
 from server.stores.sqlite.page import compile_query, find_sql
 from server.stores.sqlite.schema import HULL, PRAGMAS, SCHEMA_VERSION, ddl
@@ -252,6 +253,30 @@ class SqliteStore:
         compiled = compile_query(self._every_type(self._conn(), query), estimator(self._conn()))
         rows = self._conn().execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)
         return [r[3] for r in rows]
+
+    async def query_plan(self, query: Query) -> StorePlan:
+        check_query(query)
+        return await asyncio.to_thread(self._query_plan, query)
+
+    def _query_plan(self, query: Query) -> StorePlan:
+        """The statements :meth:`_search` runs for ``query`` (compiled the same way, with the same
+        estimates), their bound values and SQLite's ``EXPLAIN QUERY PLAN`` of each."""
+        conn = self._thread_conn()
+        compiled = compile_query(self._every_type(conn, query), estimator(conn))
+        statements = [("page", compiled.select)] if query.count > 0 else []
+        if compiled.count is not None:
+            statements.append(("total", compiled.count))
+        sections: list[tuple[str, str]] = []
+        for name, sql in statements:
+            rows = conn.execute("EXPLAIN QUERY PLAN " + sql.text, sql.params).fetchall()
+            depth: dict[int, int] = {0: -1}
+            tree: list[str] = []
+            for node, parent, _, detail in rows:
+                depth[node] = depth.get(parent, -1) + 1
+                tree.append("  " * depth[node] + str(detail))
+            sections += [(f"{name} SQL", sql.text), (f"{name} bound values", repr(sql.params)),
+                         (f"{name} EXPLAIN QUERY PLAN", "\n".join(tree))]
+        return StorePlan(self.kind, tuple(sections))
 
     async def stats(self) -> dict[str, Any]:
         conn = self._conn()
