@@ -24,9 +24,9 @@ from typing import Any
 
 from server.errors import StoreUnavailable
 from server.search.check import check_condition, check_query
+from server.search.explain import StorePlan
 from server.search.model import TABLES, Condition, Entry, Query
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
-from server.search.explain import StorePlan
 from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql
 from server.stores.sqlite.page import compile_query, find_sql
 from server.stores.sqlite.schema import HULL, PRAGMAS, SCHEMA_VERSION, ddl
