@@ -181,6 +181,26 @@ def fits(dataset: DataSet, spec: ResourceSpec, resource: dict[str, Any]) -> bool
     return True
 
 
+def keyed(spec: ResourceSpec, resource: dict[str, Any]) -> bool:
+    """Whether ``resource`` carries an identifier one of the map's keys for ``spec`` names (system
+    equal, value shaped like the template): a Patient the data set wrote has its 身份证号, 健康卡号 or
+    档案编号; one loaded from elsewhere (a Synthea bundle) has none and is no row of the data set.
+    A spec whose keys name no identifier accepts every resource."""
+    wanted: list[tuple[str, str]] = []
+    for key in spec.keys:
+        for part in key.split("&"):
+            name, _, value = part.partition("=")
+            if name == "identifier" and "|" in value:
+                system, _, template = value.partition("|")
+                wanted.append((system, template))
+    if not wanted:
+        return True
+    identifiers = [i for i in resource.get("identifier") or [] if isinstance(i, dict)]
+    return any(
+        i.get("system") == system and isinstance(i.get("value"), str) and _pattern(template).fullmatch(i["value"])
+        for system, template in wanted for i in identifiers)
+
+
 def _agrees(candidate: dict[str, Any], alias: str, graph: list[Link], found: dict[str, dict[str, Any]]) -> bool:
     """Whether ``candidate`` (for ``alias``) references, at each of its links, the resource already
     found there: a resource found through a shared one (the patient, the doctor) must still belong
@@ -216,7 +236,8 @@ def rows(dataset: DataSet, resources: list[dict[str, Any]]) -> list[dict[str, st
         return indices[link]
 
     out: list[dict[str, str]] = []
-    for row in (r for r in resources if fits(dataset, specs[dataset.row], r)):
+    row_spec = specs[dataset.row]
+    for row in (r for r in resources if fits(dataset, row_spec, r) and keyed(row_spec, r)):
         found: dict[str, dict[str, Any]] = {dataset.row: row}
         changed = True
         while changed:

@@ -87,3 +87,25 @@ def test_export_filters_by_source(tmp_path: Path) -> None:
 def test_vital_signs_cannot_be_exported(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export-local", "--dataset", "vital-signs", "--out", str(tmp_path / "x.csv")])
     assert result.exit_code == 2
+
+
+def test_export_leaves_out_resources_the_data_set_did_not_write(tmp_path: Path) -> None:
+    """A Patient loaded from elsewhere (a Synthea bundle: no 身份证号, 健康卡号 or 档案编号) is no row."""
+    import orjson
+
+    runner = CliRunner()
+    source = tmp_path / "p.csv"
+    source.write_bytes(g.to_csv([g.person_row(p, g.INSTITUTIONS[0], i) for i, p in enumerate(g.people(2, seed=73))]))
+    ingested = runner.invoke(app, ["ingest", str(source), "--dataset", "person", "--data-dir", str(tmp_path)])
+    assert ingested.exit_code == 0, ingested.output
+    foreign = tmp_path / "synthea.json"
+    foreign.write_bytes(orjson.dumps({"resourceType": "Patient", "name": [{"family": "Smith"}],
+                                      "identifier": [{"system": "https://github.com/synthetichealth/synthea",
+                                                      "value": "5cbc121b-cd71-4428-b8b7-31e53eba8184"}]}))
+    loaded = runner.invoke(app, ["load", str(foreign), "--data-dir", str(tmp_path)])
+    assert loaded.exit_code == 0, loaded.output
+    out = tmp_path / "o.csv"
+    result = runner.invoke(app, ["export-local", "--dataset", "person", "--out", str(out), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    exported = list(csv.DictReader(io.StringIO(out.read_bytes().decode("utf-8-sig"))))
+    assert len(exported) == 2 and all(r["DE02.01.030.00"] for r in exported)
