@@ -17,12 +17,10 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from server.errors import StoreUnavailable
+from server.errors import Contention, StoreUnavailable
 from server.search.model import Entry, FieldTest, Match, Query
 from server.stores.base import HistoryQuery, Version, VersionConflict, Write
-from server.stores.mongo import MongoStore
-from server.stores.mongo import journal as journal_module
-from server.stores.mongo import recovery
+from server.stores.mongo import MongoStore, recovery
 from server.stores.mongo.journal import JournalSession
 from server.stores.mongo.schema import JOURNAL, PENDING, RESOURCES
 
@@ -171,38 +169,51 @@ async def test_the_session_reads_and_finds_its_own_buffered_writes(store: MongoS
 # --- concurrent writers -----------------------------------------------------------------------
 
 
-async def test_a_plain_write_cannot_slip_under_a_transaction(store: MongoStore, other: MongoStore) -> None:
+async def test_a_plain_write_cannot_slip_under_a_claim(store: MongoStore, other: MongoStore) -> None:
     k = kind()
     await put(store, version(k, "x"))
     async with store.session() as s:
+        assert isinstance(s, JournalSession)
         await s.write(Write(version(k, "y"), tag("t"), None))
         await s.write(Write(version(k, "x", 2), tag("t"), 1))
+        await s.prepare()  # claimed, as between the checks and the apply of a commit
+        for reader in (store, other):
+            assert await reader.read(k, "y") is None
+            assert (await reader.read(k, "x") or version(k, "x", 9)).version == 1
+            assert (await reader.search(Query((k,), by_tag("t")))).rows == []
         with pytest.raises(VersionConflict):  # x is claimed: the other node's compare-and-set fails
             await put(other, version(k, "x", 2), 1)
         with pytest.raises(VersionConflict):  # so is y, which does not exist yet
             await put(other, version(k, "y"))
-        with pytest.raises(VersionConflict):  # and another transaction cannot claim them either
+        with pytest.raises((VersionConflict, Contention)):  # and another transaction cannot claim them
             async with other.session() as t:
                 await t.write(Write(version(k, "z"), tag("t"), None))
                 await t.write(Write(version(k, "x", 2), tag("t"), 1))
     assert await other.read(k, "z") is None
     assert await versions(store, k, "x") == [1, 2]
+    assert (await store.read(k, "y")) is not None
     await put(other, version(k, "x", 3), 2)
     assert await versions(store, k, "x") == [1, 2, 3]
     await clean(store)
 
 
-async def test_a_transaction_fails_when_its_expected_version_is_gone(store: MongoStore, other: MongoStore) -> None:
+async def test_a_write_between_read_and_commit_fails_the_transaction(store: MongoStore, other: MongoStore) -> None:
     k = kind()
     await put(store, version(k, "x"))
-    with pytest.raises(VersionConflict):
+    await put(store, version(k, "w"))
+    with pytest.raises(Contention):
         async with store.session() as s:
-            await s.write(Write(version(k, "x", 2), tag("t"), 1))  # checked, not yet claimed
+            current = await s.read(k, "x")
+            assert current is not None
+            await s.write(Write(version(k, "x", 2), tag("t"), current.version))
+            await s.write(Write(version(k, "w", 2), tag("t"), 1))
+            await s.write(Write(version(k, "y"), tag("t"), None))
             await put(other, version(k, "x", 2), 1)  # a plain writer gets there first
-            await s.write(Write(version(k, "y"), tag("t"), None))  # the claim of x fails now
     assert await store.read(k, "y") is None
     assert await versions(store, k, "x") == [1, 2]
+    assert await versions(store, k, "w") == [1]
     await clean(store)
+    await put(other, version(k, "w", 2), 1)  # nothing left claimed
 
 
 async def test_a_lone_write_takes_no_journal(store: MongoStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,7 +237,7 @@ async def abandoned_session(store: MongoStore, k: str, n: int, owner: recovery.O
     await s.write(Write(version(k, "old", 2), tag("t"), 1))
     for i in range(n):
         await s.write(Write(version(k, f"r{i}"), tag("t"), None))
-    await s.find(k, by_tag("t"), 1)
+    await s.prepare()
     return s
 
 
@@ -319,12 +330,13 @@ async def test_recovery_is_idempotent(store: MongoStore, other: MongoStore) -> N
     assert await versions(store, k, "old") == [1, 2]
 
 
-async def test_journal_entries_are_written_in_batches(store: MongoStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(journal_module, "FLUSH_ENTRIES", 3)
+async def test_large_transactions_go_in_batches(store: MongoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recovery, "BATCH", 3)
     k = kind()
+    await put(store, version(k, "old"))
     async with store.session() as s:
+        await s.write(Write(version(k, "old", 2), tag("t"), 1))
         for i in range(7):
             await s.write(Write(version(k, f"r{i}"), tag("t"), None))
-        assert await store.db[JOURNAL].count_documents({"txn": {"$exists": True}}) == 6
-    assert len((await store.search(Query((k,), by_tag("t")))).rows) == 7
+    assert len((await store.search(Query((k,), by_tag("t")))).rows) == 8
     await clean(store)

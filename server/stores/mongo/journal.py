@@ -1,44 +1,47 @@
 """Journalled write sessions: atomic, crash-safe transactions where MongoDB has no isolated ones.
 
 A standalone ``mongod`` has no multi-document transactions and nx-27017's are not isolated
-(:func:`.session.transactions_isolated`), so there a write session is a :class:`JournalSession`, a
-*redo log* in the ``journal`` collection (layout in :mod:`.schema`):
+(:func:`.session.transactions_isolated`), so there a write session is a :class:`JournalSession`:
+its writes are buffered in memory and reach ``resources``/``history`` only through a *redo log* in
+the ``journal`` collection (layout in :mod:`.schema`; shared steps in :mod:`.recovery`).
 
-1. **Lone write** (the plain-write path; no journal). ``write`` checks the expected version
-   (:class:`~server.stores.base.VersionConflict` at once when stale) and keeps the new document in
-   memory; ``commit`` stores it with one compare-and-set ``replace_one({_id, version, pending
-   absent})`` (or ``insert_one``), then its history document. Atomic by itself, as before; a race in
-   the instant between ``write`` and ``commit`` raises :class:`~server.errors.Contention` (nothing
-   stored; the interactions layer re-runs the request).
-2. **Second write** (or a ``find`` over a type the session has written): the session becomes a
-   transaction. It inserts a header ``{_id: txn, state: "open", owner…, expires}`` first, then
-   *claims* every resource it writes with one atomic write each — ``update_one({_id, version:
-   expected, pending absent}, {$set: {pending: txn}})``, or, for a resource that does not exist yet,
-   the insert of a placeholder (version 0, deleted, ``pending: txn``; reads treat it as absent). The
-   claim is the compare-and-set: a concurrent writer that changed the resource makes it fail
-   (VersionConflict), and a claimed resource makes every other writer's compare-and-set fail
-   (409, retry) until the transaction has applied or released it. The new documents stay in memory
-   and are appended to ``journal`` in batches (one entry document per resource, so no document nears
-   16 MiB); readers never see them: a claim changes nothing a read or search returns.
-3. **Commit**: the remaining entries are inserted, then the header is set to ``committed`` with a
-   compare-and-set on ``{state: "open", owner: me}`` — the single atomic commit point. Then *apply*:
-   bulk ``replace_one({_id, pending: txn}, new document)`` (which also drops the claim) and history
-   inserts, then the entries and the header are deleted (:mod:`.recovery`).
-4. **Rollback** (an exception in the session): header → ``aborting``; placeholders deleted, claims
-   unset, journal deleted. Nothing was visible, so nothing vanishes, and the version numbers the
-   transaction would have used are used by the next writer: no gaps.
+* ``write`` checks the expected version against what the session read (``read`` remembers it) or,
+  for a resource it has not read, one ``find_one`` — so a stale ``expected`` still raises
+  :class:`~server.stores.base.VersionConflict` at once — and buffers the new current document.
+  Nothing is visible to anyone else.
+* **Lone write** (one resource written; the plain-write path, no journal): ``commit`` stores it with
+  one compare-and-set ``replace_one({_id, version, pending absent})`` (or ``insert_one``) and then
+  its history document — atomic by itself, exactly as before.
+* **Transaction** (several resources written): ``commit`` (1) inserts the header
+  ``{_id: txn, state: "open", owner…, expires}``; (2) *claims* every resource in bulk, each claim one
+  atomic compare-and-set — ``update_one({_id, version: read, pending absent}, {$set: {pending:
+  txn}})``, or for a resource that does not exist the insert of a placeholder (version 0, deleted,
+  ``pending``; reads treat it as absent); (3) inserts the entries, one document per resource (so no
+  document nears 16 MiB); (4) sets the header to ``committed`` with a compare-and-set on ``{state:
+  "open", owner: me}`` — **the single atomic commit point**; (5) *applies*: bulk
+  ``replace_one({_id, pending: txn}, new document)`` (dropping the claim) and history inserts, then
+  deletes entries and header. A claim that fails (a concurrent writer changed the resource after the
+  session read it) releases everything and raises :class:`~server.errors.Contention` (nothing was
+  stored; the interactions layer re-runs the request). A claimed resource makes every other
+  writer's compare-and-set fail the same way until it is applied or released, so no plain write can
+  slip in between the check and the apply, and the apply never meets a resource it did not claim.
+* **Rollback** (an exception in the session, or a failure before the commit point): header →
+  ``aborting``, placeholders deleted, claims unset, journal deleted. Nothing was visible, so no
+  version vanishes, and the numbers the transaction would have used go to the next writer: no gaps.
 
-Crash safety: an ``open``/``aborting`` journal left by a crash touched only claims, which recovery
-releases; a ``committed`` one is re-applied idempotently. :mod:`.recovery` runs at ``open()`` and in
-the background, taking over journals of dead owners (lease expired; at once for a process of this
-host that is gone). The session's own ``read`` answers from its buffer and ``find`` merges its
-journal entries (same document shape, same compiled filter) with the committed resources it has not
-rewritten — read-your-writes. Not guaranteed: during the apply phase (after the commit point) other
-readers can see some of the transaction's resources new and others still old; a committed journal
-of a crashed node stays half-applied until recovery (that node's restart, or ``LEASE_S`` + one
-sweep on another node); chain and ``_has`` sub-queries inside a session see only committed data.
-Lease holders renew while they write; a session idle for longer than ``LEASE_S`` may be rolled back
-by another node and then fails at commit with Contention (nothing stored, re-run).
+Crash safety: a journal that is ``open``/``aborting`` touched only claims, which recovery releases;
+a ``committed`` one is re-applied idempotently. :mod:`.recovery` runs at ``open()`` and in the
+background and takes over journals whose owner is dead (lease expired; at once for a process of this
+host that is gone, i.e. at the restart after a crash). Read-your-writes: the session's ``read``
+answers from its buffer; ``find`` over a type it has written writes the header and entries first
+and merges the entries that match (same document shape, same compiled filter) with the committed
+resources it has not rewritten. Not guaranteed: during the apply phase (after the commit point)
+other readers can see some of the transaction's resources new and others still old; a committed
+journal of a crashed node stays half-applied until it is recovered (its restart, or ``LEASE_S`` +
+one sweep on another node); chain and ``_has`` sub-queries inside a session see only committed data.
+The owner renews its lease while it claims, flushes and applies; a session that stalls for longer
+than ``LEASE_S`` after writing its header may be rolled back by another node and then fails with
+Contention.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
 
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import InsertOne, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from server.errors import Contention, StoreUnavailable
 from server.search.model import Condition
@@ -65,9 +69,6 @@ from .session import MongoSession
 
 log = logging.getLogger(__name__)
 
-FLUSH_ENTRIES = 200
-FLUSH_BYTES = 4 << 20
-"""Journal entries are inserted in batches of at most this many / about this many body bytes."""
 PRIOR = {"version": 1, "deleted": 1, PENDING: 1}
 UNCLAIMED = {"$exists": False}
 
@@ -94,8 +95,8 @@ class JournalSession(MongoSession):
         self._me = owner
         self._txn: str | None = None
         self._pending: dict[str, _Pending] = {}
-        self._unflushed = 0
-        self._unflushed_bytes = 0
+        self._seen: dict[str, Version | None] = {}
+        self._claimed = False
         self._lease_at = 0.0
 
     @property
@@ -106,8 +107,13 @@ class JournalSession(MongoSession):
 
     @mapped
     async def read(self, type_: str, id_: str) -> Version | None:
-        p = self._pending.get(resource_key(type_, id_))
-        return p.version if p is not None else await reads.read(self._db, None, type_, id_)
+        key = resource_key(type_, id_)
+        p = self._pending.get(key)
+        if p is not None:
+            return p.version
+        found = await reads.read(self._db, None, type_, id_)
+        self._seen[key] = found
+        return found
 
     @mapped
     async def find(self, type_: str, where: Condition, limit: int) -> list[str]:
@@ -137,55 +143,64 @@ class JournalSession(MongoSession):
                 raise VersionConflict(v.type, v.id, have.version)
             p.earlier.append(history_document(have))
             p.version, p.doc, p.dirty = v, current_document(v, write.entries), p.flushed
-            await self._grow(v)
             return
-        prior = await self._db[RESOURCES].find_one({"_id": key}, PRIOR)
-        current = None if prior is None or not prior["version"] else int(prior["version"])
-        if prior is not None and PENDING in prior:
-            raise VersionConflict(v.type, v.id, current)  # another transaction is writing it
-        allowed = (prior is None or bool(prior["deleted"])) if write.expected is None else current == write.expected
+        if key in self._seen:  # read by this session: the claim at commit re-checks it atomically
+            seen = self._seen[key]
+            current, deleted = (None, True) if seen is None else (seen.version, seen.deleted)
+        else:
+            prior = await self._db[RESOURCES].find_one({"_id": key}, PRIOR)
+            current = None if prior is None or not prior["version"] else int(prior["version"])
+            if prior is not None and PENDING in prior:
+                raise VersionConflict(v.type, v.id, current)  # another transaction is writing it
+            deleted = prior is None or bool(prior["deleted"])
+        allowed = deleted if write.expected is None else current == write.expected
         if not allowed or (current is not None and v.version <= current):
             raise VersionConflict(v.type, v.id, current)
-        p = _Pending(v, current_document(v, write.entries), None if prior is None else int(prior["version"]))
-        if self._pending:
-            await self._begin()
-            await self._claim(key, p)
-        self._pending[key] = p
-        await self._grow(v)
-
-    async def _grow(self, v: Version) -> None:
-        self._unflushed += 1
-        self._unflushed_bytes += len(v.body or b"")
-        if self._txn is not None and (self._unflushed >= FLUSH_ENTRIES or self._unflushed_bytes >= FLUSH_BYTES):
-            await self._flush()
+        self._pending[key] = _Pending(v, current_document(v, write.entries), current)
 
     async def _begin(self) -> None:
-        """Become a journalled transaction: header first, then claim what was written so far."""
+        """Insert the journal header (before any claim, so recovery can always find them)."""
         if self._txn is not None:
             return
         txn = uuid4().hex
         header = {"_id": txn, "state": "open", **self._me.fields(), "expires": self._expiry()}
         await self._db[JOURNAL].insert_one(header)
         self._txn, self._lease_at = txn, time.monotonic()
-        for key, p in self._pending.items():
-            await self._claim(key, p)
 
-    async def _claim(self, key: str, p: _Pending) -> None:
-        assert self._txn is not None
-        v = p.version
+    async def _claim_all(self) -> None:
+        """Claim every resource written, in bulk; any claim that fails aborts the transaction."""
+        txn = self._txn
+        assert txn is not None
+        if self._claimed:
+            return
         resources = self._db[RESOURCES]
-        if p.prior is None:
+        items = list(self._pending.items())
+        lost: list[str] = []
+        for start in range(0, len(items), recovery.BATCH):
+            chunk = items[start : start + recovery.BATCH]
+            ops: list[InsertOne[dict[str, Any]] | UpdateOne] = []
+            for key, p in chunk:
+                if p.prior is None:
+                    ops.append(InsertOne(recovery.placeholder_document(p.version.type, p.version.id, key, txn)))
+                else:
+                    cas = {"_id": key, "version": {"$eq": p.prior}, PENDING: UNCLAIMED}
+                    ops.append(UpdateOne(cas, {"$set": {PENDING: txn}}))
             try:
-                await resources.insert_one(recovery.placeholder_document(v.type, v.id, key, self._txn))
-            except DuplicateKeyError:
-                raise VersionConflict(v.type, v.id, await self._current(key)) from None
-        else:
-            done = await resources.update_one(
-                {"_id": key, "version": {"$eq": p.prior}, PENDING: UNCLAIMED}, {"$set": {PENDING: self._txn}}
-            )
-            if done.matched_count != 1:
-                raise VersionConflict(v.type, v.id, await self._current(key))
-        await self._renew_journal()
+                done = await resources.bulk_write(ops, ordered=False)
+                claimed = done.inserted_count + done.matched_count
+            except BulkWriteError as exc:
+                if any(e.get("code") != recovery.DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
+                claimed = -1
+            if claimed != len(chunk):
+                keys = [key for key, _ in chunk]
+                held = resources.find({"_id": {"$in": keys}, PENDING: {"$eq": txn}}, {"_id": 1})
+                mine = {d["_id"] async for d in held}
+                lost += [key for key in keys if key not in mine]
+            await self._renew_journal()
+        if lost:
+            raise Contention(f"{lost[0]} was changed by another request meanwhile; retry")
+        self._claimed = True
 
     def _entry(self, key: str, p: _Pending) -> dict[str, Any]:
         assert self._txn is not None
@@ -194,16 +209,15 @@ class JournalSession(MongoSession):
     async def _flush(self) -> None:
         """Make the buffered entries durable in ``journal`` (all of them before the commit point)."""
         journal = self._db[JOURNAL]
-        fresh = [self._entry(k, p) for k, p in self._pending.items() if not p.flushed]
-        if fresh:
-            await journal.insert_many(fresh, ordered=True)
+        fresh = [(k, p) for k, p in self._pending.items() if not p.flushed]
+        for start in range(0, len(fresh), recovery.BATCH):
+            await journal.insert_many([self._entry(k, p) for k, p in fresh[start : start + recovery.BATCH]])
+            await self._renew_journal()
         for key, p in self._pending.items():
-            if p.dirty:
+            if p.dirty:  # written again after its entry was flushed (read-your-writes in find)
                 entry = self._entry(key, p)
                 await journal.replace_one({"_id": entry["_id"]}, entry, upsert=True)
             p.flushed, p.dirty = True, False
-        self._unflushed = self._unflushed_bytes = 0
-        await self._renew_journal()
 
     def _expiry(self) -> int:
         return recovery.now_ms() + int(recovery.LEASE_S * 1000)
@@ -215,7 +229,7 @@ class JournalSession(MongoSession):
             {"_id": self._txn, "owner": self._me.id}, {"$set": {"expires": self._expiry()}}
         )
         if done.matched_count != 1:
-            raise Contention("the transaction was idle too long and has been rolled back; retry")
+            raise Contention("the transaction stalled and has been rolled back by recovery; retry")
         self._lease_at = time.monotonic()
 
     # --- ending ---------------------------------------------------------------------------
@@ -223,8 +237,8 @@ class JournalSession(MongoSession):
     async def commit(self) -> None:
         try:
             with map_errors():
-                if self._txn is not None:
-                    await asyncio.shield(self._commit_journal(self._txn))
+                if self._txn is not None or len(self._pending) > 1:
+                    await asyncio.shield(self._commit_journal())
                 elif self._pending:
                     await self._write_alone(*next(iter(self._pending.items())))
         finally:
@@ -246,17 +260,28 @@ class JournalSession(MongoSession):
                 raise raced
         await recovery.insert_history(self._db, [*p.earlier, history_document(v)])
 
-    async def _commit_journal(self, txn: str) -> None:
+    async def prepare(self) -> None:
+        """Everything before the commit point: header, claims, entries (also what a test stops at
+        to leave the journal a crash right before the commit point would leave)."""
+        await self._begin()
+        await self._claim_all()
         await self._flush()
-        committed = await self._db[JOURNAL].update_one(
-            {"_id": txn, "state": "open", "owner": self._me.id},
-            {"$set": {"state": "committed", "n": len(self._pending), "expires": self._expiry()}},
-        )
-        self._lease_at = time.monotonic()
-        if committed.matched_count != 1:
-            self._txn = None  # taken over and rolled back by recovery
-            raise Contention("the transaction was idle too long and has been rolled back; retry")
+
+    async def _commit_journal(self) -> None:
+        try:
+            await self.prepare()
+            assert self._txn is not None
+            committed = await self._db[JOURNAL].update_one(
+                {"_id": self._txn, "state": "open", "owner": self._me.id},
+                {"$set": {"state": "committed", "n": len(self._pending), "expires": self._expiry()}},
+            )
+            if committed.matched_count != 1:
+                raise Contention("the transaction stalled and has been rolled back by recovery; retry")
+        except BaseException:
+            await self._abort()
+            raise
         # the commit point has passed: from here on the transaction happens, whatever fails below
+        txn, self._lease_at = self._txn, time.monotonic()
         entries = [self._entry(k, p) for k, p in self._pending.items()]
         try:
             await recovery.apply(self._db, txn, entries, lambda: self._renew_journal(force=True))
@@ -269,17 +294,22 @@ class JournalSession(MongoSession):
             ) from exc
         self._txn = None
 
-    async def rollback(self) -> None:
+    async def _abort(self) -> None:
         txn, self._txn = self._txn, None
-        self._pending.clear()
+        if txn is None:
+            return
         try:
-            if txn is not None:
-                mine = await self._db[JOURNAL].update_one(
-                    {"_id": txn, "state": "open", "owner": self._me.id}, {"$set": {"state": "aborting"}}
-                )
-                if mine.matched_count == 1:
-                    await recovery.abort(self._db, txn)
+            mine = await self._db[JOURNAL].update_one(
+                {"_id": txn, "state": "open", "owner": self._me.id}, {"$set": {"state": "aborting"}}
+            )
+            if mine.matched_count == 1:
+                await recovery.abort(self._db, txn)
         except PyMongoError:
             log.exception("rolling back journalled transaction %s failed; recovery finishes it", txn)
+
+    async def rollback(self) -> None:
+        try:
+            await self._abort()
         finally:
+            self._pending.clear()
             await self._end()
