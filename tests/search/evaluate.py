@@ -5,6 +5,7 @@ real :class:`~server.search.index.Indexer`) and answers :func:`matches` by brute
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cmp_to_key
 from typing import Any
 
 from server.search.index import Indexer
@@ -21,8 +22,11 @@ from server.search.model import (
     Missing,
     Not,
     Or,
+    Query,
     ResourceTest,
+    SortKey,
 )
+from server.search.order import sort_value
 
 
 def field_passes(value: object, test: FieldTest) -> bool:
@@ -98,6 +102,35 @@ class World:
                     return True
             return False
         raise TypeError(cond)
+
+    def ordered(self, query: Query) -> list[tuple[str, str]]:
+        """(type, id) of every match of ``query`` in the search order: each sort key's value (the
+        smallest of the parameter's entries ascending, the largest descending, by
+        :func:`server.search.order.sort_value`; missing values last), then type and id."""
+        keys = [k for k in self.rows if (not query.types or k[0] in query.types) and self.matches(k, query.where)]
+
+        def value(key: tuple[str, str], sort: SortKey) -> object:
+            if sort.table == "resource":
+                return key[1] if sort.param == "id" else self.rows[key].last_updated
+            found = [sort_value(e.table, dict(zip(TABLES[e.table], e.values, strict=True)), sort.descending)
+                     for e in self.rows[key].entries if e.table == sort.table and e.param == sort.param]
+            present = [v for v in found if v is not None]
+            if not present:
+                return None
+            return max(present) if sort.descending else min(present)  # type: ignore[type-var]
+
+        def compare(a: tuple[str, str], b: tuple[str, str]) -> int:
+            for sort in query.sort:
+                va, vb = value(a, sort), value(b, sort)
+                if va == vb:
+                    continue
+                if va is None or vb is None:
+                    return 1 if va is None else -1
+                less = va < vb  # type: ignore[operator]
+                return (1 if less else -1) if sort.descending else (-1 if less else 1)
+            return (a > b) - (a < b)
+
+        return sorted(keys, key=cmp_to_key(compare))
 
     def search(self, types: tuple[str, ...], cond: Condition) -> list[str]:
         """Sorted ids (``Type/id`` when several types) of resources of ``types`` matching ``cond``."""

@@ -3,8 +3,9 @@
 Each function takes the database and an optional client session, so a transactional session
 reads its own uncommitted writes (compensating sessions need none: their writes are visible).
 Forward and reverse chains run as sub-queries first; their id lists are bounded by
-:data:`MAX_SUBQUERY_IDS` (beyond it the request is declined as "chain too broad", a 400
-``not-supported`` outcome, instead of shipping a huge ``$in`` list to the server).
+:data:`MAX_SUBQUERY_IDS`: beyond it a chain AND-ed with narrower criteria is answered from the
+other side (the candidates the rest selects, then their references), and when both sides are
+broader the search is refused (400 ``too-costly``) instead of shipping a huge ``$in`` list.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from server.errors import NotSupported
 from server.search.check import check_condition, check_query
 from server.search.explain import StorePlan
-from server.search.model import Chain, Condition, Has, Query
+from server.search.limits import too_costly
+from server.search.model import And, Chain, Condition, Has, Query
 from server.stores.base import HistoryQuery, SearchResult, Version
 
 from . import compile as c
@@ -83,38 +84,100 @@ async def history(db: Db, s: ClientSession, q: HistoryQuery) -> list[Version]:
     return [to_version(d) async for d in rows]
 
 
+class _TooBroad(Exception):
+    """A chain/``_has`` sub-query selected more than :data:`MAX_SUBQUERY_IDS` resources."""
+
+    def __init__(self, node: Chain | Has, name: str) -> None:
+        super().__init__(name)
+        self.node = node
+        self.name = name
+
+
+def _name(node: Chain | Has) -> str:
+    return node.param if isinstance(node, Chain) else f"_has:{node.source_type}:{node.param}"
+
+
+async def _resolve_one(db: Db, s: ClientSession, node: Chain | Has, types: Sequence[str]) -> c.Filter:
+    if isinstance(node, Chain):
+        inner = await where_filter(db, s, (node.target_type,), node.where)
+        cursor = _resources(db).find(inner, {"id": 1}, limit=MAX_SUBQUERY_IDS + 1, session=s)
+        ids = [d["id"] async for d in cursor]
+        if len(ids) > MAX_SUBQUERY_IDS:
+            raise _TooBroad(node, _name(node))
+        return c.chain_filter(node, ids)
+    inner = await where_filter(db, s, (node.source_type,), node.where)
+    inner = c.conjoin(inner, c.has_entry("reference", node.param))
+    prefix = f"{node.param}|"
+    keys: set[str] = set()
+    async for d in _resources(db).find(inner, {"refs": 1}, session=s):
+        for ref in d.get("refs") or ():
+            if ref.startswith(prefix) and (not types or ref[len(prefix) :].split("/")[0] in types):
+                keys.add(ref[len(prefix) :])
+        if len(keys) > MAX_SUBQUERY_IDS:
+            raise _TooBroad(node, _name(node))
+    return c.has_filter(sorted(keys))
+
+
+async def _resolve_from_rest(db: Db, s: ClientSession, where: Condition, node: Chain | Has,
+                             types: Sequence[str]) -> c.Filter:
+    """The filter of a too-broad ``node`` in a conjunct of ``where``, found from the other side:
+    the resources the rest of ``where`` selects (at most :data:`MAX_SUBQUERY_IDS`, else the search
+    is refused) and the chain targets / ``_has`` sources among their references, so
+    ``subject.name=common&code=rare`` costs what ``code=rare`` costs."""
+    items = where.items if isinstance(where, And) else (where,)
+    rest = And(tuple(i for i in items if node not in c.subqueries(i)))
+    if len(rest.items) == len(items) or not rest.items:
+        raise c_too_costly(node)
+    # the filter found agrees with the full one on every candidate, and the rest excludes the others,
+    # so it may stand for the node wherever it sits in its conjunct (under OR, NOT)
+    candidates = _resources(db).find(await where_filter(db, s, types, rest), {"refs": 1},
+                                     limit=MAX_SUBQUERY_IDS + 1, session=s)
+    docs = [d async for d in candidates]
+    if len(docs) > MAX_SUBQUERY_IDS:
+        raise c_too_costly(node)
+    return await _semi_join(db, s, node, docs)
+
+
+async def _semi_join(db: Db, s: ClientSession, node: Chain | Has, docs: Sequence[dict[str, Any]]) -> c.Filter:
+    """A filter for ``node`` that is exact on the documents ``docs`` (each with ``_id`` and
+    ``refs``): the chain targets they point at that match, or which of them ``_has`` sources
+    matching point at."""
+    if isinstance(node, Chain):
+        prefix = f"{node.param}|{node.target_type}/"
+        linked = sorted({r[len(prefix):] for d in docs for r in d.get("refs") or () if r.startswith(prefix)})
+        target = await where_filter(db, s, (node.target_type,), node.where)
+        found = _resources(db).find(c.conjoin(target, {"id": {"$in": linked}}), {"id": 1}, session=s)
+        return c.chain_filter(node, [d["id"] async for d in found])
+    wanted = [c.ref_key(node.param, *str(d["_id"]).split("/", 1)) for d in docs]
+    source = await where_filter(db, s, (node.source_type,), node.where)
+    keys = {str(d["_id"]) for d in docs}
+    hit: set[str] = set()
+    async for d in _resources(db).find(c.conjoin(source, {"refs": {"$in": wanted}}), {"refs": 1}, session=s):
+        hit.update(r[len(node.param) + 1:] for r in d.get("refs") or () if r.startswith(f"{node.param}|"))
+    return c.has_filter(sorted(hit & keys))
+
+
+def c_too_costly(node: Chain | Has) -> Exception:
+    name = _name(node)
+    return too_costly(name, f"the chain selects more than {MAX_SUBQUERY_IDS} resources and so does the rest "
+                            "of the search; narrow either")
+
+
 async def resolve(db: Db, s: ClientSession, cond: Condition, types: Sequence[str]) -> dict[Chain | Has, c.Filter]:
-    """Run the Chain/Has sub-queries of ``cond`` (resources of ``types``): their filters."""
+    """Run the Chain/Has sub-queries of ``cond`` (resources of ``types``): their filters. A
+    sub-query too broad to ship as an id list is answered from the rest of ``cond`` instead
+    (:func:`_resolve_from_rest`)."""
     out: dict[Chain | Has, c.Filter] = {}
     for node in c.subqueries(cond):
         if node in out:
             continue
-        if isinstance(node, Chain):
-            inner = await where_filter(db, s, (node.target_type,), node.where)
-            cursor = _resources(db).find(inner, {"id": 1}, limit=MAX_SUBQUERY_IDS + 1, session=s)
-            ids = [d["id"] async for d in cursor]
-            _guard(len(ids), node.param)
-            out[node] = c.chain_filter(node, ids)
-        else:
-            inner = await where_filter(db, s, (node.source_type,), node.where)
-            inner = c.conjoin(inner, c.has_entry("reference", node.param))
-            prefix = f"{node.param}|"
-            keys: set[str] = set()
-            async for d in _resources(db).find(inner, {"refs": 1}, session=s):
-                for ref in d.get("refs") or ():
-                    if ref.startswith(prefix) and (not types or ref[len(prefix) :].split("/")[0] in types):
-                        keys.add(ref[len(prefix) :])
-                _guard(len(keys), f"_has:{node.source_type}:{node.param}")
-            out[node] = c.has_filter(sorted(keys))
+        try:
+            out[node] = await _resolve_one(db, s, node, types)
+        except _TooBroad as e:
+            if e.node is not node:
+                raise c_too_costly(e.node) from None
+            out[node] = await _resolve_from_rest(db, s, cond, node, types)
     return out
-
-
-def _guard(n: int, param: str) -> None:
-    if n > MAX_SUBQUERY_IDS:
-        raise NotSupported(
-            f"chain too broad: {param!r} selects more than {MAX_SUBQUERY_IDS} resources; narrow it",
-            expression=[param],
-        )
 
 
 async def where_filter(db: Db, s: ClientSession, types: Sequence[str], where: Condition) -> c.Filter:
@@ -138,30 +201,90 @@ async def count(db: Db, s: ClientSession, f: c.Filter) -> int:
     return sum([int(d["n"]) async for d in rows])
 
 
+WALK_BATCH = 1000
+"""Resources a walk (see :func:`search`) reads per round trip."""
+
+
+async def _ordered(db: Db, s: ClientSession, f: c.Filter, fields: Sequence[order.SortField],
+                   position: Sequence[object] | None, limit: int, projection: dict[str, int]) -> list[dict[str, Any]]:
+    """The first ``limit`` documents matching ``f`` after ``position`` in the search order."""
+    docs: list[dict[str, Any]] = []
+    for part in order.partitions(fields):
+        after = c.ALWAYS if position is None else order.after_filter(fields, position, part.missing)
+        g = c.conjoin(f, part.filter, after)
+        if g == c.NEVER:
+            continue
+        cursor = _resources(db).find(g, projection, sort=part.sort, limit=limit, session=s)
+        docs.extend([d async for d in cursor])
+    docs.sort(key=order.comparator(fields))
+    return docs[:limit]
+
+
 async def search(db: Db, s: ClientSession, query: Query) -> SearchResult:
-    """One page in the order of :mod:`.order`, fetched as merged partition queries."""
+    """One page in the order of :mod:`.order`, fetched as merged partition queries.
+
+    A chain or ``_has`` whose sub-query is too broad to ship as an id list (see the module
+    docstring) does not make the search fail: the resources the rest of the search selects are
+    walked in result order, :data:`WALK_BATCH` at a time, and the broad sub-queries answered for
+    each batch from its references, until the page is full. That is what SQLite does with a search
+    no index narrows, so both stores answer the same requests."""
     check_query(query)
     fields = order.sort_fields(query.sort)
-    base = await where_filter(db, s, query.types, query.where)
+    keys = len(query.sort)
+    resolved: dict[Chain | Has, c.Filter] = {}
+    broad: list[Chain | Has] = []
+    for node in c.subqueries(query.where):
+        if node not in resolved and node not in broad:
+            try:
+                resolved[node] = await _resolve_one(db, s, node, query.types)
+            except _TooBroad:
+                broad.append(node)
+    position = None if query.after is None else order.field_values(fields, query.after, keys)
+    if broad:
+        return await _walk(db, s, query, fields, resolved, broad, position)
+    base = c.base_filter(query.types, c.compile_where(query.where, resolved))
     total = None
     if query.total != "none":
         total = await count(db, s, base)
     if query.count <= 0:
         return SearchResult([], total, None)
-    docs: list[dict[str, Any]] = []
-    keys = len(query.sort)
-    position = None if query.after is None else order.field_values(fields, query.after, keys)
-    for part in order.partitions(fields):
-        after = c.ALWAYS if position is None else order.after_filter(fields, position, part.missing)
-        f = c.conjoin(base, part.filter, after)
-        if f == c.NEVER:
-            continue
-        cursor = _resources(db).find(f, SEARCH_ROW, sort=part.sort, limit=query.count + 1, session=s)
-        docs.extend([d async for d in cursor])
-    docs.sort(key=order.comparator(fields))
+    docs = await _ordered(db, s, base, fields, position, query.count + 1, SEARCH_ROW)
     page = docs[: query.count]
     next_after = order.cursor(fields, page[-1], keys) if len(docs) > query.count else None
     return SearchResult([to_version(d) for d in page], total, next_after)
+
+
+async def _walk(db: Db, s: ClientSession, query: Query, fields: Sequence[order.SortField],
+                resolved: dict[Chain | Has, c.Filter], broad: list[Chain | Has],
+                position: Sequence[object] | None) -> SearchResult:
+    items = query.where.items if isinstance(query.where, And) else (query.where,)
+    narrow = And(tuple(i for i in items if not any(n in c.subqueries(i) for n in broad)))
+    candidates = c.base_filter(query.types, c.compile_where(narrow, resolved))
+    keys = len(query.sort)
+    want = query.count + 1
+    counting = query.total != "none"  # a total needs the whole walk
+    found: list[dict[str, Any]] = []
+    total = 0
+    while counting or len(found) < want:
+        batch = await _ordered(db, s, candidates, fields, position, WALK_BATCH, {**SEARCH_ROW, "refs": 1})
+        if not batch:
+            break
+        per_batch = dict(resolved)
+        for node in broad:
+            per_batch[node] = await _semi_join(db, s, node, batch)
+        full = c.base_filter(query.types, c.compile_where(query.where, per_batch))
+        ids = [d["_id"] for d in batch]
+        hits = {d["_id"] async for d in _resources(db).find(c.conjoin(full, {"_id": {"$in": ids}}), {"_id": 1},
+                                                             session=s)}
+        matched = [d for d in batch if d["_id"] in hits]
+        total += len(matched)
+        found.extend(matched[: max(0, want - len(found))])
+        if len(batch) < WALK_BATCH:
+            break
+        position = order.field_values(fields, order.cursor(fields, batch[-1], keys), keys)
+    page = found[: query.count] if query.count > 0 else []
+    next_after = order.cursor(fields, page[-1], keys) if page and len(found) > query.count else None
+    return SearchResult([to_version(d) for d in page], total if counting else None, next_after)
 
 
 # --- __explain ----------------------------------------------------------------------------------
@@ -188,6 +311,9 @@ def _shown(cond: Condition, found: dict[Chain | Has, c.Filter]) -> dict[Chain | 
     out: dict[Chain | Has, c.Filter] = {}
     for node in c.subqueries(cond):
         f = found[node]
+        if f == c.ALWAYS:
+            out[node] = f
+            continue
         n = len(next(iter(f.values()))["$in"]) if f != c.NEVER else 0
         what = f"{node.target_type} resources" if isinstance(node, Chain) else "resources it points at"
         out[node] = {"refs" if isinstance(node, Chain) else "_id": {"$in": f"<{n} {what} found by a sub-query>"}}
@@ -200,10 +326,23 @@ async def query_plan(db: Db, query: Query) -> StorePlan:
     server answers ``explain`` (nx-27017 may not)."""
     check_query(query)
     fields = order.sort_fields(query.sort)
-    found = await resolve(db, None, query.where, query.types)
+    found: dict[Chain | Has, c.Filter] = {}
+    walked: list[str] = []
+    for node in c.subqueries(query.where):
+        try:
+            found[node] = await _resolve_one(db, None, node, query.types)
+        except _TooBroad:
+            walked.append(_name(node))
+            found[node] = c.ALWAYS
     shown = c.base_filter(query.types, c.compile_where(query.where, _shown(query.where, found)))
     real = c.base_filter(query.types, c.compile_where(query.where, found))
-    sections: list[tuple[str, str]] = [("filter", json_util.dumps(shown, indent=1))]
+    if walked:
+        sections_walk = [("walk", f"sub-queries too broad to ship as id lists ({', '.join(walked)}): the rest "
+                                  f"of the search is walked in result order, {WALK_BATCH} at a time, and they are "
+                                  "answered per batch (shown below as matching everything)")]
+    else:
+        sections_walk = []
+    sections: list[tuple[str, str]] = [*sections_walk, ("filter", json_util.dumps(shown, indent=1))]
     keys = len(query.sort)
     position = None if query.after is None else order.field_values(fields, query.after, keys)
     for n, part in enumerate(order.partitions(fields) if query.count > 0 else ()):
