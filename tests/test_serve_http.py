@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -154,3 +155,68 @@ def test_curl_http2_offer_creates_the_resource(served: tuple[str, int]) -> None:
     text, _, code = out.rpartition("\n")
     assert code == "201", text
     assert orjson.loads(text)["name"][0]["family"] == family
+
+
+HEALTHZ_ROUNDS = 100
+"""/healthz round trips that must complete while one large request is in progress. Were the event
+loop blocked, only those answered while its body was still being received would (about ten); with
+the work in a thread, the seconds it takes leave room for hundreds."""
+
+
+def _large_patient() -> bytes:
+    """A valid Patient of about 3.5 MiB whose validating and indexing takes seconds (280,000 entries)."""
+    return orjson.dumps({
+        "resourceType": "Patient",
+        "name": [{"family": f"Fam{i}", "given": [f"Given{i}"]} for i in range(40_000)],
+        "identifier": [{"system": "urn:oid:1.2.3", "value": f"v{i}"} for i in range(40_000)],
+    })
+
+
+def _healthz_while(served: tuple[str, int], request: bytes) -> tuple[list[str], int, bytes]:
+    """Send ``request`` on one connection and poll /healthz on another until it is answered; the
+    order in which the answers came, and the large request's status and body."""
+    events: list[str] = []
+    sent = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def large() -> None:
+        with socket.create_connection(served, timeout=300) as sock:
+            sock.sendall(request)
+            sent.set()
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            outcome["status"], outcome["body"] = response.status, response.read()
+            events.append("large")
+
+    worker = threading.Thread(target=large)
+    worker.start()
+    try:
+        assert sent.wait(120), "the large request was not sent"
+        conn = http.client.HTTPConnection(*served, timeout=300)
+        try:
+            while worker.is_alive() and events.count("healthz") < HEALTHZ_ROUNDS:
+                status, body = _send(conn, "GET", "/healthz")
+                assert status == 200 and body == {"status": "ok"}
+                events.append("healthz")
+        finally:
+            conn.close()
+    finally:
+        worker.join(300)
+    return events, outcome["status"], outcome["body"]
+
+
+def test_a_large_resource_does_not_stall_other_requests(served: tuple[str, int]) -> None:
+    body = _large_patient()
+    head = (f"POST /Patient HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/fhir+json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    events, status, answer = _healthz_while(served, head + body)
+    assert status == 201, answer[:500]
+    assert events.index("large") >= HEALTHZ_ROUNDS, events  # /healthz kept answering meanwhile
+    created = orjson.loads(answer)
+
+    # serialising it as FHIR XML is as costly, and no more blocking
+    path = f"/Patient/{created['id']}?_format=xml"
+    get = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+    events, status, answer = _healthz_while(served, get)
+    assert status == 200 and answer.startswith(b"<"), answer[:500]
+    assert events.index("large") >= HEALTHZ_ROUNDS, events

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,7 +20,8 @@ from server.fhir.json import load_resource, loads
 from server.hooks import Access
 from server.http.negotiation import Format, Negotiated, check_content_type, negotiate
 from server.http.observability import Metrics, log_request
-from server.http.responses import error_response, render
+from server.http.responses import error_response, render_off_loop
+from server.interactions.offload import off_loop
 from server.interactions.result import Result
 from server.interactions.services import Services
 
@@ -71,11 +73,13 @@ class Call:
 
     async def resource(self) -> dict[str, Any]:
         fmt = check_content_type(self.request)
-        return parse_resource(await self.body(), fmt)
+        body = await self.body()
+        return await off_loop(len(body), parse_resource, body, fmt)
 
     async def json_patch(self) -> Any:
         check_content_type(self.request, patch=True)
-        return loads(await self.body(), what="JSON Patch document")
+        body = await self.body()
+        return await off_loop(len(body), partial(loads, what="JSON Patch document"), body)
 
 
 Handler = Callable[[Call], Awaitable[Result]]
@@ -115,7 +119,7 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
                     raise NotFound(f"Operation '{params[name]}' is not supported by this server")
             await svc.hooks.check(access)
             call = Call(request, neg, svc, base_url(request, svc))
-            response = render(await handler(call), neg, base=call.base)
+            response = await render_off_loop(await handler(call), neg, base=call.base)
         except FhirError as error:
             response = error_response(error, neg)
         except Exception:

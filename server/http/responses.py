@@ -3,8 +3,10 @@ the negotiated format (JSON as produced, or FHIR XML converted here at the edge)
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+import anyio.to_thread
 import orjson
 from starlette.responses import Response
 
@@ -12,6 +14,7 @@ from profiles.fhirxml import to_xml
 from server.errors import FhirError, Issue
 from server.fhir.instant import to_http_date
 from server.http.negotiation import Negotiated
+from server.interactions.offload import is_large
 from server.interactions.result import Result
 
 OUTCOME_OK = Issue("information", "informational", "All OK")
@@ -58,6 +61,16 @@ def render(result: Result, neg: Negotiated, *, base: str) -> Response:
     if prefer == "OperationOutcome" and result.resource is None:
         return fhir_response(result.status, outcome(result.issues or [OUTCOME_OK]), neg, headers)
     return fhir_response(result.status, result.body(), neg, headers)
+
+
+async def render_off_loop(result: Result, neg: Negotiated, *, base: str) -> Response:
+    """:func:`render`, in a worker thread when it converts a large body (FHIR XML or ``_pretty``; a
+    Bundle counts as large): plain JSON passes through as stored (see :mod:`server.interactions.offload`)."""
+    body = result.body()
+    converts = neg.format == "xml" or neg.pretty
+    if converts and (isinstance(body, dict) or (isinstance(body, bytes) and is_large(len(body)))):
+        return await anyio.to_thread.run_sync(partial(render, result, neg, base=base))
+    return render(result, neg, base=base)
 
 
 def error_response(error: FhirError, neg: Negotiated | None = None) -> Response:

@@ -10,7 +10,7 @@ from server.interactions.conditional import condition, matches
 from server.interactions.result import Result
 from server.interactions.retry import in_session
 from server.interactions.services import Services
-from server.interactions.write import Prepared, check_body, check_type, store_version, validate
+from server.interactions.write import Prepared, check_body, check_type, prepare_large, store_version, validate
 from server.stores.base import Session
 
 
@@ -30,6 +30,8 @@ async def create(
     resource.pop("id", None)  # the server assigns the id of a created resource (http.html#create)
     if if_none_exist is not None:
         condition(svc, type_, if_none_exist)  # criteria that filter nothing: a 400 before any 422
+    if prepared is None:  # a large resource is validated and indexed in a thread (see .offload)
+        prepared = await prepare_large(svc, resource)
     warnings = prepared.issues if prepared is not None else validate(svc, resource)
 
     async def attempt(s: Session) -> Result:

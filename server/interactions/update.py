@@ -17,10 +17,12 @@ from server.interactions.write import (
     check_body,
     check_type,
     check_update_id,
+    prepare_large,
     same_content,
     store_version,
     validate,
 )
+from server.search.model import Entry
 from server.stores.base import Method, Session, Version
 
 
@@ -39,12 +41,16 @@ async def update(
     check_update_id(resource, id_)
     # A lone update validates before it takes the write lock. Inside a transaction the lock is held
     # already: there validation waits until the update is known to change something.
-    warnings = validate(svc, resource) if session is None else None
+    prepared = await prepare_large(svc, resource) if session is None else None  # in a thread (see .offload)
+    warnings = validate(svc, resource) if session is None and prepared is None else None
+    if prepared is not None:
+        warnings = prepared.issues
 
     async def attempt(s: Session) -> Result:
         current = await s.read(type_, id_)
         return await write_over(svc, s, resource, type_=type_, id_=id_, current=current, if_match=if_match,
-                                method=method, warnings=warnings)
+                                method=method, warnings=warnings,
+                                entries=prepared.entries if prepared is not None else None)
 
     return await in_session(svc, session, attempt, keys=(resource_key(type_, id_),))
 
@@ -60,6 +66,7 @@ async def write_over(
     if_match: int | None,
     method: Method,
     warnings: list[Issue] | None,
+    entries: list[Entry] | None = None,
 ) -> Result:
     """Store ``resource`` as the version after ``current``, the version the caller read and computed
     it from (a patch computes from the version it patched: re-reading here could compare-and-set
@@ -74,9 +81,12 @@ async def write_over(
     ):
         return Result(200, current, issues=warnings or [])  # nothing changed: no new version
     if warnings is None:
-        warnings = validate(svc, resource)
+        prepared = await prepare_large(svc, resource)  # a large one in a thread (see .offload)
+        warnings = prepared.issues if prepared is not None else validate(svc, resource)
+        entries = prepared.entries if prepared is not None else entries
     version = await store_version(
-        svc, session, resource, type_=type_, id_=id_, current=current, method=method, if_match=if_match
+        svc, session, resource, type_=type_, id_=id_, current=current, method=method, if_match=if_match,
+        entries=entries,
     )
     created = current is None or current.deleted
     return Result(201 if created else 200, version, issues=warnings, created=created)

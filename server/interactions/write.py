@@ -14,6 +14,7 @@ import orjson
 from server.errors import BadRequest, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
 from server.fhir.ids import is_valid_id
 from server.fhir.instant import to_instant
+from server.interactions.offload import is_large, off_loop
 from server.interactions.services import Services
 from server.search.model import Entry
 from server.stores.base import Method, Session, Version, VersionConflict, Write
@@ -115,6 +116,37 @@ def prepare(svc: Services, resource: dict[str, Any]) -> Prepared:
     return Prepared(validate(svc, resource), svc.indexer.entries(resource))
 
 
+def _prepare_sized(svc: Services, resource: dict[str, Any], body: bytes) -> Prepared:
+    """:func:`prepare`, with the store's document-size limit checked first on the resource alone
+    (before any validating or indexing) and again with its entries (before anything is written)."""
+    type_ = str(resource.get("resourceType"))
+    svc.store.check_document(type_, body, ())
+    issues = validate(svc, resource)
+    return Prepared(issues, _index_sized(svc, type_, resource, body, checked=True))
+
+
+async def prepare_large(svc: Services, resource: dict[str, Any]) -> Prepared | None:
+    """:func:`prepare` in a worker thread for a large resource (see :mod:`.offload`); None for a small
+    one, which the caller validates and indexes on the event loop as before."""
+    body = orjson.dumps(resource)
+    if not is_large(len(body)):
+        return None
+    return await off_loop(len(body), _prepare_sized, svc, resource, body)
+
+
+def _index_sized(svc: Services, type_: str, resource: dict[str, Any], body: bytes, *,
+                 checked: bool = False) -> list[Entry]:
+    """The entries of ``resource``; a large one is checked against the store's document-size limit
+    before indexing (unless ``checked`` already) and after. A small one cannot reach the limit."""
+    if not is_large(len(body)):
+        return svc.indexer.entries(resource)
+    if not checked:
+        svc.store.check_document(type_, body, ())
+    entries = svc.indexer.entries(resource)
+    svc.store.check_document(type_, body, entries)
+    return entries
+
+
 async def store_version(
     svc: Services,
     session: Session,
@@ -155,7 +187,7 @@ async def store_version(
         resource["meta"] = meta
         body = orjson.dumps(resource)
         if entries is None:
-            entries = svc.indexer.entries(resource)
+            entries = await off_loop(len(body), _index_sized, svc, type_, resource, body)
     version = Version(type_, id_, number, lu, resource is None, method, body)
     try:
         await session.write(Write(version, entries, current.version if current is not None else None))

@@ -127,3 +127,8 @@ class Store(Protocol):
 
     async def stats(self) -> dict[str, Any]:
         """Counts for ``/metrics`` and benchmarks (resources by type, versions)."""
+
+    def check_document(self, type_: str, body: bytes, entries: Sequence[Entry]) -> None:
+        """Raise :class:`~server.errors.PayloadTooLarge` when a resource (``body``, its JSON) with
+        ``entries`` could not be stored as one record. Pure and synchronous: the write path calls it
+        before the costly validating and indexing (with no entries) and again before writing."""

@@ -63,11 +63,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import bson
 import orjson
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
+from server.errors import PayloadTooLarge
 from server.search.model import TABLES, Entry
 from server.search.order import SORT_FIELDS, sort_value
 from server.stores.base import Version
@@ -207,6 +209,21 @@ def history_document(version: Version) -> dict[str, Any]:
         "method": version.method,
         "res": body,
     }
+
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024 - 16 * 1024
+"""BSON's 16 MiB document limit, less room for what is stamped after the check (``id``,
+``meta.versionId``/``lastUpdated``, the envelope fields, a journal entry's own fields)."""
+
+
+def check_document_size(type_: str, body: bytes, entries: Sequence[Entry]) -> None:
+    """413 when the current document of ``body`` with ``entries`` would not fit in BSON."""
+    doc = {"res": orjson.loads(body), **index_fields(entries)}
+    size = len(bson.encode(doc))
+    if size > MAX_DOCUMENT_BYTES:
+        with_entries = " with its search index entries" if entries else ""
+        raise PayloadTooLarge(f"The {type_} would take {size} bytes{with_entries} in MongoDB, more than the "
+                              f"16 MiB document limit of the store")
 
 
 def to_version(doc: Mapping[str, Any]) -> Version:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -21,13 +22,13 @@ from pymongo.errors import PyMongoError
 
 from server.errors import StoreUnavailable
 from server.search.explain import StorePlan
-from server.search.model import Query
+from server.search.model import Entry, Query
 from server.stores.base import HistoryQuery, SearchResult, Session, Version
 
 from . import reads, recovery
 from .errors import mapped
 from .journal import JournalSession
-from .schema import DEFAULT_DATABASE, HISTORY, RESOURCES, ensure_schema
+from .schema import DEFAULT_DATABASE, HISTORY, RESOURCES, check_document_size, ensure_schema
 from .session import open_session, run_session, transactions_isolated
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,12 @@ class MongoStore:
         if self.transactions:
             return open_session(self._client, self.db)
         return run_session(JournalSession(self.db, self.owner))
+
+    def check_document(self, type_: str, body: bytes, entries: Sequence[Entry]) -> None:
+        """A resource's current document (the resource with its entry arrays) must fit BSON's 16 MiB.
+        Checked before the work that would end in pymongo's ``DocumentTooLarge``: the document is
+        encoded here, which costs a fraction of validating or indexing it."""
+        check_document_size(type_, body, entries)
 
     @mapped
     async def stats(self) -> dict[str, Any]:
