@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from profiles.model import Element, Node, TypeModel, core_model
+from profiles.numbers import FhirDecimal
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
@@ -40,11 +41,17 @@ _INVALID_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
                                "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
 
-__all__ = ["FHIR_NS", "XHTML_NS", "FhirXmlError", "from_xml", "json_number", "to_xml"]
+__all__ = ["FHIR_NS", "XHTML_NS", "FhirXmlError", "XmlTooLarge", "from_xml", "json_number", "to_xml"]
 
 
 class FhirXmlError(ValueError):
     """Raised when a document is not FHIR XML, or a JSON resource cannot be written as FHIR XML."""
+
+
+class XmlTooLarge(FhirXmlError):
+    """Raised while reading when a document nests deeper or holds more elements than allowed:
+    checked as expat reports each element, before any tree of that size is built (the reader
+    below recurses, so unbounded depth would end in RecursionError)."""
 
 
 def json_number(lexical: str) -> int | float:
@@ -70,7 +77,7 @@ def _refuse(*_: Any) -> None:
     raise FhirXmlError("XML documents with a DOCTYPE or entity declarations are not accepted")
 
 
-def _tree(data: bytes) -> _XmlNode:
+def _tree(data: bytes, max_depth: int | None = None, max_elements: int | None = None) -> _XmlNode:
     """The element tree of ``data``; XHTML ``div`` elements keep their exact source text."""
     parser = pyexpat.ParserCreate(namespace_separator=" ")
     parser.StartDoctypeDeclHandler = _refuse
@@ -80,6 +87,7 @@ def _tree(data: bytes) -> _XmlNode:
     root: list[_XmlNode] = []
     encoding = ["utf-8"]
     div_start: list[int] = []
+    count = [0]
 
     def decl(version: str, enc: str | None, standalone: int) -> None:
         if enc:
@@ -87,6 +95,11 @@ def _tree(data: bytes) -> _XmlNode:
 
     def start(name: str, attrs: dict[str, str]) -> None:
         ns, _, local = name.rpartition(" ")
+        if max_depth is not None and len(stack) >= max_depth:
+            raise XmlTooLarge(f"nests elements more than {max_depth} levels deep (the limit max_depth)")
+        count[0] += 1
+        if max_elements is not None and count[0] > max_elements:
+            raise XmlTooLarge(f"has more than {max_elements} elements (the limit max_elements)")
         node = _XmlNode(ns, local, attrs)
         if stack:
             stack[-1].children.append(node)
@@ -225,18 +238,20 @@ def _tidy(out: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_xml(data: bytes | str, *, model: TypeModel | None = None,
-             decimal: Callable[[str], Any] = json_number) -> dict[str, Any]:
+             decimal: Callable[[str], Any] = json_number, max_depth: int | None = None,
+             max_elements: int | None = None) -> dict[str, Any]:
     """The JSON form of a FHIR XML resource.
 
     ``decimal`` turns a decimal's lexical form into the JSON value: :func:`json_number` (what
     parsing the same JSON with orjson gives) by default, or ``Decimal`` to keep the lexical form.
-    Raises :class:`FhirXmlError` for anything that is not FHIR XML of a known resource type.
+    Raises :class:`FhirXmlError` for anything that is not FHIR XML of a known resource type, and
+    :class:`XmlTooLarge` past ``max_depth`` nested elements or ``max_elements`` elements.
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if isinstance(data, str):
         raw = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", raw)  # the text is already decoded
     reader = _Reader(model or core_model(), decimal)
-    return _walk_tidy(reader.resource(_tree(raw)))
+    return _walk_tidy(reader.resource(_tree(raw, max_depth, max_elements)))
 
 
 def _walk_tidy(value: Any) -> Any:
@@ -256,6 +271,8 @@ def _walk_tidy(value: Any) -> Any:
 def _text(value: Any, where: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, FhirDecimal):
+        return value.text
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, int | float):

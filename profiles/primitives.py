@@ -30,6 +30,7 @@ from typing import Any
 
 from profiles.definitions import Definitions
 from profiles.issues import STRUCTURE, VALUE
+from profiles.numbers import FhirDecimal
 
 Problem = tuple[str, str]
 """(issue-type code, message) describing why a value is not acceptable."""
@@ -129,10 +130,15 @@ def _string_check(type_name: str, pattern: str | None) -> Check:
     return check
 
 
+INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _integer_check(type_name: str, low: int) -> Check:
     def check(value: Any) -> Problem | None:
         if value.__class__ is not int:
-            if value.__class__ is float:
+            if value.__class__ is FhirDecimal and INTEGER.fullmatch(value.text):
+                return VALUE, f"{value} is out of range for {type_name}: expected {low} to {INT32_MAX}"
+            if value.__class__ is float or value.__class__ is FhirDecimal:
                 return VALUE, f"{show(value)} is not a valid {type_name}: expected a whole number"
             return STRUCTURE, f"a {type_name} must be a JSON number, not {json_kind(value)}"
         if value < low or value > INT32_MAX:
@@ -147,7 +153,7 @@ def _check_decimal(value: Any) -> Problem | None:
     cls = value.__class__
     if cls is int:
         return None
-    if cls is float or cls is Decimal:
+    if cls is float or cls is FhirDecimal or cls is Decimal:
         return None if math.isfinite(value) else (VALUE, f"{value} is not a valid decimal")
     return STRUCTURE, f"a decimal must be a JSON number, not {json_kind(value)}"
 

@@ -214,7 +214,7 @@ class Walk:
         groups: dict[Rule, list[Item]] = {}
         expression = item.expression
         for key in value:
-            underscore = key[0] == "_"
+            underscore = key[:1] == "_"  # key[:1]: an empty name is an unknown element, not a crash
             name = key[1:] if underscore else key
             if underscore and name in value:
                 continue

@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     base_url: str = ""
     """Public base URL used in Location headers and Bundle links; derived from the request if empty."""
     max_body_bytes: int = 16 * 1024 * 1024
+    max_depth: int = 100
+    """Deepest nesting of JSON objects/arrays (or XML elements) a request body may have (400 beyond);
+    see :class:`server.fhir.json.Limits` for why 100."""
+    max_elements: int = 1_000_000
+    """Most JSON values (objects, arrays, strings, numbers, …) one request body may hold (400 beyond)."""
+    max_array_length: int = 100_000
+    """Most items one JSON array (a repeating element, Bundle.entry) may hold (400 beyond)."""
     default_count: int = 20
     max_count: int = 1000
     history_default_count: int = 50

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import orjson
+from server.fhir.json import dumps
 
 CONDITIONAL_REFERENCE = re.compile(rb'"reference":"[A-Z][A-Za-z]*\?')
 
@@ -34,4 +34,4 @@ def is_conditional(reference: str) -> bool:
 def has_conditional_reference(resource: dict[str, Any]) -> bool:
     """Whether any ``reference`` is a search (``Patient?identifier=…``): one scan of the serialised
     resource, an order of magnitude cheaper than walking the tree in Python."""
-    return CONDITIONAL_REFERENCE.search(orjson.dumps(resource)) is not None
+    return CONDITIONAL_REFERENCE.search(dumps(resource)) is not None

@@ -15,13 +15,12 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-import orjson
-
 from server.bundles.entries import ORDER, EntryRequest, create_condition, read_entry
 from server.bundles.execute import error_entry, response_entry, run_entry
 from server.bundles.references import has_conditional_reference, is_conditional, walk_references
 from server.errors import BadRequest, FhirError, PreconditionFailed
 from server.fhir.ids import new_id
+from server.fhir.json import dumps, load_stored
 from server.interactions.bundles import bundle
 from server.interactions.conditional import matches
 from server.interactions.result import Result
@@ -42,10 +41,10 @@ async def process(svc: Services, body: dict[str, Any], *, base: str, representat
     kind = body.get("type")
     if kind == "transaction":
         # processing rewrites the entries in place (ids, references): a re-run starts from this copy
-        pristine = orjson.dumps(body)
+        pristine = dumps(body)
 
         async def attempt(n: int) -> Result:
-            source = body if n == 1 else orjson.loads(pristine)
+            source = body if n == 1 else load_stored(pristine)
             return await _transaction(svc, _entries(source, base), base=base, representation=representation,
                                       rerun=n > 1)
 

@@ -14,9 +14,10 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
-from profiles.fhirxml import FhirXmlError, from_xml
+from profiles.fhirxml import FhirXmlError, XmlTooLarge, from_xml
+from profiles.numbers import json_decimal
 from server.errors import BadRequest, FhirError, NotFound, PayloadTooLarge
-from server.fhir.json import load_resource, loads
+from server.fhir.json import Limits, check_shape, load_resource, loads
 from server.hooks import Access
 from server.http.negotiation import Format, Negotiated, check_content_type, negotiate
 from server.http.observability import Metrics, log_request
@@ -71,30 +72,48 @@ class Call:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    @property
+    def limits(self) -> Limits:
+        return parse_limits(self.svc)
+
     async def resource(self) -> dict[str, Any]:
         fmt = check_content_type(self.request)
         body = await self.body()
-        return await off_loop(len(body), parse_resource, body, fmt)
+        return await off_loop(len(body), partial(parse_resource, limits=self.limits), body, fmt)
 
     async def json_patch(self) -> Any:
         check_content_type(self.request, patch=True)
         body = await self.body()
-        return await off_loop(len(body), partial(loads, what="JSON Patch document"), body)
+        return await off_loop(len(body), partial(loads, what="JSON Patch document", limits=self.limits), body)
 
 
 Handler = Callable[[Call], Awaitable[Result]]
 
 
-def parse_resource(body: bytes, fmt: Format, *, what: str = "request body") -> dict[str, Any]:
-    """The JSON form of a resource sent as FHIR JSON or FHIR XML (400 with the reason if it is neither)."""
+def parse_limits(svc: Services) -> Limits:
+    settings = svc.settings
+    return Limits(settings.max_depth, settings.max_elements, settings.max_array_length)
+
+
+def parse_resource(body: bytes, fmt: Format, *, what: str = "request body",
+                   limits: Limits | None = None) -> dict[str, Any]:
+    """The JSON form of a resource sent as FHIR JSON or FHIR XML (400 with the reason if it is neither),
+    within the same size limits either way (XML is held to them while it is read, and its JSON form
+    checked like parsed JSON), with decimals keeping their lexical form."""
+    limits = limits or Limits()
     if fmt == "json":
-        return load_resource(body, what=what)
+        return load_resource(body, what=what, limits=limits)
     if not body.strip():
         raise BadRequest(f"The {what} is empty; a FHIR XML resource was expected")
     try:
-        return from_xml(body)
+        resource = from_xml(body, decimal=json_decimal, max_depth=limits.max_depth,
+                            max_elements=limits.max_elements)
+    except XmlTooLarge as error:
+        raise BadRequest(f"The {what} {error}") from None
     except FhirXmlError as error:
         raise BadRequest(f"The {what} is not FHIR XML: {error}") from None
+    check_shape(resource, what=what, limits=limits)
+    return resource
 
 
 def base_url(request: Request, svc: Services) -> str:

@@ -26,7 +26,7 @@ async def invoke(call: Call, level: Level) -> Result:
     if method == "POST":
         body = await call.body()
         if not op.raw_body and body.strip():
-            data = parse_resource(body, body_format(content_type))
+            data = parse_resource(body, body_format(content_type), limits=call.limits)
             if data["resourceType"] == "Parameters":
                 params.extend(from_parameters(data))
             else:

@@ -7,12 +7,12 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
-import orjson
 from starlette.responses import Response
 
 from profiles.fhirxml import to_xml
 from server.errors import FhirError, Issue
 from server.fhir.instant import to_http_date
+from server.fhir.json import dumps, load_stored
 from server.http.negotiation import Negotiated
 from server.interactions.offload import is_large
 from server.interactions.result import Result
@@ -25,12 +25,13 @@ def outcome(issues: list[Issue]) -> dict[str, Any]:
 
 
 def _bytes(body: bytes | dict[str, Any], pretty: bool, xml: bool = False) -> bytes:
+    """Through :mod:`server.fhir.json` both ways, so decimals keep their lexical form."""
     if xml:  # through JSON bytes: Bundles embed stored resources as orjson.Fragment
-        data = orjson.loads(body if isinstance(body, bytes) else orjson.dumps(body))
+        data = load_stored(body if isinstance(body, bytes) else dumps(body))
         return to_xml(data, pretty=pretty).encode("utf-8")
     if isinstance(body, bytes):
-        return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2) if pretty else body
-    return orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
+        return dumps(load_stored(body), pretty=True) if pretty else body
+    return dumps(body, pretty=pretty)
 
 
 def fhir_response(status: int, body: bytes | dict[str, Any] | None, neg: Negotiated | None,

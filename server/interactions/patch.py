@@ -10,9 +10,9 @@ import copy
 from typing import Any
 
 import jsonpatch
-import orjson
 
 from server.errors import BadRequest, Gone, NotFound, TooManyMatches, Unprocessable
+from server.fhir.json import check_shape, load_stored
 from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.interactions.retry import in_session, resource_key
@@ -87,7 +87,8 @@ async def patch(
             raise NotFound(f"{type_}/{id_} is not known")
         if current.deleted or current.body is None:
             raise Gone(f"{type_}/{id_} was deleted")
-        patched = apply_patch(orjson.loads(current.body), operations)
+        patched = apply_patch(load_stored(current.body), operations)
+        check_shape(patched, what="patched resource")
         return await write_over(svc, s, patched, type_=type_, id_=id_, current=current, if_match=if_match,
                                 method="PATCH", warnings=None)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import orjson
-
 from profiles.model import core_model
 from server.errors import BadRequest, Gone, NotFound
 from server.fhir.ids import is_valid_id
+from server.fhir.json import load_stored
 from server.fhir.summary import SUMMARY_MODES, elements, summarize
 from server.interactions.result import Result
 from server.interactions.services import Services
@@ -69,7 +68,7 @@ def subset(result: Result, params: Mapping[str, str]) -> Result:
         return result
     if mode is not None and mode not in SUMMARY_MODES:
         raise BadRequest(f"_summary must be one of {', '.join(SUMMARY_MODES)}", expression=("_summary",))
-    resource = orjson.loads(result.version.body)
+    resource = load_stored(result.version.body)
     if names:
         resource = elements(resource, [n.strip() for n in names.split(",") if n.strip()], core_model())
     elif mode not in ("false", "count"):

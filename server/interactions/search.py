@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from profiles.model import core_model
 from server.errors import Issue
+from server.fhir.json import load_stored
 from server.fhir.summary import elements as subset_elements
 from server.fhir.summary import summarize
 from server.interactions.bundles import bundle, full_url, page_url, resource_value
@@ -35,7 +34,7 @@ MAX_INCLUDED = 1000
 def _entry(base: str, version: Version, mode: str, request: SearchRequest) -> dict[str, Any]:
     entry: dict[str, Any] = {"fullUrl": full_url(base, version)}
     if request.summary in ("true", "text", "data") or request.elements:
-        resource = orjson.loads(version.body or b"{}")
+        resource = load_stored(version.body or b"{}")
         if request.elements:
             resource = subset_elements(resource, request.elements, core_model())
         else:
@@ -52,7 +51,7 @@ async def _references(svc: Services, rows: list[Version], include: Include) -> s
     for row in rows:
         if row.body is None or (include.source_type not in ("*", row.type)):
             continue
-        for entry in svc.indexer.entries(orjson.loads(row.body)):
+        for entry in svc.indexer.entries(load_stored(row.body)):
             if entry.table != "reference" or (include.param != "*" and entry.param != include.param):
                 continue
             ref_type, ref_id = entry.values[0], entry.values[1]

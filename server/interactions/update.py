@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from server.errors import BadRequest, Issue, TooManyMatches
 from server.fhir.ids import new_id
+from server.fhir.json import load_stored
 from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.interactions.retry import in_session, resource_key
@@ -77,7 +76,7 @@ async def write_over(
         and not current.deleted
         and current.body is not None
         and (if_match is None or if_match == current.version)
-        and same_content(orjson.loads(current.body), resource)
+        and same_content(load_stored(current.body), resource)
     ):
         return Result(200, current, issues=warnings or [])  # nothing changed: no new version
     if warnings is None:

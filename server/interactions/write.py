@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from server.errors import BadRequest, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
 from server.fhir.ids import is_valid_id
 from server.fhir.instant import to_instant
+from server.fhir.json import canonical, dumps
 from server.interactions.offload import is_large, off_loop
 from server.interactions.services import Services
 from server.search.model import Entry
@@ -97,7 +96,7 @@ def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
             out["meta"] = meta
         return out
 
-    return strip(a) == strip(b)
+    return canonical(strip(a)) == canonical(strip(b))  # 1.5 → 1.50 is a change
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def _prepare_sized(svc: Services, resource: dict[str, Any], body: bytes) -> Prep
 async def prepare_large(svc: Services, resource: dict[str, Any]) -> Prepared | None:
     """:func:`prepare` in a worker thread for a large resource (see :mod:`.offload`); None for a small
     one, which the caller validates and indexes on the event loop as before."""
-    body = orjson.dumps(resource)
+    body = dumps(resource)
     if not is_large(len(body)):
         return None
     return await off_loop(len(body), _prepare_sized, svc, resource, body)
@@ -185,7 +184,7 @@ async def store_version(
         meta["versionId"] = str(number)
         meta["lastUpdated"] = to_instant(lu)
         resource["meta"] = meta
-        body = orjson.dumps(resource)
+        body = dumps(resource)
         if entries is None:
             entries = await off_loop(len(body), _index_sized, svc, type_, resource, body)
     version = Version(type_, id_, number, lu, resource is None, method, body)

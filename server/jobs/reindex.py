@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import orjson
-
+from server.fhir.json import load_stored
 from server.interactions.services import Services
 from server.jobs.runner import Job
 from server.search.model import Query
@@ -37,7 +36,7 @@ async def reindex_versions(svc: Services, versions: Sequence[Version]) -> int:
         for v in versions:
             if v.deleted or v.body is None:
                 continue
-            if await session.reindex(v.type, v.id, v.version, svc.indexer.entries(orjson.loads(v.body))):
+            if await session.reindex(v.type, v.id, v.version, svc.indexer.entries(load_stored(v.body))):
                 done += 1
     return done
 

@@ -22,6 +22,7 @@ from profiles.datasets.delivery import deliver
 from profiles.datasets.run import Run, add_store_issues, run
 from server.bundles.transaction import process
 from server.errors import BadRequest, FhirError
+from server.fhir.json import dumps, load_stored
 from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.operations.registry import Invocation, Operation
@@ -71,7 +72,7 @@ async def ingest_local(inv: Invocation) -> Result:
         async with svc.session() as session:
             ids = await matches(svc, session, type_, criteria, limit=limit)
         versions = [await svc.store.read(type_, id_) for id_ in ids]
-        return [orjson.loads(v.body) for v in versions if v is not None and v.body is not None]
+        return [load_stored(v.body) for v in versions if v is not None and v.body is not None]
 
     async def find(type_: str, criteria: list[str]) -> dict[str, dict[str, Any] | None]:
         found: dict[str, dict[str, Any] | None] = {}
@@ -82,7 +83,7 @@ async def ingest_local(inv: Invocation) -> Result:
 
     async def submit(bundle: dict[str, Any]) -> list[str] | str:
         try:  # the transaction rewrites references in place: give it a copy, the batch may be retried
-            response = await process(svc, orjson.loads(orjson.dumps(bundle)), base=inv.base)
+            response = await process(svc, load_stored(dumps(bundle)), base=inv.base)
         except FhirError as error:
             return str(error)
         return [e.get("response", {}).get("status", "") for e in (response.resource or {}).get("entry", [])]

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from server.errors import BadRequest, Issue, NotFound
+from server.fhir.json import load_stored
 from server.interactions.result import Result
 from server.operations.registry import Invocation, Operation
 
@@ -31,7 +30,7 @@ async def run(inv: Invocation) -> Result:
         current = await inv.svc.store.read(inv.type or "", inv.id or "")
         if current is None or current.body is None:
             raise NotFound(f"{inv.type}/{inv.id} is not known")
-        resource = orjson.loads(current.body)
+        resource = load_stored(current.body)
     if mode == "delete":
         return Result(200, resource=_outcome([]))
     if not isinstance(resource, dict):

@@ -48,7 +48,7 @@ BATCH = 500
 STATES = ("open", "committed", "aborting")
 ENTRY_FIELDS = frozenset({"_id", "txn", "key", "hist"})
 DUPLICATE_KEY = 11000
-HISTORY_FIELDS = ("type", "id", "version", "lu", "deleted", "method", "res")
+HISTORY_FIELDS = ("type", "id", "version", "lu", "deleted", "method", "res", "dec")
 
 Renew = Callable[[], Awaitable[None]]
 
@@ -124,7 +124,7 @@ def resource_of(entry: Mapping[str, Any]) -> dict[str, Any]:
 def history_of(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every version the entry's transaction wrote for its resource, oldest first."""
     last = {"_id": version_key(entry["type"], entry["id"], entry["version"]), "rid": entry["key"]}
-    last.update((f, entry[f]) for f in HISTORY_FIELDS)
+    last.update((f, entry[f]) for f in HISTORY_FIELDS if f in entry)  # "dec" only when there is one
     return [*entry.get("hist", ()), last]
 
 

@@ -15,7 +15,11 @@ Database: the path of the connection URI (``mongodb://host/yidang``), else ``yid
      sort: {birthdate: {min: <lo>, max: <hi>}, ...}}      # per parameter, for _sort
 
   ``res`` is ``Version.body`` decoded with orjson and re-encoded on read; BSON keeps key order, so
-  the JSON read back is byte-identical to ``orjson.dumps(orjson.loads(body))``. A deleted version
+  the JSON read back is byte-identical to ``orjson.dumps(orjson.loads(body))``. A decimal whose
+  text a double does not reproduce (``1.50``, ``12345678901234567890.12``, ``1e2``) is stored as
+  the double in ``res`` and its text in ``dec: [[<path…>, "1.50"], …]`` (keys and array
+  indexes), put back on read: BSON's Decimal128 would normalise ``1e2`` and the nx-27017 test
+  server cannot store it at all. ``dec`` is absent when there is none (nearly always). A deleted version
   has ``res: null`` and no entry arrays, ``refs`` or ``sort``. Empty arrays are omitted.
   ``sort[param]`` holds the smallest and largest value of the parameter's first sortable field
   (token → code, string/uri → value, date/number/quantity → lo for min and hi for max,
@@ -64,12 +68,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import bson
-import orjson
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from server.errors import PayloadTooLarge
+from server.fhir.json import dumps, load_with_decimals, restore_decimals
 from server.search.model import TABLES, Entry
 from server.search.order import SORT_FIELDS, sort_value
 from server.stores.base import Version
@@ -88,7 +92,7 @@ PENDING = "pending"
 DEFAULT_DATABASE = "yidang"
 NAMESPACE_EXISTS = 48
 
-ROW_FIELDS = ("type", "id", "version", "lu", "deleted", "method", "res")
+ROW_FIELDS = ("type", "id", "version", "lu", "deleted", "method", "res", "dec")
 INDEX_FIELDS = (*TABLES, "refs", "sort")
 """Fields of a current document derived from its entries (:func:`index_fields`)."""
 """What a read needs from a ``resources`` / ``history`` document (projections)."""
@@ -197,7 +201,7 @@ def current_document(version: Version, entries: Sequence[Entry]) -> dict[str, An
 
 
 def history_document(version: Version) -> dict[str, Any]:
-    body = None if version.deleted or version.body is None else orjson.loads(version.body)
+    body, decimals = (None, []) if version.deleted or version.body is None else load_with_decimals(version.body)
     return {
         "_id": version_key(version.type, version.id, version.version),
         "rid": resource_key(version.type, version.id),
@@ -208,6 +212,7 @@ def history_document(version: Version) -> dict[str, Any]:
         "deleted": version.deleted,
         "method": version.method,
         "res": body,
+        **({"dec": decimals} if decimals else {}),
     }
 
 
@@ -218,7 +223,8 @@ MAX_DOCUMENT_BYTES = 16 * 1024 * 1024 - 16 * 1024
 
 def check_document_size(type_: str, body: bytes, entries: Sequence[Entry]) -> None:
     """413 when the current document of ``body`` with ``entries`` would not fit in BSON."""
-    doc = {"res": orjson.loads(body), **index_fields(entries)}
+    res, decimals = load_with_decimals(body)
+    doc = {"res": res, "dec": decimals, **index_fields(entries)}
     size = len(bson.encode(doc))
     if size > MAX_DOCUMENT_BYTES:
         with_entries = " with its search index entries" if entries else ""
@@ -235,7 +241,7 @@ def to_version(doc: Mapping[str, Any]) -> Version:
         last_updated=int(doc["lu"]),
         deleted=bool(doc["deleted"]),
         method=doc["method"],
-        body=None if res is None else orjson.dumps(res),
+        body=None if res is None else dumps(restore_decimals(res, doc["dec"]) if doc.get("dec") else res),
     )
 
 
