@@ -39,7 +39,7 @@ def _problems(results: list[ScriptResult]) -> list[tuple[str, str, str]]:
             for a in r.setup + [x for t in r.tests for x in t.actions] + r.teardown if a.outcome != "pass"]
 
 
-@pytest.mark.parametrize("types", [TYPES, None], ids=["some-types", "all-types"])
+@pytest.mark.parametrize("types", [TYPES, pytest.param(None, marks=pytest.mark.slow)], ids=["some-types", "all-types"])
 async def test_yidang_passes_the_capability_suite(store: Store, types: list[str] | None) -> None:
     async with make_client(store) as client:
         started = time.perf_counter()

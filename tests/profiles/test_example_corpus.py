@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from profiles.validator import default_validator
-from tests.paths import SAMPLES
+from tests.paths import FULL_SAMPLES, NOT_FULL, SAMPLES
 
 EXAMPLES = sorted((SAMPLES / "r4-examples").glob("*.json"))
 SYNTHEA = sorted((SAMPLES / "synthea").glob("*.json.gz"))
@@ -46,7 +46,7 @@ def test_official_examples_are_structurally_valid() -> None:
         assert expressions <= set(failures.get(name, ())), name
 
 
-@pytest.mark.skipif(not SYNTHEA, reason="the shared Synthea sample is not available")
+@pytest.mark.skipif(not FULL_SAMPLES, reason=NOT_FULL)
 def test_synthea_bundles_and_their_resources_are_valid() -> None:
     validator = default_validator()
     checked: Counter[str] = Counter()

@@ -32,6 +32,7 @@ def lexical(value: Any) -> Any:
     return value
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="the shared R4 examples are not beside the repository")
 @pytest.mark.parametrize("pretty", [False, True])
 def test_every_r4_example_round_trips(pretty: bool) -> None:

@@ -139,6 +139,7 @@ def _table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (CASES / "cases.json").exists(), reason="the shared validator test cases are not available")
 def test_agreement_with_the_reference_validator() -> None:
     runs = _runs()

@@ -24,6 +24,7 @@ def _bundle(n: int) -> dict:
          "request": {"method": "POST", "url": "Observation"}} for i in range(25)]}
 
 
+@pytest.mark.slow
 async def test_the_wal_is_truncated_while_writes_keep_coming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 0.01)
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 64 * 1024)

@@ -8,6 +8,8 @@ that all but a handful of expansions (7 of 491 today) are identical.
 
 from __future__ import annotations
 
+import pytest
+
 from terminology.compose import TOOCOSTLY, UNCLOSED
 from terminology.package import Package
 from terminology.service import Terminology
@@ -22,6 +24,7 @@ def _codes(items: list[dict]) -> set[tuple[str, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_published_expansions_are_reproduced(term: Terminology, package: Package) -> None:
     compared = identical = 0
     for url in package.urls("ValueSet"):
