@@ -16,7 +16,10 @@ import binascii
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from profiles.invariants import date_less_or_equal
+from profiles.numbers import FhirDecimal
 
 IGNORED_IN_FIXED = frozenset({"id", "extension"})
 
@@ -111,11 +114,16 @@ def compare(limit: tuple[str, Any], value: Any) -> int | None:
     return None
 
 
+def _as_written(value: Any) -> Any:
+    """orjson's fallback: a FhirDecimal (a float subclass orjson will not take) as its own text."""
+    if isinstance(value, FhirDecimal):
+        return orjson.Fragment(value.text)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
 def describe(value: Any) -> str:
     """A short JSON-ish rendering of a fixed/pattern value for messages."""
-    import orjson
-
-    text = orjson.dumps(value).decode()
+    text = orjson.dumps(value, default=_as_written).decode()
     return text if len(text) <= 120 else text[:117] + "..."
 
 

@@ -39,6 +39,7 @@ _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"{}[],")
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"{}[]")
 _INNERMOST = re.compile(rb"\{,*\}|\[,*\]")
 _INNERMOST_ARRAY = re.compile(rb"\[,*\]")
+_INNERMOST_BRACKETS = re.compile(rb"\{\}|\[\]")
 _EMPTY_KEY = re.compile(rb'""[ \t\r\n]*:')
 
 
@@ -217,7 +218,7 @@ def _check_skeleton(skeleton: bytes, data: Any, limits: Limits, what: str) -> No
         depth += 1
         if depth > limits.max_depth:
             raise _too_deep(what, limits)
-        reduced = brackets.replace(b"{}", b"").replace(b"[]", b"")
+        reduced = _INNERMOST_BRACKETS.sub(b"", brackets)  # one pass: "[{}]" loses "{}" only
         if len(reduced) == len(brackets):  # not JSON (orjson has already refused it)
             break
         brackets = reduced
