@@ -100,6 +100,8 @@ CASES: list[tuple[str, str]] = [
     ("/Observation", "subject:Patient.name=common&_sort=-value-quantity"),
     ("/Patient", "_has:Observation:subject:code=http://ct|often,http://ct|rare&_sort=-_id"),
     ("/Patient", "_has:Observation:subject:code=http://ct|often,http://ct|rare&_sort=gender,family"),
+    # a broad chain nested in another chain, and conditional matching through a broad chain
+    ("/Observation", "subject:Patient._has:Observation:subject:code=http://ct|often,http://ct|rare&_sort=_id"),
     # the same 400 from the search core on both
     ("/Patient", "organization.partof.partof.partof.name=x"),
     ("/Patient", "_sort=family,given,birthdate,gender,address"),
@@ -193,3 +195,12 @@ async def test_a_cursor_that_does_not_fit_the_search_is_a_400(loaded: httpx.Asyn
     same = await loaded.get("/Patient", params={"family": "common", "_sort": "family", "_count": "1",
                                                 "_cursor": cursor})
     assert same.status_code == 200
+
+
+async def test_conditional_matching_through_a_broad_chain(loaded: httpx.AsyncClient) -> None:
+    """``find`` (conditional interactions) answers a broad chain too (MongoDB walks)."""
+    r = await loaded.put("/Observation?subject:Patient.name=rarefam&code=http://ct|rare",
+                         json=observation("ct-o4", "Patient/ct-p4", RARE, 3))
+    assert r.status_code == 200, r.text
+    r = await loaded.put("/Observation?subject:Patient.name=common", json=observation("x", None, RARE))
+    assert r.status_code == 412, r.text  # several matches (search.html, conditional update)

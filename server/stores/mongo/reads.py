@@ -5,7 +5,9 @@ reads its own uncommitted writes (compensating sessions need none: their writes 
 Forward and reverse chains run as sub-queries first; their id lists are bounded by
 :data:`MAX_SUBQUERY_IDS`: beyond it a chain AND-ed with narrower criteria is answered from the
 other side (the candidates the rest selects, then their references), and when both sides are
-broader the search is refused (400 ``too-costly``) instead of shipping a huge ``$in`` list.
+broader :func:`search` walks the rest in result order, answering the chain a batch at a time, as
+SQLite does; no huge ``$in`` list is shipped and both stores answer the same searches. (Refused,
+400 ``too-costly``: only a broad ``_has`` whose source criteria hold a chain as broad.)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pymongo.errors import PyMongoError
 from server.search.check import check_condition, check_query
 from server.search.explain import StorePlan
 from server.search.limits import too_costly
-from server.search.model import And, Chain, Condition, Has, Query
+from server.search.model import And, Chain, Condition, Has, Query, ResourceTest
 from server.stores.base import HistoryQuery, SearchResult, Version
 
 from . import compile as c
@@ -121,20 +123,20 @@ async def _resolve_one(db: Db, s: ClientSession, node: Chain | Has, types: Seque
 async def _resolve_from_rest(db: Db, s: ClientSession, where: Condition, node: Chain | Has,
                              types: Sequence[str]) -> c.Filter:
     """The filter of a too-broad ``node`` in a conjunct of ``where``, found from the other side:
-    the resources the rest of ``where`` selects (at most :data:`MAX_SUBQUERY_IDS`, else the search
-    is refused) and the chain targets / ``_has`` sources among their references, so
+    the resources the rest of ``where`` selects (at most :data:`MAX_SUBQUERY_IDS`, else the node
+    stays too broad: :func:`search` then walks) and the chain targets / ``_has`` sources among their references, so
     ``subject.name=common&code=rare`` costs what ``code=rare`` costs."""
     items = where.items if isinstance(where, And) else (where,)
     rest = And(tuple(i for i in items if node not in c.subqueries(i)))
     if len(rest.items) == len(items) or not rest.items:
-        raise c_too_costly(node)
+        raise _TooBroad(node, _name(node))
     # the filter found agrees with the full one on every candidate, and the rest excludes the others,
     # so it may stand for the node wherever it sits in its conjunct (under OR, NOT)
     candidates = _resources(db).find(await where_filter(db, s, types, rest), {"refs": 1},
                                      limit=MAX_SUBQUERY_IDS + 1, session=s)
     docs = [d async for d in candidates]
     if len(docs) > MAX_SUBQUERY_IDS:
-        raise c_too_costly(node)
+        raise _TooBroad(node, _name(node))
     return await _semi_join(db, s, node, docs)
 
 
@@ -144,9 +146,12 @@ async def _semi_join(db: Db, s: ClientSession, node: Chain | Has, docs: Sequence
     matching point at."""
     if isinstance(node, Chain):
         prefix = f"{node.param}|{node.target_type}/"
-        linked = sorted({r[len(prefix):] for d in docs for r in d.get("refs") or () if r.startswith(prefix)})
-        target = await where_filter(db, s, (node.target_type,), node.where)
-        found = _resources(db).find(c.conjoin(target, {"id": {"$in": linked}}), {"id": 1}, session=s)
+        linked = tuple(sorted({r[len(prefix):] for d in docs for r in d.get("refs") or () if r.startswith(prefix)}))
+        if not linked:
+            return c.NEVER
+        # the ids narrow the target query itself, so a broad chain nested in it is answered from them
+        target = await where_filter(db, s, (node.target_type,), And((ResourceTest("id", "in", linked), node.where)))
+        found = _resources(db).find(target, {"id": 1}, session=s)
         return c.chain_filter(node, [d["id"] async for d in found])
     wanted = [c.ref_key(node.param, *str(d["_id"]).split("/", 1)) for d in docs]
     source = await where_filter(db, s, (node.source_type,), node.where)
@@ -157,25 +162,23 @@ async def _semi_join(db: Db, s: ClientSession, node: Chain | Has, docs: Sequence
     return c.has_filter(sorted(hit & keys))
 
 
-def c_too_costly(node: Chain | Has) -> Exception:
-    name = _name(node)
-    return too_costly(name, f"the chain selects more than {MAX_SUBQUERY_IDS} resources and so does the rest "
-                            "of the search; narrow either")
+def _too_costly(node: Chain | Has) -> Exception:
+    return too_costly(_name(node), f"a reverse chain selecting more than {MAX_SUBQUERY_IDS} resources has a "
+                                   "chain as broad inside it; narrow either")
 
 
 async def resolve(db: Db, s: ClientSession, cond: Condition, types: Sequence[str]) -> dict[Chain | Has, c.Filter]:
     """Run the Chain/Has sub-queries of ``cond`` (resources of ``types``): their filters. A
     sub-query too broad to ship as an id list is answered from the rest of ``cond`` instead
-    (:func:`_resolve_from_rest`)."""
+    (:func:`_resolve_from_rest`); when that is as broad, :class:`_TooBroad` names the node (or the
+    enclosing one, for a sub-query nested in another) for :func:`search` to walk."""
     out: dict[Chain | Has, c.Filter] = {}
     for node in c.subqueries(cond):
         if node in out:
             continue
         try:
             out[node] = await _resolve_one(db, s, node, types)
-        except _TooBroad as e:
-            if e.node is not node:
-                raise c_too_costly(e.node) from None
+        except _TooBroad:  # this node's own sub-query, or one nested in it: this node is broad
             out[node] = await _resolve_from_rest(db, s, cond, node, types)
     return out
 
@@ -186,12 +189,12 @@ async def where_filter(db: Db, s: ClientSession, types: Sequence[str], where: Co
 
 
 async def find(db: Db, s: ClientSession, type_: str, where: Condition, limit: int) -> list[str]:
+    """Ids of the first ``limit`` matches in id order: a search of one type (which also walks
+    broad sub-queries) without sort keys."""
     check_condition(where)
     if limit <= 0:
         return []
-    f = await where_filter(db, s, (type_,), where)
-    cursor = _resources(db).find(f, {"id": 1}, sort=[("id", 1)], limit=limit, session=s)
-    return [d["id"] async for d in cursor]
+    return [v.id for v in (await search(db, s, Query((type_,), where, count=limit))).rows]
 
 
 async def count(db: Db, s: ClientSession, f: c.Filter) -> int:
@@ -271,7 +274,10 @@ async def _walk(db: Db, s: ClientSession, query: Query, fields: Sequence[order.S
             break
         per_batch = dict(resolved)
         for node in broad:
-            per_batch[node] = await _semi_join(db, s, node, batch)
+            try:
+                per_batch[node] = await _semi_join(db, s, node, batch)
+            except _TooBroad:  # only a _has whose sources' own criteria hold a broad chain
+                raise _too_costly(node) from None
         full = c.base_filter(query.types, c.compile_where(query.where, per_batch))
         ids = [d["_id"] for d in batch]
         hits = {d["_id"] async for d in _resources(db).find(c.conjoin(full, {"_id": {"$in": ids}}), {"_id": 1},
