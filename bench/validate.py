@@ -6,7 +6,9 @@ warms every validator's compiled tables, then times
 :meth:`profiles.validator.Validator.validate` over the entry resources of a few types and over all
 of them, printing resources per second for:
 
-- ``structure``: the structural stage alone (:func:`profiles.validator.default_validator`);
+- ``structure``: the structural stage alone (:func:`profiles.validator.default_validator`), which
+  checks required bindings to enumerable value sets (:mod:`profiles.required`);
+- ``structure-nobind``: the structural stage without those binding checks, to show what they cost;
 - ``core``: structure + the profile engine against the core definitions, with core invariants;
 - ``core-noinv``: the same with core invariants switched off (``core_invariants=False``);
 - ``profile``: structure + engine + an explicit profile: Observations against the core vital-signs
@@ -98,8 +100,8 @@ def validators() -> dict[str, Validate]:
     def profiled(resource: dict[str, Any], validator: Validator = core) -> list[Any]:
         return validator.validate(resource, profiles=explicit.get(resource["resourceType"], ()))
 
-    return {"structure": structure.validate, "core": core.validate, "core-noinv": no_invariants.validate,
-            "profile": profiled}
+    return {"structure": structure.validate, "structure-nobind": structure.with_bindings(None).validate,
+            "core": core.validate, "core-noinv": no_invariants.validate, "profile": profiled}
 
 
 def main() -> None:
@@ -107,13 +109,13 @@ def main() -> None:
     parser.add_argument("--synthea", type=Path, default=DEFAULT_SYNTHEA)
     parser.add_argument("--bundles", type=int, default=None, help="only the first N bundles")
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per row")
-    parser.add_argument("--modes", default="structure,core,core-noinv,profile")
+    parser.add_argument("--modes", default="structure-nobind,structure,core,core-noinv,profile")
     args = parser.parse_args()
     by_type = load(args.synthea, args.bundles)
     everything = [r for resources in by_type.values() for r in resources]
     rows = [(name, by_type[name]) for name in TYPES] + [("all", everything)]
     all_validators = validators()
-    print(f"{'mode':<11} {'resources':<12} {'count':>7} {'bytes/res':>9} {'errors':>6} {'resources/s':>12}")
+    print(f"{'mode':<16} {'resources':<12} {'count':>7} {'bytes/res':>9} {'errors':>6} {'resources/s':>12}")
     for mode in args.modes.split(","):
         validate = all_validators[mode]
         for resource in everything:  # compile every table and warm the caches before timing
@@ -121,7 +123,7 @@ def main() -> None:
         for name, resources in rows:
             size = sum(len(orjson.dumps(r)) for r in resources) // max(len(resources), 1)
             per_second, errors = rate(validate, resources, args.seconds)
-            print(f"{mode:<11} {name:<12} {len(resources):>7} {size:>9} {errors:>6} {per_second:>12,.0f}")
+            print(f"{mode:<16} {name:<12} {len(resources):>7} {size:>9} {errors:>6} {per_second:>12,.0f}")
 
 
 if __name__ == "__main__":

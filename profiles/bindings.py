@@ -207,17 +207,26 @@ STRING_TYPES = frozenset({"string", "code", "id", "markdown", "uri", "url", "can
 
 def codings(type_name: str | None, value: Any) -> Iterator[tuple[str | None, str, str | None]]:
     """The (system, code, display) triples a coded value offers to a binding: a CodeableConcept's
-    codings, a Coding's (or Quantity's) code, or a bare ``code`` primitive (no system)."""
+    codings, a Coding's (or Quantity's) code, or a bare ``code`` primitive (no system). Codings whose
+    parts are not strings are left to the structural stage (they are not even hashable)."""
     if type_name == "CodeableConcept" and isinstance(value, dict):
         found = value.get("coding")
         for coding in found if isinstance(found, list) else ():
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                yield coding.get("system"), coding["code"], coding.get("display")
-    elif type_name in ("Coding", "Quantity") and isinstance(value, dict):
-        if isinstance(value.get("code"), str):
-            yield value.get("system"), value["code"], value.get("display") if type_name == "Coding" else None
+            if _coded(coding):
+                yield coding.get("system"), coding["code"], _text(coding.get("display"))
+    elif type_name in ("Coding", "Quantity") and _coded(value):
+        yield value.get("system"), value["code"], _text(value.get("display")) if type_name == "Coding" else None
     elif isinstance(value, str) and (type_name in STRING_TYPES or type_name is None):
         yield None, value, None
+
+
+def _coded(coding: Any) -> bool:
+    return (isinstance(coding, dict) and isinstance(coding.get("code"), str)
+            and isinstance(coding.get("system"), str | None))
+
+
+def _text(display: Any) -> str | None:
+    return display if isinstance(display, str) else None
 
 
 def binding_verdict(path: str, value_set: str, strength: str, type_name: str | None, value: Any,

@@ -9,11 +9,11 @@ structural stage that runs on every write rather than only in the profile engine
 :class:`RequiredBindings` is compiled lazily per :class:`~profiles.model.Node` (a type root such as
 ``HumanName`` or a backbone element such as ``Patient.contact``): the JSON keys of that node bound
 with strength ``required`` to a value set the terminology can list completely, on a ``code``,
-``Coding`` or ``CodeableConcept`` element. Recursive types (``Identifier.assigner`` is a Reference
-holding an Identifier) rule out one flat list of paths per resource type; the structural walk
-already visits every node of the instance, so it asks the table of the node it is in.
-Open-ended value sets (mimetypes, UCUM, currencies) and those the terminology does not carry are
-left out: not errors here, the profile engine notes them.
+``Coding`` or ``CodeableConcept`` element, each with its allowed codes. Recursive types
+(``Identifier.assigner`` is a Reference holding an Identifier) rule out one flat list of paths per
+resource type; the structural walk already visits every node of the instance, so it asks the
+table of the node it is in. Open-ended value sets (mimetypes, UCUM, currencies) and those the
+terminology does not carry are left out: not errors here, the profile engine notes them.
 
 The verdict and its message are :func:`profiles.bindings.binding_verdict`, the profile engine's,
 so ``$validate``, ``yidang validate`` and a write report the same issue for the same element.
@@ -36,42 +36,96 @@ Usable = tuple[frozenset[tuple[str, str]], frozenset[str]]
 Enumerator = Callable[[str], Usable | None]
 """Value set url (``|version`` allowed) -> its codes, or None when they cannot be listed completely
 (``terminology.Terminology.enumerate``)."""
+Generation = Callable[[], object]
+"""What changes whenever the enumerator's answers may have (``lambda: terminology.generation``)."""
 CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept"})
 """Types whose value a required binding constrains here (Quantity.code is bound by pattern, not here)."""
 _YES = CodeCheck(True, "")
 _NO = CodeCheck(False, "")
+_UNSET: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Bound:
-    """One element of a node with a required binding to a value set that can be listed."""
+    """One element with a required binding to a value set that can be listed, and that list."""
 
     path: str
     """The element definition path (``Patient.gender``, ``Observation.value[x]``), as messages name it."""
     value_set: str
     type: str
     """``code``, ``Coding`` or ``CodeableConcept``: how the JSON value offers its codes."""
+    pairs: frozenset[tuple[str, str]]
+    """Accepted ``(system, code)``."""
+    bare: frozenset[str]
+    """Codes accepted without a system (a ``code`` element, a Coding without ``system``)."""
+
+    def answer(self, system: str | None, code: str, display: str | None = None) -> CodeResult:
+        """Membership, in the form :func:`~profiles.bindings.binding_verdict` asks for it."""
+        return _YES if (code in self.bare if system is None else (system, code) in self.pairs) else _NO
+
+    def check(self, value: Any, expression: str) -> ValidationIssue | None:
+        """The issue for one occurrence (``value`` its JSON), or None when it conforms.
+
+        The usual case — a string code, or a coding, in the list — is answered with one set
+        lookup; anything else goes to the engine's verdict for the answer and the message."""
+        cls = value.__class__
+        if cls is str:
+            if self.type == "code" and value in self.bare:
+                return None
+        elif cls is dict:
+            if self.type == "Coding":
+                if _accepted(value, self):
+                    return None
+            elif self.type == "CodeableConcept":
+                codings = value.get("coding")
+                if codings.__class__ is list and any(_accepted(c, self) for c in codings):
+                    return None
+        verdict = binding_verdict(self.path, self.value_set, "required", self.type, value, self.answer)
+        return ValidationIssue(*verdict, expression) if verdict is not None else None
+
+
+def _accepted(coding: Any, bound: Bound) -> bool:
+    """Whether one Coding's (system, code) is in the list (anything malformed: no)."""
+    if coding.__class__ is not dict:
+        return False
+    system, code = coding.get("system"), coding.get("code")
+    if code.__class__ is not str:
+        return False
+    return code in bound.bare if system is None else system.__class__ is str and (system, code) in bound.pairs
 
 
 class RequiredBindings:
-    """Per node, the JSON keys whose codes must come from an enumerable value set (built lazily, cached)."""
+    """Per node, the JSON keys whose codes must come from an enumerable value set (built lazily, cached).
 
-    def __init__(self, model: TypeModel, enumerate_codes: Enumerator) -> None:
+    Built for one terminology: when its ``generation`` moves (a ValueSet or CodeSystem changed
+    through the API), :meth:`refresh` forgets the tables, so the next resource is checked against
+    the new lists.
+    """
+
+    def __init__(self, model: TypeModel, enumerate_codes: Enumerator, generation: Generation = lambda: None) -> None:
         self.model = model
         self.enumerate = enumerate_codes
-        self._nodes: dict[Node, dict[str, Bound] | None] = {}
+        self.generation = generation
+        self._seen = generation()
+        self._nodes: dict[str, dict[str, Bound] | None] = {}
         self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        """Forget the tables if the terminology changed since they were built (once per resource)."""
+        now = self.generation()
+        if now != self._seen:
+            with self._lock:
+                self._nodes = {}
+                self._seen = now
 
     def of(self, node: Node) -> dict[str, Bound] | None:
         """JSON key -> :class:`Bound` for the elements of ``node`` checked here; None when there are none."""
-        try:
-            return self._nodes[node]
-        except KeyError:
-            pass
-        with self._lock:
-            found = self._compile(node)
-            self._nodes[node] = found
-            return found
+        found = self._nodes.get(node.path, _UNSET)
+        if found is _UNSET:
+            with self._lock:
+                found = self._compile(node)
+                self._nodes[node.path] = found  # a node's path names it: backbone paths start with their type
+        return found  # type: ignore[no-any-return]
 
     def _compile(self, node: Node) -> dict[str, Bound] | None:
         out: dict[str, Bound] = {}
@@ -82,23 +136,10 @@ class RequiredBindings:
             value_set = binding.get("valueSet")
             if binding.get("strength") != "required" or not isinstance(value_set, str):
                 continue
-            if self.enumerate(value_set) is not None:
-                out[name] = Bound(element.path, value_set, element.type)
+            usable = self.enumerate(value_set)
+            if usable is not None:
+                out[name] = Bound(element.path, value_set, element.type, *usable)
         return out or None
-
-    def check(self, bound: Bound, value: Any, expression: str) -> ValidationIssue | None:
-        """The issue for one occurrence of a bound element (``value`` its JSON), or None when it conforms."""
-        usable = self.enumerate(bound.value_set)
-        if usable is None:  # the value set changed into one that cannot be listed: the engine decides
-            return None
-        pairs, bare = usable
-
-        def answer(system: str | None, code: str, display: str | None) -> CodeResult:
-            found = code in bare if system is None else (system, code) in pairs
-            return _YES if found else _NO
-
-        verdict = binding_verdict(bound.path, bound.value_set, "required", bound.type, value, answer)
-        return ValidationIssue(*verdict, expression) if verdict is not None else None
 
     def sites(self, type_name: str, *, depth: int = 3) -> Iterator[tuple[str, Bound]]:
         """(JSON path, binding) reachable from a type within ``depth`` complex steps, for reports and tests.
@@ -117,9 +158,15 @@ class RequiredBindings:
                 yield from self._sites(element.child_node, f"{prefix}.{name}", depth - 1)
 
 
+def for_terminology(terminology: Any, model: TypeModel | None = None) -> RequiredBindings:
+    """The table over a ``terminology.Terminology`` (its ``enumerate`` and ``generation``)."""
+    return RequiredBindings(model if model is not None else core_model(), terminology.enumerate,
+                            lambda: terminology.generation)
+
+
 @cache
 def default_required_bindings() -> RequiredBindings:
     """The table for the core definitions over the shipped terminology (opened on first use)."""
     from terminology import default_terminology
 
-    return RequiredBindings(core_model(), lambda url: default_terminology().enumerate(url))
+    return for_terminology(default_terminology())

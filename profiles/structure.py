@@ -217,8 +217,8 @@ class Structure:
                 continue
             if marks is not None:
                 bound = marks.get(key)
-                if bound is not None and bindings is not None:
-                    _check_bound(bindings, bound, slot, value, f"{path}.{key}", issues)
+                if bound is not None:
+                    _check_bound(bound, slot, value, f"{path}.{key}", issues)
             if slot.group is not None:
                 if groups is None:
                     groups = {slot.group: key}
@@ -338,17 +338,16 @@ class Structure:
                              f"array, not {json_kind(value)}", path))
 
 
-def _check_bound(bindings: RequiredBindings, bound: Bound, slot: Slot, value: Any, path: str,
-                 issues: list[ValidationIssue]) -> None:
+def _check_bound(bound: Bound, slot: Slot, value: Any, path: str, issues: list[ValidationIssue]) -> None:
     """A required binding on each occurrence (values of the wrong JSON kind are the walk's to report)."""
     if slot.array:
         if value.__class__ is list:
             for i, item in enumerate(value):
-                found = bindings.check(bound, item, f"{path}[{i}]")
+                found = bound.check(item, f"{path}[{i}]")
                 if found is not None:
                     issues.append(found)
         return
-    found = bindings.check(bound, value, path)
+    found = bound.check(value, path)
     if found is not None:
         issues.append(found)
 

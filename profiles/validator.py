@@ -112,6 +112,8 @@ class Validator:
             raise ValueError("validating against profiles needs a Validator with a ProfileEngine")
         issues: list[ValidationIssue] = []
         sites: list[ResourceSite] | None = [] if self._stages else None
+        if self._bindings is not None:
+            self._bindings.refresh()
         try:
             self._structure.walk(resource, issues, sites, self._bindings)
             if self._engine is not None and not any(i.severity == FATAL for i in issues):

@@ -21,10 +21,9 @@ from starlette.routing import Route
 from profiles.bindings import LayeredChecker
 from profiles.definitions import core
 from profiles.engine import ProfileEngine
-from profiles.model import core_model
 from profiles.regional import definitions as regional_definitions
 from profiles.registry import ProfileRegistry
-from profiles.required import RequiredBindings
+from profiles.required import for_terminology
 from profiles.validator import default_validator
 from server import __version__
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
@@ -63,7 +62,7 @@ def make_validator(settings: Settings, registry: ProfileRegistry, terminology: T
     engine = ProfileEngine(registry, terminology=LayeredChecker(registry, terminology))
     # every write checks required bindings to enumerable value sets against the same terminology
     # the engine asks, so a write refuses the binding errors $validate and `yidang validate` report
-    structural = default_validator().with_bindings(RequiredBindings(core_model(), terminology.enumerate))
+    structural = default_validator().with_bindings(for_terminology(terminology))
     full = structural.with_engine(engine)
     required = settings.required_profiles
     core = settings.validation == "core"

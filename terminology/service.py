@@ -48,6 +48,8 @@ class Terminology:
         self._memberships: dict[str, Membership] = {}
         self._dependents: defaultdict[str, set[str]] = defaultdict(set)
         self._lock = threading.RLock()
+        self.generation = 0
+        """Bumped by every :meth:`add` and :meth:`remove`, for callers that keep what they derived."""
 
     # ---- resources -------------------------------------------------------------------------
 
@@ -64,6 +66,7 @@ class Terminology:
         with self._lock:
             self._added[kind][resource["url"]] = resource
             self._invalidate(resource["url"])
+            self.generation += 1
 
     def remove(self, url: str) -> None:
         """Forget an API-created resource (the packaged one with the same url, if any, shows again)."""
@@ -71,6 +74,7 @@ class Terminology:
             for kind in KINDS:
                 self._added[kind].pop(url, None)
             self._invalidate(url)
+            self.generation += 1
 
     def _invalidate(self, url: str) -> None:
         self._views.pop(url, None)
