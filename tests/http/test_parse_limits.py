@@ -247,3 +247,15 @@ async def test_a_key_ending_in_an_escaped_quote_is_not_an_empty_name(client: htt
     r = await client.post("/Patient", content=b'{"resourceType":"Patient","name":[{"text":"x\\"\\""}]}',
                           headers=JSON)
     assert r.status_code == 201, r.text
+
+
+async def test_a_decimal_finer_than_a_double_is_found_by_eq(client: httpx.AsyncClient) -> None:
+    """Indexed as the nearest double, 12345678901234567890.12 ± 0.005 is a single double wide: eq
+    must still find it (it used to exclude the range's own upper end, which was the value). Values
+    closer than a double apart (…890.12 and …890.13) remain indistinguishable to search."""
+    tag = unique("dec")
+    big = "12345678901234567890.12"
+    await client.post("/Observation", content=observation_text(tag, [big]), headers=JSON)
+    for query, total in ((big, 1), (f"eq{big}", 1), (f"ne{big}", 0), ("1.5", 0)):
+        r = await client.get(f"/Observation?_tag={tag}&value-quantity={query}")
+        assert r.json()["total"] == total, (query, r.text)

@@ -37,8 +37,10 @@ def numeric_tests(prefix: str, value: Decimal, scale: Decimal = Decimal(1), *, l
     half = Decimal(5).scaleb(value.as_tuple().exponent - 1)  # half a unit of the last digit
     exact = float(value * scale)
     if prefix in ("eq", "ne"):
-        return range_tests(prefix, float((value - half) * scale), float((value + half) * scale),
-                           upper_open=True, lo=lo, hi=hi)
+        low, high = float((value - half) * scale), float((value + half) * scale)
+        # a range narrower than a double's resolution (12345678901234567890.12 ± 0.005) collapses
+        # onto the double the value is indexed as: it must contain it, not exclude its own upper end
+        return range_tests(prefix, low, high, upper_open=low != high, lo=lo, hi=hi)
     if prefix == "ap":
         spread = max(abs(value) / 10, half)
         return range_tests("ap", exact, exact, approx=(float((value - spread) * scale),
