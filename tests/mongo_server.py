@@ -4,10 +4,10 @@ Resolution order (the first that starts wins):
 
 1. ``YIDANG_TEST_MONGODB_URI`` — an already running deployment (CI with a real replica set);
 2. ``mongod`` on PATH — a standalone server on a free port in a temporary directory (standalone
-   mongod has no multi-document transactions, so the store's compensation path is exercised);
+   mongod has no multi-document transactions, so the store's journal path is exercised);
 3. ``nx-27017`` (a MongoDB wire-protocol server on SQLite, a test dependency) on a free port with a
    temporary data directory (one SQLite file per database, so databases are isolated). It has
-   sessions, but its transactions are not isolated, so the store uses compensation there too; see
+   sessions, but its transactions are not isolated, so the store uses its journal there too; see
    /work/shared/MONGO.md for the query shapes it gets wrong, which the store never emits.
 
 If none can be started this raises :class:`MongoServerUnavailable`: CI must fail, not skip.
