@@ -1,7 +1,7 @@
 """Reads shared by the store and its sessions: read, vread, history, search, find.
 
 Each function takes the database and an optional client session, so a transactional session
-reads its own uncommitted writes (compensating sessions need none: their writes are visible).
+reads its own uncommitted writes (journalled sessions merge their buffered writes themselves).
 Forward and reverse chains run as sub-queries first; their id lists are bounded by
 :data:`MAX_SUBQUERY_IDS`: beyond it a chain AND-ed with narrower criteria is answered from the
 other side (the candidates the rest selects, then their references), and when both sides are

@@ -42,7 +42,7 @@ class MongoStore:
 
     ``uri`` is a MongoDB connection string; the database is ``database``, else the URI's path,
     else ``yidang``. ``use_transactions``: None detects isolated multi-document transactions at
-    :meth:`open`; True/False forces transactional / compensating sessions.
+    :meth:`open`; True/False forces transactional / journalled sessions.
     """
 
     kind = "mongo"
