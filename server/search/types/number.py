@@ -34,7 +34,9 @@ def parse_decimal(name: ParamDef | str, text: str) -> Decimal:
 def numeric_tests(prefix: str, value: Decimal, scale: Decimal = Decimal(1), *, lo: str = "lo",
                   hi: str = "hi") -> Alternatives:
     """Alternatives for ``prefix value`` after multiplying by ``scale`` (unit conversion)."""
-    half = Decimal(5).scaleb(value.as_tuple().exponent - 1)  # half a unit of the last digit
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int), "parse_decimal admits only finite numbers"
+    half = Decimal(5).scaleb(exponent - 1)  # half a unit of the last digit
     exact = float(value * scale)
     if prefix in ("eq", "ne"):
         low, high = float((value - half) * scale), float((value + half) * scale)
