@@ -15,6 +15,7 @@ set uploaded through the API is used by the next validation.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -98,12 +99,24 @@ class ProfileEngine:
         walk.resource(resource, type_name, None, None, profiles)
         return walk.result()
 
+    def with_unknown_extensions(self, severity: Severity) -> ProfileEngine:
+        """This engine with another severity for extensions whose definition cannot be found.
+
+        The two share the registry, the terminology and every compiled definition and cached
+        answer (cleared in place by :meth:`refresh`), so a server can answer ``$validate`` as the
+        reference validator does (an unresolvable extension is an error) while its writes stay
+        lenient, without compiling each definition twice.
+        """
+        sibling = copy.copy(self)
+        sibling.unknown_extensions = severity
+        return sibling
+
     def refresh(self) -> None:
         """Forget compiled definitions and cached answers if the registry changed since they were made."""
         if self._generation != self.registry.generation:
             with self._lock:
-                self._compiled = {}
-                self._core = {}
+                self._compiled.clear()  # in place: engines made by with_unknown_extensions share them
+                self._core.clear()
                 self.terminology.clear()
                 self._generation = self.registry.generation
 

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from profiles.bindings import LayeredChecker
 from profiles.definitions import core
 from profiles.engine import ProfileEngine
+from profiles.issues import ERROR
 from profiles.regional import definitions as regional_definitions
 from profiles.registry import ProfileRegistry
 from profiles.required import for_terminology
@@ -50,7 +51,8 @@ def make_store(settings: Settings) -> Store:
 
         if not settings.mongodb_uri:
             raise ValueError("YIDANG_MONGODB_URI (or --mongodb-uri) is required for the mongo store")
-        return MongoStore(settings.mongodb_uri, database=settings.mongodb_database)
+        return MongoStore(settings.mongodb_uri, database=settings.mongodb_database,
+                          capabilities=settings.mongodb_query_forms)
     from server.stores.sqlite import SqliteStore
 
     return SqliteStore(settings.data_dir)
@@ -64,6 +66,12 @@ def make_validator(settings: Settings, registry: ProfileRegistry, terminology: T
     # the engine asks, so a write refuses the binding errors $validate and `yidang validate` report
     structural = default_validator().with_bindings(for_terminology(terminology))
     full = structural.with_engine(engine)
+    # $validate (complete=True) answers as the HL7 reference validator: an extension outside the HL7 and
+    # example domains whose definition cannot be found is an error. A write stays lenient (a warning):
+    # FHIR lets an application ignore (non-modifier) extensions it does not understand
+    # (http://hl7.org/fhir/R4/extensibility.html), so refusing the resource would break exchange.
+    # tests/profiles/test_validator_cases.py builds its validator here too, so the two cannot drift.
+    conformance = structural.with_engine(engine.with_unknown_extensions(ERROR))
     required = settings.required_profiles
     core = settings.validation == "core"
 
@@ -71,7 +79,7 @@ def make_validator(settings: Settings, registry: ProfileRegistry, terminology: T
         wanted = [*profiles, *required.get(str(resource.get("resourceType")), ())]
         meta = resource.get("meta")
         claims = isinstance(meta, dict) and bool(meta.get("profile"))
-        validator = full if (complete or core or wanted or claims) else structural
+        validator = conformance if complete else full if (core or wanted or claims) else structural
         return [Issue(i.severity, i.code, i.message, (i.expression,) if i.expression else ())
                 for i in validator.validate(resource, profiles=wanted)]
 

@@ -8,7 +8,7 @@ from server.http.endpoint import Call, parse_resource
 from server.http.negotiation import body_format
 from server.interactions.result import Result
 from server.interactions.write import check_type
-from server.operations.parameters import from_parameters
+from server.operations.parameters import from_parameters, is_input
 from server.operations.registry import Invocation, Level
 
 
@@ -27,7 +27,7 @@ async def invoke(call: Call, level: Level) -> Result:
         body = await call.body()
         if not op.raw_body and body.strip():
             data = parse_resource(body, body_format(content_type), limits=call.limits)
-            if data["resourceType"] == "Parameters":
+            if data["resourceType"] == "Parameters" and is_input(data, op.inputs):
                 params.extend(from_parameters(data))
             else:
                 resource = data

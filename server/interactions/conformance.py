@@ -10,9 +10,11 @@ from typing import Any
 
 import orjson
 
+from profiles.registry import ProfileRegistry
 from server.interactions.services import CommitListener, Services
 from server.search.model import Always, Query
 from server.stores.base import Version
+from terminology import Terminology
 
 TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
 PROFILE_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "Questionnaire")
@@ -32,14 +34,20 @@ async def _previous_url(svc: Services, version: Version) -> str | None:
     return url if isinstance(url, str) else None
 
 
-def _apply(svc: Services, resource: dict[str, Any]) -> None:
+def register(profiles: ProfileRegistry | None, terminology: Terminology, resource: dict[str, Any]) -> None:
+    """Make one stored conformance resource take effect (also how tests/profiles/test_validator_cases.py
+    loads a case's supporting resources, so the in-process harness sees what the server sees)."""
     kind = resource.get("resourceType")
     if not isinstance(resource.get("url"), str):
         return
     if kind in TERMINOLOGY_TYPES:
-        svc.terminology.add(resource)
-    if kind in PROFILE_TYPES and svc.profiles is not None:
-        svc.profiles.add(resource)
+        terminology.add(resource)
+    if kind in PROFILE_TYPES and profiles is not None:
+        profiles.add(resource)
+
+
+def _apply(svc: Services, resource: dict[str, Any]) -> None:
+    register(svc.profiles, svc.terminology, resource)
 
 
 def _withdraw(svc: Services, kind: str, url: str) -> None:

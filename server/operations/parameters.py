@@ -30,6 +30,22 @@ def from_parameters(resource: dict[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
+def is_input(resource: dict[str, Any], inputs: frozenset[str] | None) -> bool:
+    """Whether a Parameters body is the operation's input rather than the resource it acts on.
+
+    ``POST Parameters/$validate`` may carry the Parameters resource to validate or the operation's
+    own input wrapping it (http://hl7.org/fhir/R4/operations.html#executing): it is the input when it
+    names at least one parameter and only parameters of the operation (``inputs``). An empty
+    Parameters, or one with other (or nameless) parameters, is the resource itself.
+    """
+    if inputs is None:
+        return True
+    params = resource.get("parameter")
+    if not isinstance(params, list) or not params:
+        return False
+    return all(isinstance(p, dict) and p.get("name") in inputs for p in params)
+
+
 def to_parameters(values: list[tuple[str, str, Any]]) -> dict[str, Any]:
     """[(name, value[x] key, value)] -> a Parameters resource (``resource`` for resources)."""
     return {

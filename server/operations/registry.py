@@ -64,6 +64,11 @@ class Operation:
     """Canonical url of the OperationDefinition."""
     raw_body: bool = False
     """Pass a non-FHIR body through untouched (e.g. CSV for data-set ingest)."""
+    inputs: frozenset[str] | None = None
+    """Names of the input parameters, for an operation that also takes a resource of any type in the body
+    (``$validate``): a Parameters body is its input only when every parameter it carries is one of these
+    (:func:`server.operations.parameters.is_input`); any other body, a Parameters resource included, is the
+    resource itself. None: a Parameters body is always the input."""
     documentation: str = field(default="")
 
     def applies(self, level: Level, type_: str | None) -> bool:

@@ -51,4 +51,5 @@ OPERATION = Operation(
     levels=frozenset({"type", "instance"}),
     handler=run,
     definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
+    inputs=frozenset({"resource", "mode", "profile"}),
 )

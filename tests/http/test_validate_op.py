@@ -56,3 +56,77 @@ async def test_capability_statement_lists_validate(client: httpx.AsyncClient) ->
     patient = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Patient")
     assert {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"} in \
         patient["operation"]
+
+
+def _errors(r: httpx.Response) -> list[dict]:
+    assert r.status_code == 200, r.text
+    outcome = r.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    return [i for i in outcome["issue"] if i["severity"] in ("error", "fatal")]
+
+
+MEMBER_MATCH = {"resourceType": "Parameters", "parameter": [
+    {"name": "MemberPatient", "resource": {"resourceType": "Patient", "gender": "female"}},
+    {"name": "Note", "valueString": "a Parameters resource of another operation"},
+]}
+
+
+@pytest.mark.parametrize("body", [
+    {"resourceType": "Parameters"},
+    MEMBER_MATCH,
+    {"resourceType": "Parameters", "parameter": [{"name": "resource", "valueString": "x"},
+                                                 {"name": "other", "valueInteger": 1}]},
+])
+async def test_a_parameters_resource_is_validated_as_itself(client: httpx.AsyncClient, body: dict) -> None:
+    """A Parameters body is $validate's input only when every parameter is one of resource/mode/profile."""
+    assert _errors(await client.post("/Parameters/$validate", json=body)) == []
+
+
+async def test_a_parameters_resource_is_checked_when_validated_as_itself(client: httpx.AsyncClient) -> None:
+    nameless = {"resourceType": "Parameters", "parameter": [{"valueString": "no name"}]}
+    errors = _errors(await client.post("/Parameters/$validate", json=nameless))
+    assert any("Parameters.parameter[0]" in (i.get("expression") or [""])[0] for i in errors), errors
+    bad = {"resourceType": "Parameters", "parameter": [{"name": "MemberPatient",
+                                                        "resource": {"resourceType": "Patient", "gender": "x"}}]}
+    assert _errors(await client.post("/Parameters/$validate", json=bad))
+    empty = _errors(await client.post("/Parameters/$validate", json={"resourceType": "Parameters", "parameter": []}))
+    assert [i["expression"] for i in empty] == [["Parameters.parameter"]]  # JSON FHIR has no empty arrays
+
+
+async def test_the_wrapped_form_still_carries_a_parameters_resource(client: httpx.AsyncClient) -> None:
+    wrapped = {"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": MEMBER_MATCH}, {"name": "mode", "valueCode": "create"}]}
+    assert _errors(await client.post("/Parameters/$validate", json=wrapped)) == []
+    invalid = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": {
+        "resourceType": "Parameters", "parameter": [{"valueString": "no name"}]}}]}
+    assert _errors(await client.post("/Parameters/$validate", json=invalid))
+    sideways = {"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": MEMBER_MATCH}, {"name": "mode", "valueCode": "sideways"}]}
+    assert (await client.post("/Parameters/$validate", json=sideways)).status_code == 400
+
+
+def _with_extension(url: str, *, modifier: bool = False) -> dict:
+    key = "modifierExtension" if modifier else "extension"
+    return {"resourceType": "Patient", key: [{"url": url, "valueString": "x"}]}
+
+
+async def test_validate_errs_on_extensions_it_cannot_resolve(client: httpx.AsyncClient) -> None:
+    """$validate answers as the HL7 reference validator; an HL7 or example-domain url is only a warning."""
+    unknown = await client.post("/Patient/$validate", json=_with_extension("http://acme.test/fhir/ext/colour"))
+    assert [i["expression"] for i in _errors(unknown)] == [["Patient.extension[0]"]]
+    for url in ("http://hl7.org/fhir/StructureDefinition/not-in-core", "http://example.org/ext/colour"):
+        r = await client.post("/Patient/$validate", json=_with_extension(url))
+        assert _errors(r) == [] and any(i.get("expression") == ["Patient.extension[0]"] for i in r.json()["issue"])
+    modifier = _with_extension("http://example.org/ext/colour", modifier=True)
+    assert _errors(await client.post("/Patient/$validate", json=modifier))
+
+
+async def test_a_write_ignores_extensions_it_cannot_resolve(client: httpx.AsyncClient) -> None:
+    """Writes stay lenient: FHIR lets a system ignore an extension it does not understand."""
+    created = await client.post("/Patient", json=_with_extension("http://acme.test/fhir/ext/colour"))
+    assert created.status_code == 201, created.text
+    claimed = {**_with_extension("http://acme.test/fhir/ext/colour"),
+               "meta": {"profile": ["http://hl7.org/fhir/StructureDefinition/Patient"]}}
+    assert (await client.post("/Patient", json=claimed)).status_code == 201
+    modifier = await client.post("/Patient", json=_with_extension("http://acme.test/fhir/ext/colour", modifier=True))
+    assert modifier.status_code == 201  # no profile engine on a plain write; $validate reports it (above)

@@ -4,9 +4,12 @@
 JSON cases with the error/warning counts the reference validator reports, by module, plus for
 some a profile to validate against and its expected counts. Each case here runs the way the
 reference harness runs it: the case's supporting StructureDefinitions/ValueSets/Questionnaires
-loaded into a fresh registry, unknown extensions outside HL7/example domains treated as errors
-(the harness does not allow any extension), a JSON document that does not parse counted as one
-fatal error.
+registered in a fresh profile registry and terminology as the server registers what is written
+through its API (``server.interactions.conformance.register``), validated by the validator the
+server's ``$validate`` uses (``server.app.make_validator``, ``complete=True``: unknown extensions
+outside HL7/example domains are errors, as the reference harness allows no extension), so this
+harness and the HTTP path cannot drift apart; a JSON document that does not parse counted as one
+fatal error. ``tests/http/test_validator_fidelity.py`` runs the same cases through HTTP.
 
 Agreement is measured on valid/invalid (reference error count 0 or not) and, for information, on
 the exact error count. The acceptance target (issue 4) is ≥ 95 % valid/invalid agreement on the
@@ -23,11 +26,12 @@ from typing import Any
 import orjson
 import pytest
 
-from profiles.engine import ProfileEngine
-from profiles.issues import ERROR, ValidationIssue
 from profiles.registry import ProfileRegistry, read_resource
-from profiles.validator import Validator, default_validator
 from profiles.xml_format import XmlFormatError
+from server.app import make_validator
+from server.interactions.conformance import register
+from server.settings import Settings
+from terminology import Terminology
 from tests.paths import SAMPLES
 
 CASES = SAMPLES / "validator-cases"
@@ -64,26 +68,22 @@ def _load(relative: str) -> Any:
     return read_resource(CASES / relative)
 
 
-def _errors(issues: list[ValidationIssue]) -> int:
-    return sum(1 for i in issues if i.is_error)
-
-
 def _validate(resource_file: str, supporting: list[str], profile: dict[str, Any] | None) -> int | str:
     """Error count of one case, or why it cannot run here (a supporting file not in the share)."""
     registry = ProfileRegistry()
+    terminology = Terminology()
     files = supporting + ([profile["source"], *profile["supporting"]] if profile is not None else [])
     for relative in files:
         if not (CASES / relative).exists():
             return f"supporting file {relative} is not in the shared sample"
-        registry.add(_load(relative))
+        register(registry, terminology, _load(relative))
     try:
         resource = _load(resource_file)
     except (orjson.JSONDecodeError, UnicodeDecodeError, XmlFormatError):
         return 1  # the server answers 400 with one fatal issue for content that does not parse
-    engine = ProfileEngine(registry, unknown_extensions=ERROR)
-    validator = Validator(default_validator().model, engine=engine)
+    validate = make_validator(Settings(), registry, terminology)  # the server's $validate, configuration and all
     urls = [_load(profile["source"])["url"]] if profile is not None else []
-    return _errors(validator.validate(resource, profiles=urls))
+    return sum(1 for i in validate(resource, profiles=urls, complete=True) if i.severity in ("error", "fatal"))
 
 
 def _runs() -> list[Run]:
