@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     """Directory of the embedded store."""
     mongodb_uri: str | None = None
     mongodb_database: str | None = None
+    mongodb_query_forms: Literal["detect", "efficient", "fallback"] = "detect"
+    """Query forms compiled for MongoDB: ``detect`` probes the server at start-up (see
+    server/stores/mongo/capabilities.py); ``efficient`` / ``fallback`` force them."""
     base_url: str = ""
     """Public base URL used in Location headers and Bundle links; derived from the request if empty."""
     max_body_bytes: int = 16 * 1024 * 1024

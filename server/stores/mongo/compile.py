@@ -10,7 +10,9 @@ Only query shapes that are correct on MongoDB *and* on the nx-27017 test server 
 * a condition on an entry array is always one ``{table: {"$elemMatch": {...}}}`` with ``$eq`` /
   range / ``$regex`` operands — never dot paths or plain equality on the array;
 * equality is always written ``{"$eq": v}`` (plain ``{f: v}`` inside ``$or`` fails on nx);
-* ``in`` on an entry field becomes an ``$or`` of ``$elemMatch`` branches (``∃e: e.f ∈ S`` equals
+* ``in`` on an entry field is one ``$elemMatch`` with ``$in`` where the server answers that
+  (:attr:`.capabilities.Capabilities.in_elem_match`, real MongoDB: one index scan with one
+  interval per value); otherwise an ``$or`` of ``$elemMatch`` branches (``∃e: e.f ∈ S`` equals
   ``⋁_{v∈S} ∃e: e.f = v``), because nx ignores ``$in`` / ``$or`` / ``$and`` inside ``$elemMatch``;
   on MongoDB each branch is a bounded scan of the table's compound index;
 * ``prefix`` is the half-open range ``[v, successor(v))`` (MongoDB orders strings by UTF-8 bytes,
@@ -43,6 +45,8 @@ from server.search.model import (
     Or,
     ResourceTest,
 )
+
+from .capabilities import FALLBACK, Capabilities
 
 Filter = dict[str, Any]
 
@@ -193,7 +197,7 @@ def _check_table(table: str, param: str) -> tuple[str, ...]:
     return TABLES[table]
 
 
-def compile_match(m: Match) -> Filter:
+def compile_match(m: Match, caps: Capabilities = FALLBACK) -> Filter:
     fields = _check_table(m.table, m.param)
     by_field: dict[str, list[FieldTest]] = {}
     for test in m.tests:
@@ -212,6 +216,11 @@ def compile_match(m: Match) -> Filter:
             fixed[name] = {"$eq": choices[0], **ops}
         else:
             fixed[name] = ops
+    if caps.in_elem_match:  # one $elemMatch: ∃e: e.p = param ∧ e.f ∈ S ∧ …
+        em = dict(fixed)
+        for name, ops, choices in varying:
+            em[name] = {"$in": list(choices), **ops}
+        return {m.table: {"$elemMatch": em}}
     size = 1
     for _, _, choices in varying:
         size *= len(choices)
@@ -244,26 +253,28 @@ def has_entry(table: str, param: str) -> Filter:
     return {table: {"$elemMatch": {"p": {"$eq": param}}}}
 
 
-def compile_where(cond: Condition, resolved: Mapping[Chain | Has, Filter] | None = None) -> Filter:
+def compile_where(cond: Condition, resolved: Mapping[Chain | Has, Filter] | None = None,
+                  caps: Capabilities = FALLBACK) -> Filter:
     """The filter for ``cond``; ``resolved`` holds the filter of each Chain/Has in it (see
-    :func:`chain_filter`, :func:`has_filter`), computed by the caller from sub-query results."""
+    :func:`chain_filter`, :func:`has_filter`), computed by the caller from sub-query results.
+    ``caps``: the forms the server answers (the default is correct on every server)."""
     done = resolved or {}
     match cond:
         case Always():
             return ALWAYS
         case Match():
-            return compile_match(cond)
+            return compile_match(cond, caps)
         case Missing(table=table, param=param, missing=missing):
             present = has_entry(table, param)
             return not_(present) if missing else present
         case ResourceTest():
             return compile_resource_test(cond)
         case And(items=items):
-            return and_(*(compile_where(i, done) for i in items))
+            return and_(*(compile_where(i, done, caps) for i in items))
         case Or(items=items):
-            return or_(*(compile_where(i, done) for i in items))
+            return or_(*(compile_where(i, done, caps) for i in items))
         case Not(item=item):
-            return not_(compile_where(item, done))
+            return not_(compile_where(item, done, caps))
         case Chain() | Has():
             if cond not in done:
                 raise ValueError(f"unresolved sub-query {cond!r}: run it first (see subqueries())")
@@ -288,10 +299,15 @@ def ref_key(param: str, ref_type: str, ref_id: str) -> str:
     return f"{param}|{ref_type}/{ref_id}"
 
 
-def chain_filter(chain: Chain, target_ids: Sequence[str]) -> Filter:
-    """Resources whose ``chain.param`` reference points at one of ``target_ids`` (of target_type)."""
+def chain_filter(chain: Chain, target_ids: Sequence[str], caps: Capabilities = FALLBACK) -> Filter:
+    """Resources whose ``chain.param`` reference points at one of ``target_ids`` (of target_type):
+    from the ``reference`` entries where the server answers ``$in`` inside ``$elemMatch`` (one
+    index, no second array needed), else from the flat ``refs`` array (see :mod:`.schema`)."""
     if not target_ids:
         return NEVER
+    if caps.in_elem_match:
+        return {"reference": {"$elemMatch": {"p": {"$eq": chain.param}, "ref_id": {"$in": list(target_ids)},
+                                             "ref_type": {"$eq": chain.target_type}}}}
     return {"refs": {"$in": [ref_key(chain.param, chain.target_type, i) for i in target_ids]}}
 
 

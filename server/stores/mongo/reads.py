@@ -29,6 +29,7 @@ from server.stores.base import HistoryQuery, SearchResult, Version
 
 from . import compile as c
 from . import order
+from .capabilities import FALLBACK, Capabilities
 from .schema import HISTORY, RESOURCES, ROW_FIELDS, resource_key, to_version, version_key
 
 Db = AsyncDatabase[dict[str, Any]]
@@ -99,15 +100,16 @@ def _name(node: Chain | Has) -> str:
     return node.param if isinstance(node, Chain) else f"_has:{node.source_type}:{node.param}"
 
 
-async def _resolve_one(db: Db, s: ClientSession, node: Chain | Has, types: Sequence[str]) -> c.Filter:
+async def _resolve_one(db: Db, s: ClientSession, node: Chain | Has, types: Sequence[str], *,
+                       caps: Capabilities = FALLBACK) -> c.Filter:
     if isinstance(node, Chain):
-        inner = await where_filter(db, s, (node.target_type,), node.where)
+        inner = await where_filter(db, s, (node.target_type,), node.where, caps=caps)
         cursor = _resources(db).find(inner, {"id": 1}, limit=MAX_SUBQUERY_IDS + 1, session=s)
         ids = [d["id"] async for d in cursor]
         if len(ids) > MAX_SUBQUERY_IDS:
             raise _TooBroad(node, _name(node))
-        return c.chain_filter(node, ids)
-    inner = await where_filter(db, s, (node.source_type,), node.where)
+        return c.chain_filter(node, ids, caps)
+    inner = await where_filter(db, s, (node.source_type,), node.where, caps=caps)
     inner = c.conjoin(inner, c.has_entry("reference", node.param))
     prefix = f"{node.param}|"
     keys: set[str] = set()
@@ -121,7 +123,7 @@ async def _resolve_one(db: Db, s: ClientSession, node: Chain | Has, types: Seque
 
 
 async def _resolve_from_rest(db: Db, s: ClientSession, where: Condition, node: Chain | Has,
-                             types: Sequence[str]) -> c.Filter:
+                             types: Sequence[str], *, caps: Capabilities = FALLBACK) -> c.Filter:
     """The filter of a too-broad ``node`` in a conjunct of ``where``, found from the other side:
     the resources the rest of ``where`` selects (at most :data:`MAX_SUBQUERY_IDS`, else the node
     stays too broad: :func:`search` then walks) and the chain targets / ``_has`` sources among their references, so
@@ -132,15 +134,16 @@ async def _resolve_from_rest(db: Db, s: ClientSession, where: Condition, node: C
         raise _TooBroad(node, _name(node))
     # the filter found agrees with the full one on every candidate, and the rest excludes the others,
     # so it may stand for the node wherever it sits in its conjunct (under OR, NOT)
-    candidates = _resources(db).find(await where_filter(db, s, types, rest), {"refs": 1},
+    candidates = _resources(db).find(await where_filter(db, s, types, rest, caps=caps), {"refs": 1},
                                      limit=MAX_SUBQUERY_IDS + 1, session=s)
     docs = [d async for d in candidates]
     if len(docs) > MAX_SUBQUERY_IDS:
         raise _TooBroad(node, _name(node))
-    return await _semi_join(db, s, node, docs)
+    return await _semi_join(db, s, node, docs, caps=caps)
 
 
-async def _semi_join(db: Db, s: ClientSession, node: Chain | Has, docs: Sequence[dict[str, Any]]) -> c.Filter:
+async def _semi_join(db: Db, s: ClientSession, node: Chain | Has, docs: Sequence[dict[str, Any]], *,
+                     caps: Capabilities = FALLBACK) -> c.Filter:
     """A filter for ``node`` that is exact on the documents ``docs`` (each with ``_id`` and
     ``refs``): the chain targets they point at that match, or which of them ``_has`` sources
     matching point at."""
@@ -150,11 +153,12 @@ async def _semi_join(db: Db, s: ClientSession, node: Chain | Has, docs: Sequence
         if not linked:
             return c.NEVER
         # the ids narrow the target query itself, so a broad chain nested in it is answered from them
-        target = await where_filter(db, s, (node.target_type,), And((ResourceTest("id", "in", linked), node.where)))
+        target = await where_filter(db, s, (node.target_type,), And((ResourceTest("id", "in", linked), node.where)),
+                                    caps=caps)
         found = _resources(db).find(target, {"id": 1}, session=s)
-        return c.chain_filter(node, [d["id"] async for d in found])
+        return c.chain_filter(node, [d["id"] async for d in found], caps)
     wanted = [c.ref_key(node.param, *str(d["_id"]).split("/", 1)) for d in docs]
-    source = await where_filter(db, s, (node.source_type,), node.where)
+    source = await where_filter(db, s, (node.source_type,), node.where, caps=caps)
     keys = {str(d["_id"]) for d in docs}
     hit: set[str] = set()
     async for d in _resources(db).find(c.conjoin(source, {"refs": {"$in": wanted}}), {"refs": 1}, session=s):
@@ -167,7 +171,8 @@ def _too_costly(node: Chain | Has) -> Exception:
                                    "chain as broad inside it; narrow either")
 
 
-async def resolve(db: Db, s: ClientSession, cond: Condition, types: Sequence[str]) -> dict[Chain | Has, c.Filter]:
+async def resolve(db: Db, s: ClientSession, cond: Condition, types: Sequence[str], *,
+                  caps: Capabilities = FALLBACK) -> dict[Chain | Has, c.Filter]:
     """Run the Chain/Has sub-queries of ``cond`` (resources of ``types``): their filters. A
     sub-query too broad to ship as an id list is answered from the rest of ``cond`` instead
     (:func:`_resolve_from_rest`); when that is as broad, :class:`_TooBroad` names the node (or the
@@ -177,24 +182,27 @@ async def resolve(db: Db, s: ClientSession, cond: Condition, types: Sequence[str
         if node in out:
             continue
         try:
-            out[node] = await _resolve_one(db, s, node, types)
+            out[node] = await _resolve_one(db, s, node, types, caps=caps)
         except _TooBroad:  # this node's own sub-query, or one nested in it: this node is broad
-            out[node] = await _resolve_from_rest(db, s, cond, node, types)
+            out[node] = await _resolve_from_rest(db, s, cond, node, types, caps=caps)
     return out
 
 
-async def where_filter(db: Db, s: ClientSession, types: Sequence[str], where: Condition) -> c.Filter:
-    """The full filter of current, non-deleted ``types`` resources matching ``where``."""
-    return c.base_filter(types, c.compile_where(where, await resolve(db, s, where, types)))
+async def where_filter(db: Db, s: ClientSession, types: Sequence[str], where: Condition, *,
+                       caps: Capabilities = FALLBACK) -> c.Filter:
+    """The full filter of current, non-deleted ``types`` resources matching ``where``, in the forms
+    ``caps`` allows (see :mod:`.capabilities`; the default is correct on every server)."""
+    return c.base_filter(types, c.compile_where(where, await resolve(db, s, where, types, caps=caps), caps))
 
 
-async def find(db: Db, s: ClientSession, type_: str, where: Condition, limit: int) -> list[str]:
+async def find(db: Db, s: ClientSession, type_: str, where: Condition, limit: int, *,
+               caps: Capabilities = FALLBACK) -> list[str]:
     """Ids of the first ``limit`` matches in id order: a search of one type (which also walks
     broad sub-queries) without sort keys."""
     check_condition(where)
     if limit <= 0:
         return []
-    return [v.id for v in (await search(db, s, Query((type_,), where, count=limit))).rows]
+    return [v.id for v in (await search(db, s, Query((type_,), where, count=limit), caps=caps)).rows]
 
 
 async def count(db: Db, s: ClientSession, f: c.Filter) -> int:
@@ -223,7 +231,7 @@ async def _ordered(db: Db, s: ClientSession, f: c.Filter, fields: Sequence[order
     return docs[:limit]
 
 
-async def search(db: Db, s: ClientSession, query: Query) -> SearchResult:
+async def search(db: Db, s: ClientSession, query: Query, *, caps: Capabilities = FALLBACK) -> SearchResult:
     """One page in the order of :mod:`.order`, fetched as merged partition queries.
 
     A chain or ``_has`` whose sub-query is too broad to ship as an id list (see the module
@@ -239,13 +247,13 @@ async def search(db: Db, s: ClientSession, query: Query) -> SearchResult:
     for node in c.subqueries(query.where):
         if node not in resolved and node not in broad:
             try:
-                resolved[node] = await _resolve_one(db, s, node, query.types)
+                resolved[node] = await _resolve_one(db, s, node, query.types, caps=caps)
             except _TooBroad:
                 broad.append(node)
     position = None if query.after is None else order.field_values(fields, query.after, keys)
     if broad:
-        return await _walk(db, s, query, fields, resolved, broad, position)
-    base = c.base_filter(query.types, c.compile_where(query.where, resolved))
+        return await _walk(db, s, query, fields, resolved, broad, position, caps)
+    base = c.base_filter(query.types, c.compile_where(query.where, resolved, caps))
     total = None
     if query.total != "none":
         total = await count(db, s, base)
@@ -259,10 +267,10 @@ async def search(db: Db, s: ClientSession, query: Query) -> SearchResult:
 
 async def _walk(db: Db, s: ClientSession, query: Query, fields: Sequence[order.SortField],
                 resolved: dict[Chain | Has, c.Filter], broad: list[Chain | Has],
-                position: Sequence[object] | None) -> SearchResult:
+                position: Sequence[object] | None, caps: Capabilities = FALLBACK) -> SearchResult:
     items = query.where.items if isinstance(query.where, And) else (query.where,)
     narrow = And(tuple(i for i in items if not any(n in c.subqueries(i) for n in broad)))
-    candidates = c.base_filter(query.types, c.compile_where(narrow, resolved))
+    candidates = c.base_filter(query.types, c.compile_where(narrow, resolved, caps))
     keys = len(query.sort)
     want = query.count + 1
     counting = query.total != "none"  # a total needs the whole walk
@@ -275,10 +283,10 @@ async def _walk(db: Db, s: ClientSession, query: Query, fields: Sequence[order.S
         per_batch = dict(resolved)
         for node in broad:
             try:
-                per_batch[node] = await _semi_join(db, s, node, batch)
+                per_batch[node] = await _semi_join(db, s, node, batch, caps=caps)
             except _TooBroad:  # only a _has whose sources' own criteria hold a broad chain
                 raise _too_costly(node) from None
-        full = c.base_filter(query.types, c.compile_where(query.where, per_batch))
+        full = c.base_filter(query.types, c.compile_where(query.where, per_batch, caps))
         ids = [d["_id"] for d in batch]
         hits = {d["_id"] async for d in _resources(db).find(c.conjoin(full, {"_id": {"$in": ids}}), {"_id": 1},
                                                              session=s)}
@@ -320,13 +328,27 @@ def _shown(cond: Condition, found: dict[Chain | Has, c.Filter]) -> dict[Chain | 
         if f == c.ALWAYS:
             out[node] = f
             continue
-        n = len(next(iter(f.values()))["$in"]) if f != c.NEVER else 0
         what = f"{node.target_type} resources" if isinstance(node, Chain) else "resources it points at"
-        out[node] = {"refs" if isinstance(node, Chain) else "_id": {"$in": f"<{n} {what} found by a sub-query>"}}
+        if f == c.NEVER:  # none found: shown in the fallback form
+            f = {"refs" if isinstance(node, Chain) else "_id": {"$in": []}}
+        out[node] = _count_ids(f, what)
     return out
 
 
-async def query_plan(db: Db, query: Query) -> StorePlan:
+def _count_ids(f: c.Filter, what: str) -> c.Filter:
+    """``f`` with its ``$in`` list of ids replaced by how many there were."""
+    out: c.Filter = {}
+    for key, value in f.items():
+        if isinstance(value, dict):
+            out[key] = _count_ids(value, what)
+        elif key == "$in" and isinstance(value, list):
+            out[key] = f"<{len(value)} {what} found by a sub-query>"
+        else:
+            out[key] = value
+    return out
+
+
+async def query_plan(db: Db, query: Query, *, caps: Capabilities = FALLBACK) -> StorePlan:
     """The filters, sorts and limits :func:`search` sends for ``query``, with the size of each
     chain/``_has`` sub-query's result, and the server's winning plan per partition query where the
     server answers ``explain`` (nx-27017 may not)."""
@@ -336,12 +358,12 @@ async def query_plan(db: Db, query: Query) -> StorePlan:
     walked: list[str] = []
     for node in c.subqueries(query.where):
         try:
-            found[node] = await _resolve_one(db, None, node, query.types)
+            found[node] = await _resolve_one(db, None, node, query.types, caps=caps)
         except _TooBroad:
             walked.append(_name(node))
             found[node] = c.ALWAYS
-    shown = c.base_filter(query.types, c.compile_where(query.where, _shown(query.where, found)))
-    real = c.base_filter(query.types, c.compile_where(query.where, found))
+    shown = c.base_filter(query.types, c.compile_where(query.where, _shown(query.where, found), caps))
+    real = c.base_filter(query.types, c.compile_where(query.where, found, caps))
     if walked:
         sections_walk = [("walk", f"sub-queries too broad to ship as id lists ({', '.join(walked)}): the rest "
                                   f"of the search is walked in result order, {WALK_BATCH} at a time, and they are "

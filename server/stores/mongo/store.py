@@ -3,7 +3,8 @@
 Layout, indexes and consistency guarantees are documented in :mod:`.schema`; sessions (transactions,
 locks) in :mod:`.session`; the journal used where transactions are not isolated in :mod:`.journal`
 and its recovery (at :meth:`MongoStore.open` and in the background) in :mod:`.recovery`; query
-compilation in :mod:`.compile` and :mod:`.order`.
+compilation in :mod:`.compile` and :mod:`.order`, in the forms the server answers correctly
+(:mod:`.capabilities`, detected at :meth:`MongoStore.open` and logged in one line).
 Every public method translates driver errors through :mod:`.errors`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -25,7 +27,9 @@ from server.search.explain import StorePlan
 from server.search.model import Entry, Query
 from server.stores.base import HistoryQuery, SearchResult, Session, Version
 
+from . import capabilities as caps_module
 from . import reads, recovery
+from .capabilities import Capabilities
 from .errors import mapped
 from .journal import JournalSession
 from .schema import DEFAULT_DATABASE, HISTORY, RESOURCES, check_document_size, ensure_schema
@@ -42,15 +46,24 @@ class MongoStore:
 
     ``uri`` is a MongoDB connection string; the database is ``database``, else the URI's path,
     else ``yidang``. ``use_transactions``: None detects isolated multi-document transactions at
-    :meth:`open`; True/False forces transactional / journalled sessions.
+    :meth:`open`; True/False forces transactional / journalled sessions. ``capabilities``: None or
+    ``"detect"`` probes the query forms the server answers at :meth:`open`; ``"efficient"`` /
+    ``"fallback"`` or a :class:`~.capabilities.Capabilities` forces them (tests run both paths; the
+    transactions flag is always the one decided for sessions).
     """
 
     kind = "mongo"
 
-    def __init__(self, uri: str, *, database: str | None = None, use_transactions: bool | None = None) -> None:
+    def __init__(self, uri: str, *, database: str | None = None, use_transactions: bool | None = None,
+                 capabilities: Capabilities | str | None = None) -> None:
+        if isinstance(capabilities, str) and capabilities != "detect" and capabilities not in caps_module.FORCED:
+            raise ValueError(f"capabilities must be detect, {' or '.join(caps_module.FORCED)}, not {capabilities!r}")
         self._uri = uri
         self._database = database
         self._use_transactions = use_transactions
+        self._forced = caps_module.FORCED.get(capabilities) if isinstance(capabilities, str) else capabilities
+        self.capabilities = caps_module.FALLBACK
+        """The query forms compiled for this server (decided by :meth:`open`)."""
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._db: reads.Db | None = None
         self.transactions = False
@@ -77,12 +90,18 @@ class MongoStore:
                 self.transactions = await transactions_isolated(client, db)
             else:
                 self.transactions = self._use_transactions
+            if self._forced is None:
+                found = await caps_module.detect(db, self.transactions)
+            else:
+                found = dataclasses.replace(self._forced, transactions=self.transactions,
+                                            server=f"{await caps_module.describe_server(db)}, forms forced")
             # journals can be left by an earlier run in either mode: recover before serving
             done = await recovery.recover(db, self.owner)
         except BaseException:
             await client.close()
             raise
-        self._client, self._db = client, db
+        self._client, self._db, self.capabilities = client, db, found
+        log.info("%s", found.describe())
         if any(done.values()):
             log.warning("MongoDB journal recovery at start-up: %(completed)d completed, %(rolled_back)d rolled back",
                         done)
@@ -130,10 +149,10 @@ class MongoStore:
 
     @mapped
     async def search(self, query: Query) -> SearchResult:
-        return await reads.search(self.db, None, query)
+        return await reads.search(self.db, None, query, caps=self.capabilities)
 
     async def query_plan(self, query: Query) -> StorePlan:
-        return await reads.query_plan(self.db, query)
+        return await reads.query_plan(self.db, query, caps=self.capabilities)
 
     def session(self) -> AbstractAsyncContextManager[Session]:
         if self._client is None:
