@@ -76,6 +76,9 @@ def read_entry(index: int, entry: Any, base: str) -> EntryRequest:
         raise BadRequest(f"{where}.resource must be a resource object", expression=(f"{where}.resource",))
     if method in ("POST", "PUT") and resource is None:
         raise BadRequest(f"{where} ({method}) has no resource", expression=(f"{where}.resource",))
+    for field in ("ifMatch", "ifNoneExist", "ifNoneMatch", "ifModifiedSince"):
+        if request.get(field) is not None and not isinstance(request[field], str):  # was a 500 further on
+            raise BadRequest(f"{where}.request.{field} must be a string", expression=(f"{where}.request.{field}",))
     full_url = entry.get("fullUrl")
     return EntryRequest(
         index=index,

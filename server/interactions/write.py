@@ -87,7 +87,10 @@ def parse_etag(value: str | None) -> int | None:
 
 
 def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Equal apart from meta.versionId / meta.lastUpdated (an update that changes nothing)."""
+    """Equal apart from meta.versionId / meta.lastUpdated (an update that changes nothing). A ``meta``
+    that is not an object is a change, left for validation to report (it was a 500 here)."""
+    if any(not isinstance(r.get("meta", {}), dict) for r in (a, b)):
+        return False
 
     def strip(r: dict[str, Any]) -> dict[str, Any]:
         meta = {k: v for k, v in r.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
@@ -180,6 +183,8 @@ async def store_version(
         if type_ == "SearchParameter":
             svc.registry.check(resource)  # one this server cannot index is refused before storing (422)
         resource["id"] = id_
+        if not isinstance(resource.get("meta") or {}, dict):  # reached only with validation off
+            raise BadRequest("meta must be a JSON object", expression=("meta",))
         meta = dict(resource.get("meta") or {})
         meta["versionId"] = str(number)
         meta["lastUpdated"] = to_instant(lu)
