@@ -304,7 +304,7 @@ async def test_fuzz_search(client: httpx.AsyncClient, query: list[tuple[str, str
     if where.endswith("/_search"):
         r = await client.post(where, data=dict(query), headers=ACCEPT)
     else:
-        r = await client.get(where, params=query, headers=ACCEPT)
+        r = await client.get(where, params=tuple(query), headers=ACCEPT)
     check(r)
 
 
