@@ -98,3 +98,44 @@ def narrative_problems(xhtml: str) -> list[str]:
     if not checker.text:
         problems.append("the narrative has no non-whitespace content (txt-2)")
     return problems
+
+
+class _Anchors(HTMLParser):
+    """The ``id``/``name`` anchors of a narrative and the fragments its ``<a href="#...">`` links point at."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: set[str] = set()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("id", "name") and value:
+                self.anchors.add(value)
+            elif name == "href" and tag == "a" and value and value.startswith("#") and len(value) > 1:
+                self.links.append(value[1:])
+
+
+def _anchors(xhtml: str) -> _Anchors:
+    parser = _Anchors()
+    try:
+        parser.feed(xhtml)
+        parser.close()
+    except (ValueError, AssertionError):
+        pass  # a narrative that does not parse is reported by txt-1
+    return parser
+
+
+def dangling_links(own: str, others: list[str]) -> list[str]:
+    """The fragments of ``own``'s internal links (``<a href="#x">``) that no anchor names.
+
+    An internal link goes to an element of the rendered narrative with that ``id`` or ``name``: in the
+    narrative itself or, as a resource is rendered with the resources it contains, in theirs
+    (``others``). A link to nothing is an error for the HL7 reference validator, as for any XHTML
+    checker: the reader of the narrative follows it to nowhere.
+    """
+    found = _anchors(own)
+    if not found.links:
+        return []
+    anchors = found.anchors.union(*(_anchors(other).anchors for other in others))
+    return list(dict.fromkeys(link for link in found.links if link not in anchors))

@@ -28,6 +28,7 @@ from profiles.checks import source, value_checks
 from profiles.codes import INVARIANT, NOT_FOUND, NOT_SUPPORTED, REQUIRED, STRUCTURE, VALUE
 from profiles.elements import CompiledProfile, Rule
 from profiles.issues import ERROR, INFORMATION, WARNING, Severity, ValidationIssue
+from profiles.narrative import dangling_links
 from profiles.references import BundleIndex
 from profiles.values import attachment_problem
 
@@ -128,10 +129,22 @@ class Walk:
         scope = Scope(resource, root, path, bundle, core)
         for profile in compiled:
             self.conform(resource, type_name, profile.root, scope, path)
+        self._narrative_links(resource, path)
         if type_name == "Bundle":
             bundles.check_bundle(self, resource, path)
         elif type_name == "QuestionnaireResponse":
             self.engine.check_questionnaire_response(self, resource, path)
+
+    def _narrative_links(self, resource: dict[str, Any], path: str) -> None:
+        """Internal links of the narrative must reach an anchor of it or of a contained resource's narrative."""
+        own = _div(resource)
+        if own is None or "#" not in own:
+            return
+        contained = resource.get("contained")
+        others = [d for d in map(_div, contained if isinstance(contained, list) else ()) if d is not None]
+        for link in dangling_links(own, others):
+            self.report(ERROR, VALUE, f"the narrative links to #{link}, but no element of it has that id or name",
+                        f"{path}.text.div")
 
     def _unknown_profile(self, url: str, path: str, claimed: bool = False) -> None:
         """A profile that cannot be used: a claim of it is only noted, a demand for it is an error.
@@ -323,6 +336,12 @@ class Walk:
             self.report(ERROR, STRUCTURE, f"{rule.path}: the value does not conform to any of the profiles "
                         f"{', '.join(profiles)}", item.expression)
             self.issues.extend(outcomes[0])
+
+
+def _div(resource: Any) -> str | None:
+    text = resource.get("text") if isinstance(resource, dict) else None
+    div = text.get("div") if isinstance(text, dict) else None
+    return div if isinstance(div, str) else None
 
 
 def _claims(resource: dict[str, Any]) -> list[str]:

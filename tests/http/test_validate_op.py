@@ -130,3 +130,25 @@ async def test_a_write_ignores_extensions_it_cannot_resolve(client: httpx.AsyncC
     assert (await client.post("/Patient", json=claimed)).status_code == 201
     modifier = await client.post("/Patient", json=_with_extension("http://acme.test/fhir/ext/colour", modifier=True))
     assert modifier.status_code == 201  # no profile engine on a plain write; $validate reports it (above)
+
+
+def _narrative(div_body: str, **extra: object) -> dict:
+    div = f'<div xmlns="http://www.w3.org/1999/xhtml">{div_body}</div>'
+    return {"resourceType": "List", "status": "current", "mode": "snapshot",
+            "text": {"status": "generated", "div": div}, **extra}
+
+
+async def test_narrative_links_must_reach_an_anchor(client: httpx.AsyncClient) -> None:
+    """An internal link (<a href="#x">) of a narrative goes to an id or name of it or of a contained narrative."""
+    dangling = _narrative('<p><a href="#nowhere">item</a></p>')
+    assert [i["expression"] for i in _errors(await client.post("/List/$validate", json=dangling))] == [
+        ["List.text.div"]]
+    local = _narrative('<p><a name="top">x</a><a href="#top">back</a><span id="s"/><a href="#s">s</a></p>')
+    assert _errors(await client.post("/List/$validate", json=local)) == []
+    device = {"resourceType": "Device", "id": "d1", "text": {"status": "generated", "div":
+              '<div xmlns="http://www.w3.org/1999/xhtml"><p id="dev">a device</p></div>'}}
+    into_contained = _narrative('<p><a href="#dev">the device</a></p>', contained=[device],
+                                entry=[{"item": {"reference": "#d1"}}])
+    assert _errors(await client.post("/List/$validate", json=into_contained)) == []
+    external = _narrative('<p><a href="http://example.org/#x">elsewhere</a><a href="#">top</a></p>')
+    assert _errors(await client.post("/List/$validate", json=external)) == []
