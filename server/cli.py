@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from server.settings import Settings, resolve_store
 
@@ -14,8 +16,42 @@ HTTP_PROTOCOL = "server.http.protocol:UpgradeSafeHttpToolsProtocol"
 """uvicorn's httptools protocol, except that a request offering ``Upgrade: h2c`` (Java's HttpClient,
 ``curl --http2``) is handed to h11 instead of losing its body (see :mod:`server.http.protocol`)."""
 
+REJECTIONS_SHOWN = 20
+"""``yidang ingest`` lists this many rejected records on the console (the QC report has them all)."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line for people: the message, with the file for OS errors."""
+    if isinstance(error, OSError) and error.filename is not None:
+        text = f"{error.strerror or error}: {error.filename}"
+    else:
+        text = str(getattr(error, "message", None) or error) or type(error).__name__
+        if not hasattr(error, "message") and not isinstance(error, ValueError):  # not one of ours: name it
+            text = f"{type(error).__name__}: {text}"
+    return " ".join(text.split())
+
+
+class FriendlyGroup(TyperGroup):
+    """Every command's failure is one ``error: …`` line on stderr and exit status 1, never a traceback
+    (``YIDANG_DEBUG=1`` shows it); typer/click usage errors keep their own form and status 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            typer.echo("error: interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as error:
+            if os.environ.get("YIDANG_DEBUG"):
+                raise
+            typer.echo(f"error: {one_line(error)}", err=True)
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(help="Yidang (一档): FHIR R4 server for regional health-information platforms.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=FriendlyGroup)
 
 
 @app.command()
@@ -29,8 +65,6 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
 ) -> None:
     """Run the FHIR server (embedded store by default, MongoDB with --mongodb-uri)."""
-    import os
-
     import uvicorn
 
     overrides = {k: v for k, v in {"data_dir": data_dir, "mongodb_uri": mongodb_uri, "base_url": base_url}.items()
@@ -90,9 +124,30 @@ def ingest(
     typer.echo(f"records {qc['records_total']}: accepted {qc['records_accepted']}, rejected "
                f"{qc['records_rejected']}; persons {sent.persons} in {sent.transactions} transactions "
                f"(persons failed {sent.failed})")
+    lines = rejections(qc)
+    if lines:
+        more = f" (the first {REJECTIONS_SHOWN}; --report DIR has them all)" if len(lines) > REJECTIONS_SHOWN else ""
+        typer.echo(f"rejected records{more}:")
+        for line in lines[:REJECTIONS_SHOWN]:
+            typer.echo(f"  {line}")
     for error in sent.errors[:10]:
         typer.echo(f"failed: {error}", err=True)
     raise typer.Exit(1 if sent.failed else 0)
+
+
+def rejections(qc: dict[str, Any]) -> list[str]:
+    """One line per record with errors (the records rejected, and problems with the file itself as
+    record 0): its number and each error's data element, code and English message."""
+    by_record: dict[int, list[str]] = {}
+    for issue in qc.get("issues", []):
+        if issue.get("severity") not in ("error", "fatal"):
+            continue
+        message = issue.get("message") or {}
+        text = message.get("en") or message.get("zh") or "" if isinstance(message, dict) else str(message)
+        where = f"{issue['element']} " if issue.get("element") else ""
+        by_record.setdefault(int(issue.get("record") or 0), []).append(f"{where}{issue.get('code')}: {text}")
+    return [f"{'file' if number == 0 else f'record {number}'}: {'; '.join(found)}"
+            for number, found in sorted(by_record.items())]
 
 
 @app.command("export-local")
@@ -124,9 +179,12 @@ def validate(
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable report")] = False,
 ) -> None:
     """Validate resources against the R4 core definitions and profiles; exit 1 when any has errors."""
+    from profiles.regional import regional_registry
     from profiles.report import build_validator, to_json, to_text, validate_files
 
-    results = validate_files(files, profiles=profile or [], validator=build_validator(ig or []))
+    # the regional profiles ship with the server, so they are known here too; --ig adds more
+    validator = build_validator(ig or [], registry=regional_registry())
+    results = validate_files(files, profiles=profile or [], validator=validator)
     if json_output:
         typer.echo(to_json(results).decode())
     else:

@@ -57,7 +57,7 @@ async def run_export(dataset: str, out: Path, *, source: str | None, since: str 
                      data_dir: Path | None) -> int:
     from server.load_runner import target
 
-    async with target(server, data_dir, None) as client:
+    async with target(server, data_dir, None, create=False) as client:
         rows = await fetch_rows(client, dataset, source=source, since=since)
     out.write_bytes(to_csv(dataset, rows))
     return len(rows)

@@ -38,6 +38,8 @@ class Summary:
     failed: int = 0
     files: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    skipped: list[str] = field(default_factory=list)
+    """Files found in a directory that are JSON but not FHIR (e.g. ``index.json``): noted, not failed."""
 
     def add(self, status: int, reason: str | None = None) -> None:
         if status == 201:
@@ -57,6 +59,10 @@ def files_in(paths: list[Path]) -> list[Path]:
         else:
             out.append(path)
     return out
+
+
+class NotFhir(ValueError):
+    """A JSON file without ``resourceType`` (an index or manifest beside the data, not a resource)."""
 
 
 def _read(path: Path) -> bytes:
@@ -88,7 +94,7 @@ def requests_for(path: Path) -> Iterator[Request]:
         return
     resource = orjson.loads(data)
     if not isinstance(resource, dict) or "resourceType" not in resource:
-        raise ValueError("not a FHIR resource")
+        raise NotFhir("not a FHIR resource (no resourceType)")
     if resource["resourceType"] == "Bundle" and resource.get("type") in ("transaction", "batch"):
         yield Request(source, "POST", "", resource)
     elif resource["resourceType"] == "Bundle" and resource.get("type") == "collection":

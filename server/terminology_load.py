@@ -20,6 +20,9 @@ def resources_from(file: Path, *, url: str | None, name: str | None, valueset_ur
     if file.suffix.lower() == ".csv":
         if not url or not name:
             raise typer.BadParameter("a CSV code table needs --url and --name")
+        if url.startswith("urn:") and not valueset_url:
+            raise typer.BadParameter(f"a urn: code system ({url}) needs --valueset-url, the url of its all-codes "
+                                     "ValueSet (e.g. http://yidang.org/fhir/ValueSet/NAME)")
         return list(read_csv(file, url=url, name=name, valueset_url=valueset_url))
     resource = orjson.loads(file.read_bytes())
     if resource.get("resourceType") == "Bundle":

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+import pytest
 from typer.testing import CliRunner
 
 from server.cli import app
@@ -128,3 +129,109 @@ def test_terminology_load_csv_and_json(tmp_path: Path) -> None:
     assert "CodeSystem urn:oid:1.2.3.4: updated" in again.output
     missing = CliRunner().invoke(app, ["terminology", "load", str(table), "--data-dir", str(data)])
     assert missing.exit_code != 0
+
+
+# --- CLI friction: regional profiles by default, one-line errors, which store, non-FHIR files, rejections ---
+
+
+def _one_error_line(output: str) -> str:
+    assert "Traceback" not in output and "╭" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+def test_validate_knows_the_regional_profiles_without_ig(tmp_path: Path) -> None:
+    from profiles.regional import examples
+
+    valid = next(e for e in examples() if e.valid and e.profile.endswith("/cn-patient"))
+    good = tmp_path / "good.json"
+    good.write_bytes(orjson.dumps(valid.resource))
+    ok = CliRunner().invoke(app, ["validate", str(good), "--profile", valid.profile])
+    assert ok.exit_code == 0, ok.output
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(orjson.dumps({"resourceType": "Patient", "gender": "male"}))
+    failed = CliRunner().invoke(app, ["validate", str(bad), "--profile", valid.profile])
+    assert failed.exit_code == 1
+    assert "Patient.identifier" in failed.output and "unknown" not in failed.output.lower()
+
+
+def test_cli_errors_are_one_line_and_a_non_zero_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("YIDANG_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    missing = CliRunner().invoke(app, ["terminology", "load", "districts.csv", "--url", "urn:oid:1.2.3",
+                                       "--name", "X", "--valueset-url", "http://example.org/vs/x"])
+    assert missing.exit_code == 1
+    assert _one_error_line(missing.output) == "error: No such file or directory: districts.csv"
+    table = tmp_path / "wrong.csv"
+    table.write_text("a;b\nx\n")
+    header = CliRunner().invoke(app, ["terminology", "load", str(table), "--url", "urn:oid:1.2.3", "--name", "X",
+                                      "--valueset-url", "http://example.org/vs/x"])
+    assert header.exit_code == 1
+    assert "code and display" in _one_error_line(header.output)
+    urn = CliRunner().invoke(app, ["terminology", "load", str(table), "--url", "urn:oid:1.2.3", "--name", "X"])
+    assert urn.exit_code == 2 and "--valueset-url" in urn.output and "Traceback" not in urn.output
+    patient = tmp_path / "patient.json"
+    patient.write_bytes(orjson.dumps({"resourceType": "Patient"}))
+    unreachable = CliRunner().invoke(app, ["load", str(patient), "--server", f"http://127.0.0.1:{_free_port()}"])
+    assert unreachable.exit_code == 1
+    assert "ConnectError" in _one_error_line(unreachable.output)
+    assert not (tmp_path / "data").exists()
+
+
+def test_read_only_commands_refuse_to_create_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "persons.csv"
+    result = CliRunner().invoke(app, ["export-local", "--dataset", "person", "--out", str(out)])
+    assert result.exit_code == 1
+    line = _one_error_line(result.output)
+    assert str(tmp_path / "data" / "yidang.db") in line and "--data-dir" in line
+    assert not (tmp_path / "data").exists() and not out.exists()
+    other = CliRunner().invoke(app, ["export-local", "--dataset", "person", "--out", str(out),
+                                     "--data-dir", str(tmp_path / "elsewhere")])
+    assert other.exit_code == 1 and not (tmp_path / "elsewhere").exists()
+
+
+def test_commands_say_which_store_and_load_skips_non_fhir_json(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "index.json").write_bytes(orjson.dumps([{"file": "p.json", "count": 1}]))
+    (src / "p.json").write_bytes(orjson.dumps({"resourceType": "Patient", "id": "p1"}))
+    data = tmp_path / "data"
+    first = CliRunner().invoke(app, ["load", str(src), "--data-dir", str(data)])
+    assert first.exit_code == 0, first.output
+    assert f"store: sqlite ({data.resolve() / 'yidang.db'}, new)" in first.output
+    assert "skipped 1 JSON file(s) that are not FHIR resources" in first.output and "index.json" in first.output
+    again = CliRunner().invoke(app, ["load", str(src), "--data-dir", str(data)])
+    assert f"store: sqlite ({data.resolve() / 'yidang.db'})" in again.output
+    exported = CliRunner().invoke(app, ["export-local", "--dataset", "person", "--out", str(tmp_path / "p.csv"),
+                                        "--data-dir", str(data)])
+    assert exported.exit_code == 0, exported.output
+    assert f"store: sqlite ({data.resolve() / 'yidang.db'})" in exported.output
+    named = CliRunner().invoke(app, ["load", str(src / "index.json"), "--data-dir", str(data)])
+    assert named.exit_code == 1  # a file named on the command line must be FHIR
+
+
+def test_ingest_lists_the_rejected_records_and_why(tmp_path: Path) -> None:
+    from tests.datasets import generate as g
+
+    data = tmp_path / "person.csv"
+    data.write_bytes(g.to_csv(g.person_rows(3, seed=61), "gb18030"))
+    result = CliRunner().invoke(app, ["ingest", str(data), "--dataset", "person", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "rejected 5" in result.output
+    listed = [line for line in result.output.splitlines() if line.startswith("  record ")]
+    assert len(listed) == 5
+    assert any("id-invalid" in line and "check character" in line for line in listed)
+    assert any("required" in line for line in listed)
+
+
+def test_ingest_bounds_the_list_of_rejections() -> None:
+    from server.cli import REJECTIONS_SHOWN, rejections
+
+    issues = [{"record": n, "element": "DE02", "severity": "error", "code": "required",
+               "message": {"zh": "缺", "en": "missing"}} for n in range(1, 40)]
+    issues.append({"record": 3, "element": "DE03", "severity": "warning", "code": "w", "message": {"en": "w"}})
+    lines = rejections({"issues": issues})
+    assert len(lines) == 39 > REJECTIONS_SHOWN
+    assert lines[2] == "record 3: DE02 required: missing"
