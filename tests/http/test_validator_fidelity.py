@@ -26,9 +26,11 @@ share, or that exercise a reference-validator switch, are excluded from both, as
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -65,25 +67,36 @@ def _type_and_id(raw: bytes, path: str) -> tuple[str | None, str | None]:
     return resource.get("resourceType"), resource.get("id")
 
 
-async def _fresh_client(kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                        ) -> AsyncIterator[Any]:
-    if kind == "sqlite":
-        from server.stores.sqlite import SqliteStore
-
-        store: Any = SqliteStore(tmp_path_factory.mktemp("fidelity"))
-    else:
-        from server.stores.mongo import MongoStore
-
-        store = MongoStore(database_uri(request.getfixturevalue("mongo_server_uri"), f"v_{uuid.uuid4().hex[:12]}"))
-    await store.open()
-    try:
-        async with make_client(store) as client:
-            yield client
-    finally:
-        await store.close()
+ClientFactory = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
+"""A client per case: of a fresh server (the test), or of one long-running server (``bench/validate_http.py``)."""
 
 
-async def _case(client: Any, case: dict[str, Any], profile: dict[str, Any] | None) -> int | str:
+def fresh_store_client(kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                       ) -> ClientFactory:
+    @asynccontextmanager
+    async def fresh() -> AsyncIterator[httpx.AsyncClient]:
+        if kind == "sqlite":
+            from server.stores.sqlite import SqliteStore
+
+            store: Any = SqliteStore(tmp_path_factory.mktemp("fidelity"))
+        else:
+            from server.stores.mongo import MongoStore
+
+            uri = database_uri(request.getfixturevalue("mongo_server_uri"), f"v_{uuid.uuid4().hex[:12]}")
+            store = MongoStore(uri)
+        await store.open()
+        try:
+            async with make_client(store) as client:
+                yield client
+        finally:
+            await store.close()
+
+    return fresh
+
+
+async def _case(client: httpx.AsyncClient, case: dict[str, Any], profile: dict[str, Any] | None,
+                written: list[str]) -> int | str:
+    """The error count of one case through HTTP, or why it cannot run; ``written`` gets the paths it wrote."""
     files = list(case["supporting"]) + ([profile["source"], *profile["supporting"]] if profile else [])
     for relative in files:
         path = CASES / relative
@@ -98,13 +111,13 @@ async def _case(client: Any, case: dict[str, Any], profile: dict[str, Any] | Non
              else await client.post(f"/{type_}", content=raw, headers=headers))
         if r.status_code >= 300:
             return f"supporting {relative} refused by the API: {r.status_code} {r.text[:300]}"
+        written.append(f"/{type_}/{id_ or r.json().get('id')}")
     raw = (CASES / case["file"]).read_bytes()
     type_, _ = _type_and_id(raw, case["file"])
     params = {}
     if profile is not None:
         params["profile"] = str(read_resource(CASES / profile["source"])["url"])
-    target = f"/{type_}/$validate" if type_ else "/$validate"
-    r = await client.post(target if type_ else "/Patient/$validate", content=raw, params=params,
+    r = await client.post(f"/{type_ or 'Patient'}/$validate", content=raw, params=params,
                           headers={"Content-Type": _media(case["file"]), "Accept": "application/fhir+json"})
     body = r.json()
     if body.get("resourceType") != "OperationOutcome":
@@ -132,9 +145,11 @@ def _agreement(runs: list[Run], refused: list[Run]) -> str:
             f"{agree}/{total} = {agree / total:.1%}")
 
 
-async def measure(kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                  ) -> tuple[list[Run], list[Run]]:
-    """(runs as the harness reports them, in-scope runs refused by the API)."""
+async def measure(fresh: ClientFactory, *, clean: bool = False) -> tuple[list[Run], list[Run]]:
+    """(runs as the harness reports them, in-scope runs refused by the API).
+
+    ``clean``: delete what each case wrote once it has run (a long-running server shared by all cases).
+    """
     runs: list[Run] = []
     refused: list[Run] = []
     for case in orjson.loads(MANIFEST.read_bytes())["cases"]:
@@ -151,8 +166,13 @@ async def measure(kind: str, request: pytest.FixtureRequest, tmp_path_factory: p
                 continue
             if needs_package or module not in TARGET_MODULES:
                 continue  # out of scope: not worth a fresh server each
-            async for client in _fresh_client(kind, request, tmp_path_factory):
-                outcome = await _case(client, case, profile)
+            written: list[str] = []
+            async with fresh() as client:
+                try:
+                    outcome = await _case(client, case, profile, written)
+                finally:
+                    for path in reversed(written) if clean else ():
+                        await client.delete(path)
             if isinstance(outcome, str):
                 run = Run(name, module, needs_package, expected["error"], 0, outcome)
                 if "refused by the API" in outcome:
@@ -163,13 +183,18 @@ async def measure(kind: str, request: pytest.FixtureRequest, tmp_path_factory: p
     return runs, refused
 
 
+def report(runs: list[Run], refused: list[Run]) -> str:
+    """The harness's table, then the agreement over the cases that can run and over all in-scope cases."""
+    return _table(runs) + "\n" + _agreement(runs, refused)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "mongo"])
 async def test_http_validate_agrees_with_the_reference_validator(
     kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    runs, refused = await measure(kind, request, tmp_path_factory)
-    print(f"\n[{kind}] through HTTP\n" + _table(runs) + "\n" + _agreement(runs, refused))
+    runs, refused = await measure(fresh_store_client(kind, request, tmp_path_factory))
+    print(f"\n[{kind}] through HTTP\n" + report(runs, refused))
     assert {r.name: str(r.skipped) for r in refused}.keys() == REFUSED.keys(), [r.skipped for r in refused]
     assert all(REFUSED[r.name] in str(r.skipped) for r in refused)
     target = [r for r in runs if r.target]
