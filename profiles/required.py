@@ -109,6 +109,9 @@ class RequiredBindings:
         self._seen = generation()
         self._nodes: dict[str, dict[str, Bound] | None] = {}
         self._lock = threading.Lock()
+        self.token = object()
+        """Replaced whenever the tables are forgotten, so copies kept elsewhere (the structural tables') are
+        known to be stale."""
 
     def refresh(self) -> None:
         """Forget the tables if the terminology changed since they were built (once per resource)."""
@@ -117,6 +120,7 @@ class RequiredBindings:
             with self._lock:
                 self._nodes = {}
                 self._seen = now
+                self.token = object()
 
     def of(self, node: Node) -> dict[str, Bound] | None:
         """JSON key -> :class:`Bound` for the elements of ``node`` checked here; None when there are none."""

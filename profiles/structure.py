@@ -75,7 +75,7 @@ class Slot:
 class Table:
     """The compiled children of one node."""
 
-    __slots__ = ("is_resource", "node", "required", "slots")
+    __slots__ = ("bound", "is_resource", "node", "required", "slots")
 
     def __init__(self, node: Node, slots: dict[str, Slot], required: tuple[tuple[tuple[str, ...], str], ...],
                  is_resource: bool) -> None:
@@ -84,6 +84,8 @@ class Table:
         self.required = required
         """(json names that satisfy it, including ``_name`` forms; element name) per min ≥ 1 element."""
         self.is_resource = is_resource
+        self.bound: tuple[object, dict[str, Bound] | None] | None = None
+        """(token of the binding table it came from, its required bindings): saves a lookup per object."""
 
 
 def _primitive_type(element: Element, at_resource_root: bool) -> str:
@@ -209,7 +211,14 @@ class Structure:
                 sites: list[ResourceSite] | None, bindings: RequiredBindings | None) -> None:
         slots = table.slots
         groups: dict[str, str] | None = None
-        marks = bindings.of(table.node) if bindings is not None else None
+        marks = None
+        if bindings is not None:
+            cached = table.bound
+            if cached is not None and cached[0] is bindings.token:
+                marks = cached[1]
+            else:
+                marks = bindings.of(table.node)
+                table.bound = (bindings.token, marks)
         for key, value in obj.items():
             slot = slots.get(key)
             if slot is None:
