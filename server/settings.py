@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     validate_on_write: bool = True
     validation: Literal["structure", "core"] = "structure"
     """What every write is checked against: ``structure`` (the R4 StructureDefinitions' elements,
-    types, cardinality and formats) or ``core`` (also their invariants and required bindings).
+    types, cardinality and formats, and required bindings to value sets that list their codes, such
+    as ``Patient.gender``) or ``core`` (also their invariants and the other required and extensible
+    bindings).
     Resources claiming a profile (``meta.profile``) or covered by ``required_profiles`` are always
     validated completely against those profiles; ``$validate`` always validates completely."""
     required_profiles: dict[str, list[str]] = {}
