@@ -15,6 +15,8 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+import anyio.to_thread
+
 from server.bundles.entries import ORDER, EntryRequest, create_condition, read_entry
 from server.bundles.execute import error_entry, response_entry, run_entry
 from server.bundles.references import has_conditional_reference, is_conditional, walk_references
@@ -228,7 +230,9 @@ async def _transaction(
     _check_ids(reqs)
     prepared: dict[int, Prepared] = {}
     if simple:
-        assigned, prepared = _prepare(svc, reqs)
+        # validating and indexing every entry is the costly part of a Bundle: done in a worker thread so the
+        # event loop keeps serving other requests (see server.interactions.offload)
+        assigned, prepared = await anyio.to_thread.run_sync(_prepare, svc, reqs)
         existing: set[int] = set()
         resolved: dict[int, list[str]] = {}
     async with svc.session() as session:

@@ -4,7 +4,10 @@ answering 200 with an OperationOutcome whatever the verdict."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
+
+import anyio.to_thread
 
 from server.errors import BadRequest, Issue, NotFound
 from server.fhir.json import load_stored
@@ -42,7 +45,9 @@ async def run(inv: Invocation) -> Result:
                             ("resourceType",)))
     if mode == "update" and inv.id and resource.get("id") != inv.id:
         issues.append(Issue("error", "invalid", f"id '{resource.get('id')}' does not match '{inv.id}'", ("id",)))
-    issues.extend(inv.svc.validate(resource, profiles=profiles, complete=True))
+    # in a worker thread: validating a large resource must not stall the event loop (server.interactions.offload)
+    issues.extend(await anyio.to_thread.run_sync(partial(inv.svc.validate, resource, profiles=profiles,
+                                                         complete=True)))
     return Result(200, resource=_outcome(issues))
 
 
