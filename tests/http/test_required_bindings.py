@@ -166,3 +166,15 @@ async def test_cli_validate_reports_what_the_server_reports(client: httpx.AsyncC
                   if i["severity"] == "error"]
     assert from_cli == from_validate == from_write
     assert [e for _, e, _ in from_cli] == [["Patient.gender"], ["Patient.contact[0].gender"]]
+
+
+async def test_malformed_coding_under_a_binding_is_a_client_error(client: httpx.AsyncClient) -> None:
+    """A coding whose system is not a string reached the terminology checkers as a dict key (TypeError, 500)."""
+    condition = {"resourceType": "Condition", "subject": {"reference": "Patient/x"}, "clinicalStatus": {
+        "coding": [{"system": ["http://terminology.hl7.org/CodeSystem/condition-clinical"], "code": "active"}]}}
+    checked = await client.post("/Condition/$validate", json=condition)
+    assert checked.status_code == 200, checked.text
+    assert any(i["expression"] == ["Condition.clinicalStatus.coding[0].system"]
+               for i in checked.json()["issue"] if i["severity"] == "error")
+    written = await client.post("/Condition", json=condition)
+    assert written.status_code == 422, written.text
