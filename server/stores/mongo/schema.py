@@ -12,7 +12,8 @@ Database: the path of the connection URI (``mongodb://host/yidang``), else ``yid
      number:    [{p, lo, hi}],  quantity: [{p, lo, hi, system, code}],   # "p" = parameter code
      reference: [{p, ref_type, ref_id, url}],  uri: [{p, value}],  composite: [{p, key, lo, hi}],
      refs: ["subject|Patient/123", ...],       # param|Type/id of each local reference (chains)
-     sort: {birthdate: {min: <lo>, max: <hi>}, ...}}      # per parameter, for _sort
+     sort: {birthdate: {min: <lo>, max: <hi>}, ...},      # per parameter, for _sort
+     sk: "Patient/123"}                        # the shard key: the resident (see .sharding)
 
   ``res`` is ``Version.body`` decoded with orjson and re-encoded on read; BSON keeps key order, so
   the JSON read back is byte-identical to ``orjson.dumps(orjson.loads(body))``. A decimal whose
@@ -31,7 +32,10 @@ Database: the path of the connection URI (``mongodb://host/yidang``), else ``yid
 
 ``history`` — every version, the current one and deletions included::
 
-    {_id: "Patient/123/3", rid: "Patient/123", type, id, version, lu, deleted, method, res}
+    {_id: "Patient/123/3", rid: "Patient/123", type, id, version, lu, deleted, method, res, sk}
+
+``ids`` — ``{_id: "Patient/123", sk}``: on a sharded cluster, what keeps resource ids unique across
+shards (:mod:`.sharding`); written by transactional sessions behind mongos only.
 
 A resource claimed by an in-flight journalled transaction (see :mod:`.journal`) also carries
 ``pending: <transaction id>``; one the transaction creates is held meanwhile by a *placeholder*
@@ -64,6 +68,7 @@ led by the parameter code, so an ``$elemMatch`` on ``{p, field…}`` is a bounde
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -80,6 +85,9 @@ from server.stores.base import Version
 
 from .compile import ref_key
 from .order import PARAM_NAME
+from .sharding import IDS, SK, cluster_indexes, shard_key
+
+log = logging.getLogger(__name__)
 
 RESOURCES = "resources"
 HISTORY = "history"
@@ -131,15 +139,38 @@ INDEXES: dict[str, list[IndexModel]] = {
 async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
     """Create the collections (transactions cannot create them on every server) and indexes."""
     existing = set(await db.list_collection_names())
-    for name in (RESOURCES, HISTORY, LOCKS, PROBE, JOURNAL):
+    for name in (RESOURCES, HISTORY, LOCKS, PROBE, JOURNAL, IDS):
         if name not in existing:
             try:
                 await db.create_collection(name, check_exists=False)
             except OperationFailure as exc:  # another process created it meanwhile
                 if exc.code != NAMESPACE_EXISTS:
                     raise
+    cluster = await is_mongos(db)
     for name, models in INDEXES.items():
-        await db[name].create_indexes(models)
+        if not cluster:
+            await db[name].create_indexes(models)
+            continue
+        try:  # behind mongos unique indexes are not prefixed by the shard key: see .sharding
+            await db[name].create_indexes(cluster_indexes(models))
+        except OperationFailure as exc:
+            if exc.code not in INDEX_CONFLICTS:
+                raise
+            log.warning("MongoDB indexes of %s predate the cluster (%s): run `yidang mongo setup --sharded`",
+                        name, exc)
+
+
+INDEX_CONFLICTS = (85, 86)
+"""IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or key exists with other options."""
+
+
+async def is_mongos(db: AsyncDatabase[dict[str, Any]]) -> bool:
+    """True when ``db`` is reached through a mongos (a sharded cluster)."""
+    try:
+        hello = await db.command("hello")
+    except OperationFailure:
+        return False
+    return hello.get("msg") == "isdbgrid"
 
 
 # --- documents --------------------------------------------------------------------------------
@@ -197,6 +228,7 @@ def current_document(version: Version, entries: Sequence[Entry]) -> dict[str, An
     del doc["rid"]
     if not version.deleted:
         doc.update(index_fields(entries))
+    doc[SK] = shard_key(version.type, version.id, () if version.deleted else entries)
     return doc
 
 
