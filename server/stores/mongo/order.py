@@ -25,6 +25,7 @@ from typing import Any
 
 from server.errors import InvalidSearch, NotSupported
 from server.search.model import SortKey
+from server.stores.base import HistoryQuery
 
 from .compile import ALWAYS, NEVER, Filter, and_, or_
 
@@ -169,6 +170,17 @@ def comparator(fields: Sequence[SortField]) -> Callable[[Mapping[str, Any]], Any
 
 HISTORY_SORT = [("lu", -1), ("type", -1), ("id", -1), ("version", -1)]
 """Newest first; type, id and version break ties so the order is total."""
+
+
+def history_filters(q: HistoryQuery) -> tuple[Filter, Filter]:
+    """The scope (type, id) and the page (``since``, cursor) filters of a history query, on
+    ``history`` documents; sorted by :data:`HISTORY_SORT` (indexes: :mod:`.schema`)."""
+    scope = and_(
+        {"type": {"$eq": q.type}} if q.type is not None else ALWAYS,
+        {"id": {"$eq": q.id}} if q.id is not None else ALWAYS,
+    )
+    since = {"lu": {"$gte": q.since}} if q.since is not None else ALWAYS
+    return scope, and_(since, before_filter(q.before))
 
 
 def before_filter(before: tuple[int, str, str, int] | None) -> Filter:

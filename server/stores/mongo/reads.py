@@ -12,7 +12,7 @@ SQLite does; no huge ``$in`` list is shipped and both stores answer the same sea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bson import json_util
@@ -28,7 +28,7 @@ from server.search.model import And, Chain, Condition, Has, Query, ResourceTest
 from server.stores.base import HistoryQuery, SearchResult, Version
 
 from . import compile as c
-from . import order
+from . import order, sharding
 from .capabilities import FALLBACK, Capabilities
 from .schema import HISTORY, RESOURCES, ROW_FIELDS, resource_key, to_version, version_key
 
@@ -64,12 +64,7 @@ async def history(db: Db, s: ClientSession, q: HistoryQuery) -> list[Version]:
     """Newest first (lu, type, id, version all descending); see :class:`HistoryQuery`."""
     if q.count <= 0:
         return []
-    scope = c.and_(
-        {"type": {"$eq": q.type}} if q.type is not None else c.ALWAYS,
-        {"id": {"$eq": q.id}} if q.id is not None else c.ALWAYS,
-    )
-    since = {"lu": {"$gte": q.since}} if q.since is not None else c.ALWAYS
-    page = c.and_(since, order.before_filter(q.before))
+    scope, page = order.history_filters(q)
     if q.at is None:
         cursor = db[HISTORY].find(c.and_(scope, page), ROW, sort=order.HISTORY_SORT, limit=q.count, session=s)
         return [to_version(d) async for d in cursor]
@@ -188,11 +183,19 @@ async def resolve(db: Db, s: ClientSession, cond: Condition, types: Sequence[str
     return out
 
 
+def search_filter(types: Sequence[str], where: Condition, resolved: Mapping[Chain | Has, c.Filter],
+                  caps: Capabilities) -> c.Filter:
+    """The full filter of a search of ``types`` by ``where`` (sub-queries ``resolved``): behind mongos
+    with the shard key of the residents it names, so it reaches their shards only (:mod:`.sharding`)."""
+    base = c.base_filter(types, c.compile_where(where, resolved, caps))
+    return sharding.route(types, where, base) if caps.sharded else base
+
+
 async def where_filter(db: Db, s: ClientSession, types: Sequence[str], where: Condition, *,
                        caps: Capabilities = FALLBACK) -> c.Filter:
     """The full filter of current, non-deleted ``types`` resources matching ``where``, in the forms
     ``caps`` allows (see :mod:`.capabilities`; the default is correct on every server)."""
-    return c.base_filter(types, c.compile_where(where, await resolve(db, s, where, types, caps=caps), caps))
+    return search_filter(types, where, await resolve(db, s, where, types, caps=caps), caps)
 
 
 async def find(db: Db, s: ClientSession, type_: str, where: Condition, limit: int, *,
@@ -253,7 +256,7 @@ async def search(db: Db, s: ClientSession, query: Query, *, caps: Capabilities =
     position = None if query.after is None else order.field_values(fields, query.after, keys)
     if broad:
         return await _walk(db, s, query, fields, resolved, broad, position, caps)
-    base = c.base_filter(query.types, c.compile_where(query.where, resolved, caps))
+    base = search_filter(query.types, query.where, resolved, caps)
     total = None
     if query.total != "none":
         total = await count(db, s, base)
@@ -270,7 +273,7 @@ async def _walk(db: Db, s: ClientSession, query: Query, fields: Sequence[order.S
                 position: Sequence[object] | None, caps: Capabilities = FALLBACK) -> SearchResult:
     items = query.where.items if isinstance(query.where, And) else (query.where,)
     narrow = And(tuple(i for i in items if not any(n in c.subqueries(i) for n in broad)))
-    candidates = c.base_filter(query.types, c.compile_where(narrow, resolved, caps))
+    candidates = search_filter(query.types, narrow, resolved, caps)
     keys = len(query.sort)
     want = query.count + 1
     counting = query.total != "none"  # a total needs the whole walk
@@ -286,7 +289,7 @@ async def _walk(db: Db, s: ClientSession, query: Query, fields: Sequence[order.S
                 per_batch[node] = await _semi_join(db, s, node, batch, caps=caps)
             except _TooBroad:  # only a _has whose sources' own criteria hold a broad chain
                 raise _too_costly(node) from None
-        full = c.base_filter(query.types, c.compile_where(query.where, per_batch, caps))
+        full = search_filter(query.types, query.where, per_batch, caps)
         ids = [d["_id"] for d in batch]
         hits = {d["_id"] async for d in _resources(db).find(c.conjoin(full, {"_id": {"$in": ids}}), {"_id": 1},
                                                              session=s)}
@@ -362,8 +365,8 @@ async def query_plan(db: Db, query: Query, *, caps: Capabilities = FALLBACK) -> 
         except _TooBroad:
             walked.append(_name(node))
             found[node] = c.ALWAYS
-    shown = c.base_filter(query.types, c.compile_where(query.where, _shown(query.where, found), caps))
-    real = c.base_filter(query.types, c.compile_where(query.where, found, caps))
+    shown = search_filter(query.types, query.where, _shown(query.where, found), caps)
+    real = search_filter(query.types, query.where, found, caps)
     if walked:
         sections_walk = [("walk", f"sub-queries too broad to ship as id lists ({', '.join(walked)}): the rest "
                                   f"of the search is walked in result order, {WALK_BATCH} at a time, and they are "

@@ -109,16 +109,37 @@ def _index(*keys: str) -> IndexModel:
     return IndexModel([(k, ASCENDING) for k in keys])
 
 
+SORT_INDEXED = ("birthdate", "date", "family", "given", "name", "gender", "status", "subject", "patient",
+                "identifier", "code")
+"""Parameters whose ``_sort`` is an ordered index scan (a partial index per direction, holding only
+the resources that have the parameter: the ``$exists`` partition of :mod:`.order` implies it).
+Sorting on another parameter is correct too, but sorts the matching resources in memory: add it
+here (one index per direction, one entry per resource having it) when such sorts are common."""
+
+
+def _sort_index(param: str, bound: str, direction: int) -> IndexModel:
+    path = f"sort.{param}.{bound}"
+    return IndexModel([("type", ASCENDING), (path, direction), ("id", ASCENDING)],
+                      partialFilterExpression={path: {"$exists": True}})
+
+
 INDEXES: dict[str, list[IndexModel]] = {
     RESOURCES: [
         IndexModel([("type", ASCENDING), ("id", ASCENDING)], unique=True),
-        _index("type", "lu"),
+        _index("type", "lu", "id"),  # _sort=_lastUpdated, _lastUpdated ranges
+        IndexModel([("type", ASCENDING), ("lu", DESCENDING), ("id", ASCENDING)]),  # _sort=-_lastUpdated
+        *(_sort_index(p, "min", ASCENDING) for p in SORT_INDEXED),
+        *(_sort_index(p, "max", DESCENDING) for p in SORT_INDEXED),
         _index("token.p", "token.code", "token.system"),
+        _index("token.p", "token.system"),  # system| (any code)
+        _index("token.p", "token.text"),  # :text
         _index("string.p", "string.value"),
         _index("date.p", "date.lo", "date.hi"),
         _index("date.p", "date.hi"),  # gt/ge/sa bound only the end of a value's range
         _index("number.p", "number.lo", "number.hi"),
+        _index("number.p", "number.hi"),  # gt/ge/eb, as for dates
         _index("quantity.p", "quantity.lo", "quantity.hi"),
+        _index("quantity.p", "quantity.hi"),
         _index("reference.p", "reference.ref_id", "reference.ref_type"),
         _index("reference.p", "reference.url"),
         _index("refs"),
@@ -128,9 +149,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     HISTORY: [
         IndexModel([("type", ASCENDING), ("id", ASCENDING), ("version", ASCENDING)], unique=True),
-        IndexModel([("lu", DESCENDING), ("type", DESCENDING), ("id", DESCENDING)]),
-        IndexModel([("type", ASCENDING), ("lu", DESCENDING)]),
-        IndexModel([("rid", ASCENDING), ("version", DESCENDING)]),
+        IndexModel([("lu", DESCENDING), ("type", DESCENDING), ("id", DESCENDING), ("version", DESCENDING)]),
+        IndexModel([("type", ASCENDING), ("lu", DESCENDING), ("id", DESCENDING), ("version", DESCENDING)]),
+        IndexModel([("rid", ASCENDING), ("version", DESCENDING)]),  # _at: the version current at a time
     ],
     JOURNAL: [_index("txn"), _index("state")],
 }
