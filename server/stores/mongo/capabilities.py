@@ -20,6 +20,10 @@ query only where the server answered its probe correctly:
   ``$lookup`` could answer; not used yet.
 * ``transactions`` — isolated multi-document transactions, decided by
   :func:`.session.transactions_isolated` (not probed twice).
+* ``sharded`` — the store talks to a mongos (``hello`` answers ``msg: "isdbgrid"``): searches naming
+  residents carry the shard key and transactional writes keep resource ids unique across shards
+  (:mod:`.sharding`). Always detected, also when the query forms are forced; tests force it True
+  to run the routed filters on nx-27017.
 
 A probe that fails with an error counts as "not supported": the fallback forms are correct on every
 server, the efficient ones only faster. Forcing a set of flags (``MongoStore(capabilities=…)``,
@@ -57,6 +61,7 @@ class Capabilities:
     array_equality: bool = False
     lookup_arrays: bool = False
     transactions: bool = False
+    sharded: bool = False
     server: str = "unknown"
     """What ``buildInfo`` says the server is, e.g. ``MongoDB 7.0.14`` or ``nx-27017 (reports 7.0.0)``."""
 
@@ -66,7 +71,7 @@ class Capabilities:
         return f"MongoDB capabilities of {self.server}: {flags}"
 
 
-FLAGS = ("in_elem_match", "array_equality", "lookup_arrays", "transactions")
+FLAGS = ("in_elem_match", "array_equality", "lookup_arrays", "transactions", "sharded")
 
 FALLBACK = Capabilities()
 """The forms correct on every server: what the compiler emits when told nothing."""

@@ -63,6 +63,7 @@ from .schema import (
     index_fields,
     resource_key,
 )
+from .sharding import IDS, SK, shard_key
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ LOCK_WAIT_S = 15.0
 """How long :meth:`MongoSession.lock` waits for a busy key before answering 409."""
 LOCK_FIRST_DELAY_S = 0.01
 LOCK_MAX_DELAY_S = 0.2
-PRIOR = {"version": 1, "deleted": 1, PENDING: 1}
+PRIOR = {"version": 1, "deleted": 1, PENDING: 1, SK: 1}
 UNCLAIMED = {"$exists": False}
 COMMIT_ATTEMPTS = 3
 """``UnknownTransactionCommitResult`` may be retried: commitTransaction is idempotent."""
@@ -85,9 +86,11 @@ def _now_ms() -> int:
 class MongoSession:
     """A :class:`~server.stores.base.Session`; use it sequentially (one operation at a time)."""
 
-    def __init__(self, db: reads.Db, client_session: AsyncClientSession | None) -> None:
+    def __init__(self, db: reads.Db, client_session: AsyncClientSession | None, *, sharded: bool = False) -> None:
         self._db = db
         self._s = client_session
+        self._sharded = sharded
+        """Behind mongos: writes name the old shard key and claim their id in ``ids`` (:mod:`.sharding`)."""
         self._owner = uuid4().hex
         self._held: dict[str, float] = {}
 
@@ -163,6 +166,10 @@ class MongoSession:
         if not allowed or (current is not None and v.version <= current):
             raise VersionConflict(v.type, v.id, current)
         doc = current_document(v, write.entries)
+        if v.deleted and prior is not None and prior.get(SK):
+            doc[SK] = prior[SK]  # a deletion stays where its resource was
+        if self._sharded and self._s is not None:  # ids are unique per shard only: claim it cluster-wide
+            await self._db[IDS].update_one({"_id": key}, {"$set": {SK: doc[SK]}}, upsert=True, session=self._s)
         if prior is None:
             try:
                 await resources.insert_one(doc, session=self._s)
@@ -170,10 +177,13 @@ class MongoSession:
                 raise VersionConflict(v.type, v.id, await self._current(key)) from None
         else:
             cas = {"_id": key, "version": {"$eq": current}, PENDING: UNCLAIMED}
+            if prior.get(SK) is not None:  # names the full shard key, so a changed sk moves the document
+                cas[SK] = {"$eq": prior[SK]}
             done = await resources.replace_one(cas, doc, session=self._s)
             if done.matched_count != 1:
                 raise VersionConflict(v.type, v.id, await self._current(key))
         entry = history_document(v)
+        entry[SK] = doc[SK]
         try:
             await self._db[HISTORY].insert_one(entry, session=self._s)
         except DuplicateKeyError:
@@ -192,14 +202,17 @@ class MongoSession:
         await self._renew()
         fields = index_fields(entries)
         stale = {name: "" for name in INDEX_FIELDS if name not in fields}
-        update: dict[str, Any] = {"$set": fields} if fields else {}
+        fields[SK] = shard_key(type_, id_, entries)
+        update: dict[str, Any] = {"$set": fields}
         if stale:
             update["$unset"] = stale
-        done = await self._db[RESOURCES].update_one(
-            {"_id": resource_key(type_, id_), "version": {"$eq": version}, "deleted": {"$eq": False}},
-            update,
-            session=self._s,
-        )
+        key = resource_key(type_, id_)
+        where: dict[str, Any] = {"_id": key, "version": {"$eq": version}, "deleted": {"$eq": False}}
+        if self._sharded:  # a changed sk needs the old one in the filter
+            found = await self._db[RESOURCES].find_one({"_id": key}, {SK: 1}, session=self._s)
+            if found is not None and found.get(SK) is not None:
+                where[SK] = {"$eq": found[SK]}
+        done = await self._db[RESOURCES].update_one(where, update, session=self._s)
         return done.matched_count == 1
 
     async def _current(self, key: str) -> int | None:
@@ -248,7 +261,8 @@ class MongoSession:
 
 
 @asynccontextmanager
-async def open_session(client: AsyncMongoClient[dict[str, Any]], db: reads.Db) -> AsyncIterator[MongoSession]:
+async def open_session(client: AsyncMongoClient[dict[str, Any]], db: reads.Db, *,
+                       sharded: bool = False) -> AsyncIterator[MongoSession]:
     """A transactional session (see :func:`run_session`)."""
     with map_errors():
         client_session = client.start_session()
@@ -257,7 +271,7 @@ async def open_session(client: AsyncMongoClient[dict[str, Any]], db: reads.Db) -
         except BaseException:
             await client_session.end_session()
             raise
-    async with run_session(MongoSession(db, client_session)) as session:
+    async with run_session(MongoSession(db, client_session, sharded=sharded)) as session:
         yield session
 
 

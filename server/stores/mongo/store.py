@@ -32,7 +32,7 @@ from . import reads, recovery
 from .capabilities import Capabilities
 from .errors import mapped
 from .journal import JournalSession
-from .schema import DEFAULT_DATABASE, HISTORY, RESOURCES, check_document_size, ensure_schema
+from .schema import DEFAULT_DATABASE, HISTORY, RESOURCES, check_document_size, ensure_schema, is_mongos
 from .session import open_session, run_session, transactions_isolated
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class MongoStore:
             else:
                 found = dataclasses.replace(self._forced, transactions=self.transactions,
                                             server=f"{await caps_module.describe_server(db)}, forms forced")
+            if not found.sharded and await is_mongos(db):
+                found = dataclasses.replace(found, sharded=True)
             # journals can be left by an earlier run in either mode: recover before serving
             done = await recovery.recover(db, self.owner)
         except BaseException:
@@ -158,7 +160,7 @@ class MongoStore:
         if self._client is None:
             raise StoreUnavailable("the MongoDB store is not open")
         if self.transactions:
-            return open_session(self._client, self.db)
+            return open_session(self._client, self.db, sharded=self.capabilities.sharded)
         return run_session(JournalSession(self.db, self.owner))
 
     def check_document(self, type_: str, body: bytes, entries: Sequence[Entry]) -> None:
