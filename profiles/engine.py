@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from profiles import vitals
 from profiles.bindings import BindingChecker, CachedChecker, default_binding_checker
 from profiles.definitions import FHIR_BASE
 from profiles.elements import CompiledProfile, Rule, compile_profile
@@ -61,13 +62,15 @@ class ProfileEngine:
 
     def __init__(self, registry: ProfileRegistry | None = None, *, terminology: BindingChecker | None = None,
                  core_invariants: bool = True, unknown_extensions: Severity = WARNING,
-                 best_practice: Severity | None = WARNING,
+                 best_practice: Severity | None = WARNING, vital_signs: bool = False,
                  questionnaires: QuestionnaireResolver | None = None) -> None:
         """
         ``core_invariants`` switches the core definitions' invariants off for resources that claim
         no profile (profiles' invariants always run); ``unknown_extensions`` is the severity of an
         extension whose definition cannot be found; ``best_practice`` the severity of invariants
-        marked as best practice (dom-6 "should have narrative"; None skips them);
+        marked as best practice (dom-6 "should have narrative"; None skips them); ``vital_signs``
+        checks an Observation with a vital sign's LOINC code against that sign's profile
+        (:mod:`profiles.vitals`);
         ``questionnaires`` finds the Questionnaire a QuestionnaireResponse answers (default:
         Questionnaires in the registry).
         """
@@ -77,6 +80,8 @@ class ProfileEngine:
         self.invariants = Invariants()
         self.core_invariants = core_invariants
         self.unknown_extensions: Severity = unknown_extensions
+        self.vital_signs = vital_signs
+        self._vital_signs: dict[str, str] | None = None
         self.best_practice: Severity | None = best_practice
         self.questionnaires = questionnaires if questionnaires is not None else self._registry_questionnaire
         definitions = self.registry.definitions
@@ -99,24 +104,38 @@ class ProfileEngine:
         walk.resource(resource, type_name, None, None, profiles)
         return walk.result()
 
-    def with_unknown_extensions(self, severity: Severity) -> ProfileEngine:
-        """This engine with another severity for extensions whose definition cannot be found.
+    def with_options(self, *, unknown_extensions: Severity | None = None,
+                     vital_signs: bool | None = None) -> ProfileEngine:
+        """This engine with other options (those not given are kept).
 
         The two share the registry, the terminology and every compiled definition and cached
         answer (cleared in place by :meth:`refresh`), so a server can answer ``$validate`` as the
-        reference validator does (an unresolvable extension is an error) while its writes stay
-        lenient, without compiling each definition twice.
+        reference validator does (an unresolvable extension is an error, a vital sign is checked
+        against its profile) while its writes stay lenient, without compiling each definition twice.
         """
         sibling = copy.copy(self)
-        sibling.unknown_extensions = severity
+        if unknown_extensions is not None:
+            sibling.unknown_extensions = unknown_extensions
+        if vital_signs is not None:
+            sibling.vital_signs = vital_signs
         return sibling
+
+    def implied_profiles(self, resource: dict[str, Any]) -> list[str]:
+        """Profiles ``resource`` must conform to without claiming them: the vital-signs profile its code
+        requires (when the ``vital_signs`` option is on)."""
+        if not self.vital_signs or resource.get("resourceType") != "Observation":
+            return []
+        if self._vital_signs is None:
+            self._vital_signs = vitals.code_table(self.registry.structure_definition)
+        return vitals.required_profiles(resource, self._vital_signs)
 
     def refresh(self) -> None:
         """Forget compiled definitions and cached answers if the registry changed since they were made."""
         if self._generation != self.registry.generation:
             with self._lock:
-                self._compiled.clear()  # in place: engines made by with_unknown_extensions share them
+                self._compiled.clear()  # in place: engines made by with_options share them
                 self._core.clear()
+                self._vital_signs = None
                 self.terminology.clear()
                 self._generation = self.registry.generation
 

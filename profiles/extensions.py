@@ -54,8 +54,15 @@ def check_unsliced(walk: Walk, item: Item, rule: Rule, scope: Scope, parent: Ite
     if not isinstance(value, dict):
         return
     url = value.get("url")
-    if not isinstance(url, str) or ":" not in url:
-        return  # a relative url names a part of a complex extension; its definition checks it
+    if not isinstance(url, str):
+        return
+    if ":" not in url:
+        if parent is None or parent.type != "Extension":
+            # only a part of a complex extension is named by a relative url (its definition checks it);
+            # anywhere else the url must say which StructureDefinition defines the extension
+            walk.report(ERROR, EXTENSION, f"the extension url '{url}' must be an absolute URL naming the "
+                        "extension's definition (http://hl7.org/fhir/R4/extensibility.html)", f"{item.expression}.url")
+        return
     profile = walk.engine.profile(url)
     kind = "modifier extension" if modifier else "extension"
     if profile is None:

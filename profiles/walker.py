@@ -107,6 +107,7 @@ class Walk:
             return
         root = root if root is not None else resource
         explicit = list(extra_profiles)
+        explicit.extend(u for u in self.engine.implied_profiles(resource) if u not in explicit)
         compiled: list[CompiledProfile] = []
         for url in dict.fromkeys([*_claims(resource), *explicit]):
             profile = self.engine.profile(url)

@@ -152,3 +152,35 @@ async def test_narrative_links_must_reach_an_anchor(client: httpx.AsyncClient) -
     assert _errors(await client.post("/List/$validate", json=into_contained)) == []
     external = _narrative('<p><a href="http://example.org/#x">elsewhere</a><a href="#">top</a></p>')
     assert _errors(await client.post("/List/$validate", json=external)) == []
+
+
+async def test_an_extension_url_must_be_absolute_outside_a_complex_extension(client: httpx.AsyncClient) -> None:
+    relative = {"resourceType": "Patient", "extension": [{"url": "colour", "valueString": "red"}]}
+    assert [i["expression"] for i in _errors(await client.post("/Patient/$validate", json=relative))] == [
+        ["Patient.extension[0].url"]]
+    complex_ = {"resourceType": "Patient", "extension": [{"url": "http://example.org/ext/pair", "extension": [
+        {"url": "left", "valueString": "a"}, {"url": "right", "valueString": "b"}]}]}
+    assert _errors(await client.post("/Patient/$validate", json=complex_)) == []
+
+
+VITAL = {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p"},
+         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                   "code": "vital-signs"}]}],
+         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "effectiveDateTime": "2024-05-01",
+         "valueQuantity": {"value": 60, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"}}
+
+
+async def test_a_vital_sign_code_requires_its_profile(client: httpx.AsyncClient) -> None:
+    """http://hl7.org/fhir/R4/observation-vitalsigns.html: a heart rate by LOINC 8867-4 SHALL conform to heartrate."""
+    assert _errors(await client.post("/Observation/$validate", json=VITAL)) == []
+    in_kg = {**VITAL, "valueQuantity": {"value": 60, "unit": "kg", "system": "http://unitsofmeasure.org",
+                                        "code": "kg"}}
+    errors = _errors(await client.post("/Observation/$validate", json=in_kg))
+    assert [i["expression"] for i in errors] == [["Observation.valueQuantity.code"]]
+    assert "heartrate" in errors[0]["diagnostics"]
+    uncategorised = {k: v for k, v in VITAL.items() if k != "category"}
+    assert _errors(await client.post("/Observation/$validate", json=uncategorised))
+    other_code = {**in_kg, "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}}
+    assert _errors(await client.post("/Observation/$validate", json=other_code)) == []  # not a vital sign
+    created = await client.post("/Observation", json=in_kg)  # a write checks what is claimed, not what is implied
+    assert created.status_code == 201, created.text
