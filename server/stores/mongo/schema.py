@@ -26,9 +26,13 @@ Database: the path of the connection URI (``mongodb://host/yidang``), else ``yid
   (token → code, string/uri → value, date/number/quantity → lo for min and hi for max,
   reference → "Type/id" or url, composite → key; see :mod:`server.search.order`), written with the
   entries so that ``_sort`` reads one indexable scalar instead of unwinding arrays. ``refs``
-  duplicates the local references of ``reference`` as flat strings because a forward chain needs
-  ``∃ entry: p = x ∧ ref_id ∈ ids`` and a flat ``$in`` on a multikey index is the one form of that
-  both MongoDB and the nx-27017 test server answer correctly (nx ignores ``$in`` inside ``$elemMatch``).
+  duplicates the local references of ``reference`` as flat strings for servers that cannot answer
+  ``$in`` inside ``$elemMatch`` (nx-27017 ignores it; :mod:`.capabilities`): a forward chain needs
+  ``∃ entry: p = x ∧ ref_id ∈ ids``, which such a server answers only as a flat ``$in`` on ``refs``;
+  on MongoDB (``in_elem_match``) chains are compiled on the ``reference`` entries instead. It is
+  written on every server so that a database keeps working when moved between servers or when the
+  query forms are forced; its cost is about one index key (``refs_1``) and a few dozen bytes per
+  resource write (measured below). ``_has`` and broad-chain walks also read it.
 
 ``history`` — every version, the current one and deletions included::
 
@@ -62,8 +66,36 @@ standalone ``mongod`` (and nx-27017) each single write stays atomic, and a multi
 a journalled transaction (:mod:`.journal`): its new documents are made durable in ``journal``
 before any of them touches ``resources``/``history``, so it is all-or-nothing across crashes.
 
-Indexes are created by ``open()`` (idempotent). The entry indexes are multikey compound indexes
-led by the parameter code, so an ``$elemMatch`` on ``{p, field…}`` is a bounded index scan.
+Indexes are created by ``open()`` (idempotent; :data:`INDEXES`). They are derived from the query
+shapes the compiler emits, and ``tests/stores/test_mongo_index_coverage.py`` checks, without a
+``mongod``, that every shape of the search test tables (both capability forms, every sort partition,
+paging cursors, chain/``_has`` sub-queries, history pages) is served by one of them under MongoDB's
+documented planner rules (:mod:`.coverage`), and that removing any index leaves a shape unserved:
+
+* entry indexes — multikey compound indexes led by the parameter code ``p``, then the field a
+  search bounds, so an ``$elemMatch`` on ``{p, field…}`` is a bounded scan: token ``{p, code,
+  system}``, ``{p, system}`` (``system|``), ``{p, text}`` (``:text``); string ``{p, value}``; date,
+  number, quantity ``{p, lo, hi}`` and ``{p, hi}`` (``gt``/``ge``/``sa``/``eb`` bound only the end);
+  reference ``{p, ref_id, ref_type}`` (also chains, efficient form) and ``{p, url}``; ``refs``
+  (chains, fallback form); uri ``{p, value}``; composite ``{p, key, lo}``.
+* row indexes — ``{type, id}`` (unique; the default order type, id and ``_id`` searches),
+  ``{type, lu, id}`` and ``{type, lu: -1, id}`` (``_sort=±_lastUpdated`` with its id tie-break,
+  ``_lastUpdated`` ranges), and per parameter of :data:`SORT_INDEXED`, partial indexes
+  ``{type, sort.<p>.min, id}`` / ``{type, sort.<p>.max: -1, id}`` holding only resources with that
+  parameter (the ``$exists`` partition of :mod:`.order` implies them). A sort on two keys with no
+  narrowing parameter, or on a parameter not listed, is a blocking sort of the matching resources.
+* ``history`` — ``{lu: -1, type: -1, id: -1, version: -1}`` (system history),
+  ``{type, lu: -1, id: -1, version: -1}`` (type history), ``{type, id, version}`` (unique; instance
+  history: one resource's versions, sorted in memory), ``{rid, version: -1}`` (``_at``).
+
+Write cost, counted on Synthea patient bundles (``python`` over the first three bundles of
+tests/data/samples.tar.xz with :func:`.coverage.entries`; ``pytest -s
+tests/stores/test_mongo_index_coverage.py -k write_cost`` prints the first): a resource write adds
+49–56 index keys (44–51 in ``resources`` including ``_id``, 5 in ``history``), up from 30–34 before
+the coverage work. The largest: token ``{p, code, system}`` 6.3, ``{p, system}`` 6.2, ``{p, text}``
+4.7, composite 4.7, reference 2.8 + 2.5, quantity 2.5 + 2.5 keys per resource; the partial sort
+indexes 6.7 together; ``refs`` 1.0. Every non-partial index holds one key (``null``) even for a
+document without the field, so each entry index costs at least one key per write.
 """
 
 from __future__ import annotations
