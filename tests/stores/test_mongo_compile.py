@@ -43,6 +43,7 @@ from server.search.model import (
 )
 from server.stores.mongo import compile as c
 from server.stores.mongo import order
+from server.stores.mongo.capabilities import EFFICIENT, FALLBACK, Capabilities
 from server.stores.mongo.errors import map_errors, translate
 
 G = "http://hl7.org/fhir/administrative-gender"
@@ -472,3 +473,52 @@ def test_other_exceptions_pass_through() -> None:
         raise KeyError("x")
     with pytest.raises(InvalidSearch), map_errors():
         raise InvalidSearch("kept as is")
+
+
+# --- a capable server (real MongoDB): the efficient forms of server/stores/mongo/capabilities.py --
+
+EFFICIENT_CASES = [
+    ("in is one $elemMatch with $in", Match("token", "p1", (FieldTest("code", "in", ("a", "b")),)),
+     em("token", p=P, code={"$in": ["a", "b"]})),
+    ("in keeps the other tests beside it",
+     Match("token", "p1", (FieldTest("system", "eq", "s"), FieldTest("code", "in", ("a", "b")))),
+     em("token", p=P, system={"$eq": "s"}, code={"$in": ["a", "b"]})),
+    ("two in lists: two $in, no cross product",
+     Match("token", "p1", (FieldTest("system", "in", ("s", "t")), FieldTest("code", "in", ("a", "b")))),
+     em("token", p=P, system={"$in": ["s", "t"]}, code={"$in": ["a", "b"]})),
+    ("in with duplicates", Match("token", "p1", (FieldTest("code", "in", ("a", "a")),)),
+     em("token", p=P, code={"$eq": "a"})),
+    ("empty in matches nothing", Match("token", "p1", (FieldTest("code", "in", ()),)), c.NEVER),
+    ("in beside a range on the same field",
+     Match("string", "p1", (FieldTest("value", "in", ("ab", "ac")), FieldTest("value", "prefix", "a"))),
+     em("string", p=P, value={"$in": ["ab", "ac"], "$gte": "a", "$lt": "b"})),
+]
+
+
+@pytest.mark.parametrize(("cond", "expected"), [case[1:] for case in EFFICIENT_CASES],
+                         ids=[case[0] for case in EFFICIENT_CASES])
+def test_match_on_a_capable_server(cond: Match, expected: dict) -> None:
+    assert c.compile_where(cond, caps=EFFICIENT) == expected
+
+
+def test_no_alternatives_limit_without_branches() -> None:
+    many = Match("token", "p1", (FieldTest("system", "in", tuple(map(str, range(200)))),
+                                 FieldTest("code", "in", tuple(map(str, range(200))))))
+    with pytest.raises(NotSupported):
+        c.compile_where(many, caps=FALLBACK)
+    found = c.compile_where(many, caps=EFFICIENT)["token"]["$elemMatch"]
+    assert len(found["system"]["$in"]) == len(found["code"]["$in"]) == 200
+
+
+def test_efficient_forms_need_only_the_in_elem_match_flag() -> None:
+    cond = Match("token", "p1", (FieldTest("code", "in", ("a", "b")),))
+    others = Capabilities(array_equality=True, lookup_arrays=True, transactions=True)
+    assert c.compile_where(cond, caps=others) == c.compile_where(cond)
+    assert "$or" in c.compile_where(cond) and "$or" not in c.compile_where(cond, caps=Capabilities(in_elem_match=True))
+
+
+def test_chain_on_a_capable_server_uses_the_reference_entries() -> None:
+    assert c.chain_filter(CHAIN, ["o1", "o2"], EFFICIENT) == {"reference": {"$elemMatch": {
+        "p": {"$eq": "org"}, "ref_id": {"$in": ["o1", "o2"]}, "ref_type": {"$eq": "Organization"}}}}
+    assert c.chain_filter(CHAIN, [], EFFICIENT) == c.NEVER
+    assert c.chain_filter(CHAIN, ["o1"]) == {"refs": {"$in": ["org|Organization/o1"]}}
