@@ -8,6 +8,7 @@ tests error out: CI fails, it does not skip.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -45,7 +46,9 @@ async def open_store(kind: str, request: pytest.FixtureRequest, tmp_path_factory
         from server.stores.mongo import MongoStore
 
         base = request.getfixturevalue("mongo_server_uri")
-        store = MongoStore(database_uri(base, f"t_{uuid.uuid4().hex[:12]}"))
+        # YIDANG_TEST_MONGO_QUERY_FORMS=efficient|fallback forces the compiled forms (default: detected)
+        forms = os.environ.get("YIDANG_TEST_MONGO_QUERY_FORMS") or None
+        store = MongoStore(database_uri(base, f"t_{uuid.uuid4().hex[:12]}"), capabilities=forms)
     await store.open()
     return store
 
