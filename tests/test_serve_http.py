@@ -220,3 +220,20 @@ def test_a_large_resource_does_not_stall_other_requests(served: tuple[str, int])
     events, status, answer = _healthz_while(served, get)
     assert status == 200 and answer.startswith(b"<"), answer[:500]
     assert events.index("large") >= HEALTHZ_ROUNDS, events
+
+
+@pytest.mark.parametrize("target", [b"/Patient?family=\xe7\x8e\x8b", b"/Patient?family=a b"])
+def test_a_url_that_is_not_percent_encoded_gets_an_operation_outcome(served: tuple[str, int], target: bytes) -> None:
+    """The HTTP parser refuses a raw non-ASCII character or space in the request line; the answer
+    is still a FHIR OperationOutcome that says how to encode the URL, not uvicorn's plain text."""
+    with socket.create_connection(served, timeout=30) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"content-type: application/fhir+json" in head.lower()
+    outcome = orjson.loads(body)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "percent-encoded" in outcome["issue"][0]["diagnostics"]

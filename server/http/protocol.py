@@ -20,8 +20,24 @@ Run with ``uvicorn server.asgi:app --http server.http.protocol:UpgradeSafeHttpTo
 from __future__ import annotations
 
 import httptools
+import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+MALFORMED = (
+    "The HTTP request could not be parsed: its request line or a header is malformed. URLs must be "
+    "percent-encoded (UTF-8): a raw space or a raw non-ASCII character such as 王 is not allowed in a URL; "
+    "send family=%E7%8E%8B for family=王."
+)
+
+
+def malformed_request_outcome() -> bytes:
+    """The OperationOutcome answered to a request the HTTP parser refuses, before any FHIR code runs
+    (http://hl7.org/fhir/R4/http.html#2.21.0.5: errors are OperationOutcomes where the server can)."""
+    return orjson.dumps({
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "structure", "diagnostics": MALFORMED}],
+    })
 
 
 class UpgradeSafeHttpToolsProtocol(HttpToolsProtocol):
@@ -49,6 +65,22 @@ class UpgradeSafeHttpToolsProtocol(HttpToolsProtocol):
             else:
                 offset = upgrade.args[0] if upgrade.args and isinstance(upgrade.args[0], int) else len(data)
                 self._continue_with_h11(data[offset:])
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn answers a request llhttp refuses with plain text; FHIR clients get an OperationOutcome."""
+        body = malformed_request_outcome()
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend([
+            b"content-type: application/fhir+json; charset=utf-8\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n",
+            b"\r\n",
+            body,
+        ])
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
     def _continue_with_h11(self, rest: bytes) -> None:
         """Hand the connection to h11: the parsed request head, rebuilt, then the unparsed bytes
