@@ -1,4 +1,4 @@
-"""The ``yidang`` command line (typer): ``serve``, ``load`` and ``conformance run|list|validate``."""
+"""The ``yidang`` command line (typer): ``serve``, ``load``, ``mongo setup`` and ``conformance run|list|validate``."""
 
 from __future__ import annotations
 
@@ -214,6 +214,63 @@ def terminology_load(
     code = asyncio.run(load_terminology(file, url=url, name=name, valueset_url=valueset_url, server=server,
                                         data_dir=data_dir, mongodb_uri=mongodb_uri))
     raise typer.Exit(code)
+
+
+mongo_app = typer.Typer(help="MongoDB deployment: collections, indexes, sharding.", no_args_is_help=True)
+app.add_typer(mongo_app, name="mongo")
+
+
+@mongo_app.command("setup")
+def mongo_setup(
+    mongodb_uri: Annotated[str | None, typer.Option(envvar="YIDANG_MONGODB_URI",
+                                                    help="MongoDB (a mongos with --sharded)")] = None,
+    sharded: Annotated[bool, typer.Option(help="Shard resources and history by resident (through a mongos)")] = False,
+    zones: Annotated[Path | None, typer.Option(help="JSON zone -> {shards, districts}: residents by district "
+                                                   "(GB/T 2260 code) on their own shards; needs --sharded")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the commands only; connect to nothing")] = False,
+) -> None:
+    """Create the collections, indexes, sharding and zones (idempotent), printing each command."""
+    import asyncio
+
+    from pymongo import AsyncMongoClient
+    from pymongo.errors import PyMongoError
+
+    from server.stores.mongo import setup
+    from server.stores.mongo.schema import DEFAULT_DATABASE
+    from server.stores.mongo.sharding import ZoneError, parse_zones
+
+    if zones is not None and not sharded:
+        raise typer.BadParameter("zones need --sharded", param_hint="--zones")
+    try:
+        found = parse_zones(zones.read_text(encoding="utf-8")) if zones is not None else []
+    except (OSError, ZoneError) as error:
+        raise typer.BadParameter(str(error), param_hint="--zones") from None
+    if not dry_run and not mongodb_uri:
+        raise typer.BadParameter("give --mongodb-uri (or YIDANG_MONGODB_URI), or --dry-run", param_hint="--mongodb-uri")
+
+    async def apply(uri: str) -> None:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, appname="yidang-setup")
+        try:
+            db = client.get_default_database(DEFAULT_DATABASE)
+            await setup.run(db, setup.plan(db.name, sharded=sharded, zones=found), typer.echo)
+        finally:
+            await client.close()
+
+    if dry_run:
+        database = DEFAULT_DATABASE
+        if mongodb_uri:
+            from pymongo.uri_parser import parse_uri
+
+            database = parse_uri(mongodb_uri).get("database") or DEFAULT_DATABASE
+        for step in setup.plan(database, sharded=sharded, zones=found):
+            typer.echo(step.show())
+        return
+    assert mongodb_uri is not None
+    try:
+        asyncio.run(apply(mongodb_uri))
+    except PyMongoError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 conformance = typer.Typer(help="Run TestScript conformance suites against a FHIR server.", no_args_is_help=True)
