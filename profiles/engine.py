@@ -57,20 +57,33 @@ class Plan:
         """Nothing below needs checking, [with, without] invariants (set by :meth:`ProfileEngine.plan`)."""
 
 
+def global_profiles(guides: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """Resource type -> the profiles every resource of that type must conform to, by ``ImplementationGuide.global``."""
+    out: dict[str, list[str]] = {}
+    for guide in guides:
+        entries = guide.get("global")
+        for entry in entries if isinstance(entries, list) else ():
+            if isinstance(entry, dict) and isinstance(entry.get("type"), str) and isinstance(entry.get("profile"), str):
+                urls = out.setdefault(entry["type"], [])
+                if entry["profile"] not in urls:
+                    urls.append(entry["profile"])
+    return out
+
+
 class ProfileEngine:
     """Validates resources against the StructureDefinitions of a registry."""
 
     def __init__(self, registry: ProfileRegistry | None = None, *, terminology: BindingChecker | None = None,
                  core_invariants: bool = True, unknown_extensions: Severity = WARNING,
-                 best_practice: Severity | None = WARNING, vital_signs: bool = False,
+                 best_practice: Severity | None = WARNING, implied: bool = False,
                  questionnaires: QuestionnaireResolver | None = None) -> None:
         """
         ``core_invariants`` switches the core definitions' invariants off for resources that claim
         no profile (profiles' invariants always run); ``unknown_extensions`` is the severity of an
         extension whose definition cannot be found; ``best_practice`` the severity of invariants
-        marked as best practice (dom-6 "should have narrative"; None skips them); ``vital_signs``
-        checks an Observation with a vital sign's LOINC code against that sign's profile
-        (:mod:`profiles.vitals`);
+        marked as best practice (dom-6 "should have narrative"; None skips them); ``implied``
+        checks a resource against the profiles it must meet without claiming them
+        (:meth:`implied_profiles`);
         ``questionnaires`` finds the Questionnaire a QuestionnaireResponse answers (default:
         Questionnaires in the registry).
         """
@@ -80,8 +93,9 @@ class ProfileEngine:
         self.invariants = Invariants()
         self.core_invariants = core_invariants
         self.unknown_extensions: Severity = unknown_extensions
-        self.vital_signs = vital_signs
+        self.implied = implied
         self._vital_signs: dict[str, str] | None = None
+        self._global: dict[str, list[str]] | None = None
         self.best_practice: Severity | None = best_practice
         self.questionnaires = questionnaires if questionnaires is not None else self._registry_questionnaire
         definitions = self.registry.definitions
@@ -105,29 +119,37 @@ class ProfileEngine:
         return walk.result()
 
     def with_options(self, *, unknown_extensions: Severity | None = None,
-                     vital_signs: bool | None = None) -> ProfileEngine:
+                     implied: bool | None = None) -> ProfileEngine:
         """This engine with other options (those not given are kept).
 
         The two share the registry, the terminology and every compiled definition and cached
         answer (cleared in place by :meth:`refresh`), so a server can answer ``$validate`` as the
         reference validator does (an unresolvable extension is an error, a vital sign is checked
-        against its profile) while its writes stay lenient, without compiling each definition twice.
+        against its profile …) while its writes stay lenient, without compiling each definition twice.
         """
         sibling = copy.copy(self)
         if unknown_extensions is not None:
             sibling.unknown_extensions = unknown_extensions
-        if vital_signs is not None:
-            sibling.vital_signs = vital_signs
+        if implied is not None:
+            sibling.implied = implied
         return sibling
 
     def implied_profiles(self, resource: dict[str, Any]) -> list[str]:
-        """Profiles ``resource`` must conform to without claiming them: the vital-signs profile its code
-        requires (when the ``vital_signs`` option is on)."""
-        if not self.vital_signs or resource.get("resourceType") != "Observation":
+        """Profiles ``resource`` must conform to without claiming them (when the ``implied`` option is on):
+        the global profiles of the ImplementationGuides in the registry for its type
+        (http://hl7.org/fhir/R4/implementationguide-definitions.html#ImplementationGuide.global), and the
+        vital-signs profile an Observation's LOINC code requires (:mod:`profiles.vitals`)."""
+        if not self.implied:
             return []
-        if self._vital_signs is None:
-            self._vital_signs = vitals.code_table(self.registry.structure_definition)
-        return vitals.required_profiles(resource, self._vital_signs)
+        type_name = resource.get("resourceType")
+        if self._global is None:
+            self._global = global_profiles(self.registry.added("ImplementationGuide"))
+        found = list(self._global.get(str(type_name), ()))
+        if type_name == "Observation":
+            if self._vital_signs is None:
+                self._vital_signs = vitals.code_table(self.registry.structure_definition)
+            found.extend(u for u in vitals.required_profiles(resource, self._vital_signs) if u not in found)
+        return found
 
     def refresh(self) -> None:
         """Forget compiled definitions and cached answers if the registry changed since they were made."""
@@ -136,6 +158,7 @@ class ProfileEngine:
                 self._compiled.clear()  # in place: engines made by with_options share them
                 self._core.clear()
                 self._vital_signs = None
+                self._global = None
                 self.terminology.clear()
                 self._generation = self.registry.generation
 

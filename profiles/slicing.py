@@ -144,18 +144,51 @@ def _discriminator(walk: Walk, candidate: Rule, item: Item, discriminator: Discr
         if not profiles:
             return True
         return any(_conforms(walk, value, type_name, profiles, scope) for value, type_name in found)
+    if _constraint(element, kind) == (None, None):
+        if element.binding is not None and element.binding.strength == "required":
+            return any(_in_value_set(walk, element, value) for value, _ in found)
+        # the value may be fixed further down a required slice of an element on the path (the R4 bp
+        # profile's components: code.coding is sliced, and its SBPCode slice fixes code.coding.code)
+        nested = [leaf for leaf in _through_slices(walk, candidate, segments)
+                  if _constraint(leaf, kind) != (None, None)]
+        return not nested or any(_meets(leaf, kind, value) for leaf in nested for value, _ in found)
+    return any(_meets(element, kind, value) for value, _ in found)
+
+
+def _constraint(element: Rule, kind: str) -> tuple[Any, Any]:
+    """(fixed, pattern) a value/pattern discriminator compares with (a pattern discriminator takes fixed[x] too)."""
     fixed = element.fixed if kind == "value" else None
     pattern = element.pattern
     if kind == "pattern" and pattern is None:
         pattern, fixed = element.fixed, None
-    if fixed is None and pattern is None:
-        if element.binding is not None and element.binding.strength == "required":
-            return any(_in_value_set(walk, element, value) for value, _ in found)
-        return True
+    return fixed, pattern
+
+
+def _meets(element: Rule, kind: str, value: Any) -> bool:
+    fixed, pattern = _constraint(element, kind)
     if fixed is not None:
-        return any(matches_fixed(fixed[1], value) for value, _ in found)
-    assert pattern is not None
-    return any(matches_pattern(pattern[1], value) for value, _ in found)
+        return matches_fixed(fixed[1], value)
+    return pattern is None or matches_pattern(pattern[1], value)
+
+
+def _through_slices(walk: Walk, rule: Rule, segments: list[str]) -> list[Rule]:
+    """The elements a discriminator path reaches through the required slices (min ≥ 1) of the sliced
+    elements on its way, at any depth."""
+    out: list[Rule] = []
+    for n, segment in enumerate(segments):
+        if segment == "$this" or segment.startswith(("ofType(", "extension(", "resolve(")):
+            return out
+        owner = walk.engine.children_rule(rule, None) or walk.engine.type_root(rule)
+        child = None if owner is None else owner.children.get(segment) or owner.children.get(segment + "[x]")
+        if child is None:
+            return out
+        for required in (s for s in child.slices if s.min >= 1):
+            leaf = element_at(walk, required, segments[n + 1:])
+            if leaf is not None:
+                out.append(leaf)
+            out.extend(_through_slices(walk, required, segments[n + 1:]))
+        rule = child
+    return out
 
 
 def _target_types(walk: Walk, element: Rule) -> set[str]:

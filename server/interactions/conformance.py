@@ -17,9 +17,10 @@ from server.stores.base import Version
 from terminology import Terminology
 
 TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
-PROFILE_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "Questionnaire")
+PROFILE_TYPES = ("StructureDefinition", "CodeSystem", "ValueSet", "Questionnaire", "ImplementationGuide")
 """Resources the profile registry resolves: profiles and extensions, the value sets and code
-systems they bind to, and Questionnaires for QuestionnaireResponse validation."""
+systems they bind to, Questionnaires for QuestionnaireResponse validation, and ImplementationGuides
+for their global profiles (applied by ``$validate``)."""
 KINDS = tuple(dict.fromkeys(TERMINOLOGY_TYPES + PROFILE_TYPES))
 
 

@@ -184,3 +184,43 @@ async def test_a_vital_sign_code_requires_its_profile(client: httpx.AsyncClient)
     assert _errors(await client.post("/Observation/$validate", json=other_code)) == []  # not a vital sign
     created = await client.post("/Observation", json=in_kg)  # a write checks what is claimed, not what is implied
     assert created.status_code == 201, created.text
+
+
+async def test_an_implementation_guide_s_global_profiles_apply(client: httpx.AsyncClient) -> None:
+    """ImplementationGuide.global: every resource of the type must conform to the profile, claimed or not."""
+    url = "http://example.org/fhir/StructureDefinition/basic-with-subject"
+    profile = {"resourceType": "StructureDefinition", "id": "basic-with-subject", "url": url, "name": "BasicSubject",
+               "status": "active", "kind": "resource", "abstract": False, "type": "Basic",
+               "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Basic", "derivation": "constraint",
+               "differential": {"element": [{"id": "Basic.subject", "path": "Basic.subject", "min": 1}]}}
+    guide = {"resourceType": "ImplementationGuide", "id": "global-basic", "url": "http://example.org/fhir/ig/g",
+             "name": "GlobalBasic", "status": "active", "packageId": "example.global", "fhirVersion": ["4.0.1"],
+             "global": [{"type": "Basic", "profile": url}]}
+    basic = {"resourceType": "Basic", "code": {"text": "thing"}}
+    assert (await client.put("/StructureDefinition/basic-with-subject", json=profile)).status_code in (200, 201)
+    assert _errors(await client.post("/Basic/$validate", json=basic)) == []  # no guide yet: only the core rules
+    assert (await client.put("/ImplementationGuide/global-basic", json=guide)).status_code in (200, 201)
+    try:
+        errors = _errors(await client.post("/Basic/$validate", json=basic))
+        assert [i["expression"] for i in errors] == [["Basic.subject"]]
+        assert _errors(await client.post("/Basic/$validate", json={**basic, "subject": {"display": "x"}})) == []
+    finally:
+        assert (await client.delete("/ImplementationGuide/global-basic")).status_code in (200, 204)
+    assert _errors(await client.post("/Basic/$validate", json=basic)) == []  # withdrawn with the guide
+
+
+def _bp_component(loinc: str, value: int) -> dict:
+    return {"code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+            "valueQuantity": {"value": value, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+
+
+async def test_slices_told_apart_by_a_value_fixed_in_a_nested_slice(client: httpx.AsyncClient) -> None:
+    """The R4 bp profile discriminates components by code.coding.code, which only its nested coding slices fix."""
+    bp = {**{k: v for k, v in VITAL.items() if k != "valueQuantity"},
+          "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+          "component": [_bp_component("8480-6", 120), _bp_component("8462-4", 80)]}
+    assert _errors(await client.post("/Observation/$validate", json=bp)) == []
+    two_systolic = {**bp, "component": [_bp_component("8480-6", 120), _bp_component("8480-6", 80)]}
+    errors = _errors(await client.post("/Observation/$validate", json=two_systolic))
+    assert any("SystolicBP" in i["diagnostics"] for i in errors) and any("DiastolicBP" in i["diagnostics"]
+                                                                      for i in errors), errors
