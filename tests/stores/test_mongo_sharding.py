@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from profiles.definitions import core
 from server.cli import app
-from server.search.compartment import compartment, membership
+from server.search.compartment import Compartment, compartment, membership
 from server.search.index import Indexer
 from server.search.model import And, Condition, Or, Query, ResourceTest
 from server.search.parse import parse_search
@@ -45,8 +45,9 @@ from tests.paths import SAMPLES
 YIDANG = Path(sys.executable).with_name("yidang")
 REGISTRY = SearchRegistry()
 INDEXER = Indexer(REGISTRY)
-PATIENT = compartment(core(), "Patient")
-assert PATIENT is not None
+_FOUND = compartment(core(), "Patient")
+assert _FOUND is not None
+PATIENT: Compartment = _FOUND
 ROUTED = [Capabilities(sharded=True), Capabilities(in_elem_match=True, array_equality=True, lookup_arrays=True,
                                                    transactions=True, sharded=True)]
 
@@ -55,7 +56,7 @@ def key_of(resource: dict[str, Any]) -> str:
     return shard_key(resource["resourceType"], resource["id"], INDEXER.entries(resource))
 
 
-def obs(id_: str, subject: str | None, performer: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+def obs(id_: str, subject: str | None, performer: Sequence[str] = ()) -> dict[str, Any]:
     r: dict[str, Any] = {"resourceType": "Observation", "id": id_, "status": "final",
                          "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
     if subject:
@@ -354,7 +355,7 @@ async def put(store: MongoStore, resource: dict[str, Any], version: int = 1) -> 
         await s.write(Write(v, INDEXER.entries(resource), None if version == 1 else version - 1))
 
 
-DATA = [
+DATA: list[dict[str, Any]] = [
     {"resourceType": "Patient", "id": "1"},
     {"resourceType": "Patient", "id": "2"},
     {"resourceType": "Patient", "id": "3", "link": [{"other": {"reference": "Patient/1"}, "type": "seealso"}]},
