@@ -32,7 +32,7 @@ from tests.http.test_concurrency import (  # noqa: F401 - collected here against
     test_concurrent_transactions_lose_nothing,
 )
 
-pytestmark = pytest.mark.processes
+pytestmark = [pytest.mark.processes, pytest.mark.slow]  # real server processes under load: CI runs it
 
 YIDANG = Path(sys.executable).with_name("yidang")
 WORKERS = 2

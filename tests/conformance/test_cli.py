@@ -121,6 +121,7 @@ def test_capability_suite_for_an_undeclared_type_is_an_error(server: str) -> Non
     assert "declares no NoSuchType" in result.output
 
 
+@pytest.mark.slow  # the same suite runs in-process in test_regional_suite.py
 def test_regional_suite_over_the_network(server: str) -> None:
     result = CliRunner().invoke(app, ["conformance", "run", "--server", server, "--suite", "regional"])
     assert result.exit_code == 0, result.output

@@ -25,6 +25,7 @@ from tests.conftest import unique
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
+pytestmark = pytest.mark.slow  # 200 examples per property on both stores: CI runs it
 ACCEPT = {"Accept": "application/fhir+json"}
 TYPES = ["Patient", "Observation", "Encounter", "Organization", "Bundle", "Parameters", "Binary"]
 ELEMENTS = ["id", "meta", "resourceType", "name", "family", "given", "gender", "birthDate", "active", "identifier",

@@ -34,7 +34,7 @@ from server.stores.mongo import MongoStore
 from server.stores.mongo.schema import JOURNAL, PENDING, RESOURCES
 from tests.conftest import database_uri
 
-pytestmark = pytest.mark.mongo
+pytestmark = [pytest.mark.mongo, pytest.mark.slow]  # kills real server processes: CI runs it
 
 YIDANG = Path(sys.executable).with_name("yidang")
 N = 1000
