@@ -45,6 +45,25 @@ def mongo_for_bench() -> Iterator[str]:
         yield found
 
 
+def mongo_server(uri: str) -> str:
+    """Which server a MongoDB figure was measured on, from ``buildInfo``: ``MongoDB 7.0.14 at host``,
+    or ``nx-27017 (reports MongoDB 7.0.0) at host`` with a warning, so that no figure measured on the
+    test server (a wire-protocol front over SQLite) is ever presented as MongoDB's."""
+    from pymongo import MongoClient
+
+    from server.stores.mongo.capabilities import server_name
+
+    host = uri.split("@")[-1].split("/")[2] if "//" in uri else uri
+    try:
+        client: MongoClient[dict[str, object]]
+        with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+            name = server_name(client.admin.command("buildInfo"))
+    except Exception as exc:  # a benchmark still runs; it says it does not know where
+        return f"unknown server at {host} ({type(exc).__name__})"
+    warning = "" if name.startswith("MongoDB ") else " — NOT MongoDB: these figures say nothing of MongoDB's speed"
+    return f"{name} at {host}{warning}"
+
+
 @contextlib.contextmanager
 def server_process(env: dict[str, str], *, workers: int = 1) -> Iterator[tuple[str, int]]:
     """``yidang serve`` in a subprocess; yields (host, port) once /readyz answers."""

@@ -94,9 +94,10 @@ def main() -> None:
     conversion("lab-report", g.to_csv(lab), len(lab))
     del people, lab
     if args.store == "mongo":
-        from bench.common import mongo_for_bench
+        from bench.common import mongo_for_bench, mongo_server
 
         with mongo_for_bench() as uri, tempfile.TemporaryDirectory() as directory:
+            print(f"end-to-end store: MongoDB store on {mongo_server(uri)}", flush=True)
             asyncio.run(end_to_end(args.ingest_persons, args.lab_items, Path(directory), uri))
     elif args.data_dir is not None:
         args.data_dir.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import uuid
 
 import httpx
 
-from bench.common import mongo_for_bench, server_process, synthea_bundles
+from bench.common import mongo_for_bench, mongo_server, server_process, synthea_bundles
 from server.app import create_app
 from server.settings import Settings
 from server.stores.base import Store
@@ -112,7 +112,7 @@ async def main() -> None:
                 await store.open()
                 count, seconds = await ingest(store, bundles, args.rounds)
                 await store.close()
-            label = f"MongoDB wire server ({uri.split('@')[-1].split('/')[2]})"
+            label = f"MongoDB store on {mongo_server(uri)}"
         print(f"ingest  {label:40s} {count:7d} resources in {seconds:6.1f} s = {count / seconds:7.0f} resources/s")
 
 

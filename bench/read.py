@@ -13,7 +13,7 @@ import asyncio
 import tempfile
 import uuid
 
-from bench.common import mongo_for_bench, server_process, synthea_bundles
+from bench.common import mongo_for_bench, mongo_server, server_process, synthea_bundles
 from bench.httpload import run
 from server.stores.base import Store
 
@@ -47,7 +47,7 @@ async def main() -> None:
                 database = f"bench_{uuid.uuid4().hex[:8]}"
                 targets = await load_and_list(MongoStore(uri, database=database), bundles)
                 await measure({"YIDANG_MONGODB_URI": uri, "YIDANG_MONGODB_DATABASE": database}, targets,
-                              args.seconds, args.clients, "MongoDB wire server (nx-27017)")
+                              args.seconds, args.clients, f"MongoDB store on {mongo_server(uri)}")
 
 
 async def load_and_list(store: Store, bundles: list[bytes]) -> list[str]:

@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import mongo_for_bench, synthea_bundles
+from bench.common import mongo_for_bench, mongo_server, synthea_bundles
 from bench.ingest import fresh_ids
 from server.app import create_app
 from server.settings import Settings
@@ -123,7 +123,7 @@ async def opened(kind: str, data_dir: str | None, database: str | None) -> Async
             store = MongoStore(uri, database=database or f"bench_{uuid.uuid4().hex[:8]}")
             await store.open()
             try:
-                yield store, f"MongoDB wire server ({uri.split('@')[-1].split('/')[2]})"
+                yield store, f"MongoDB store on {mongo_server(uri)}"
             finally:
                 await store.close()
 
