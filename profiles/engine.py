@@ -30,6 +30,8 @@ from profiles.registry import ProfileRegistry, canonical_url
 from profiles.walker import Walk
 
 QuestionnaireResolver = Callable[[str], dict[str, Any] | None]
+CodeSystemCheck = Callable[[str, str], bool | None]
+"""(system, code) -> defined by the code system (True), not defined by one known in full (False), or cannot tell."""
 """Canonical url of a Questionnaire -> the Questionnaire, or None when it is not available."""
 GENERIC_TYPES = frozenset({"BackboneElement", "Element"})
 SPECIAL_TYPES = frozenset({"Reference", "Attachment"})
@@ -94,6 +96,9 @@ class ProfileEngine:
         self.core_invariants = core_invariants
         self.unknown_extensions: Severity = unknown_extensions
         self.implied = implied
+        self.code_systems: CodeSystemCheck | None = None
+        """Whether a Coding's code is defined by its code system (set by :meth:`with_options`): True, False
+        (a code system known in full lacks it: an error), None (cannot tell)."""
         self._vital_signs: dict[str, str] | None = None
         self._global: dict[str, list[str]] | None = None
         self.best_practice: Severity | None = best_practice
@@ -118,8 +123,8 @@ class ProfileEngine:
         walk.resource(resource, type_name, None, None, profiles)
         return walk.result()
 
-    def with_options(self, *, unknown_extensions: Severity | None = None,
-                     implied: bool | None = None) -> ProfileEngine:
+    def with_options(self, *, unknown_extensions: Severity | None = None, implied: bool | None = None,
+                     code_systems: CodeSystemCheck | None = None) -> ProfileEngine:
         """This engine with other options (those not given are kept).
 
         The two share the registry, the terminology and every compiled definition and cached
@@ -132,6 +137,8 @@ class ProfileEngine:
             sibling.unknown_extensions = unknown_extensions
         if implied is not None:
             sibling.implied = implied
+        if code_systems is not None:
+            sibling.code_systems = code_systems
         return sibling
 
     def implied_profiles(self, resource: dict[str, Any]) -> list[str]:

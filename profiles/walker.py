@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from profiles import bundles, extensions, slicing, targets
 from profiles.checks import source, value_checks
-from profiles.codes import INVARIANT, NOT_FOUND, NOT_SUPPORTED, REQUIRED, STRUCTURE, VALUE
+from profiles.codes import CODE_INVALID, INVARIANT, NOT_FOUND, NOT_SUPPORTED, REQUIRED, STRUCTURE, VALUE
 from profiles.elements import CompiledProfile, Rule
 from profiles.issues import ERROR, INFORMATION, WARNING, Severity, ValidationIssue
 from profiles.narrative import dangling_links
@@ -282,6 +282,8 @@ class Walk:
             if not in_slice:
                 self.nested(item, rule, scope)
             return
+        if type_code in CODED and self.engine.code_systems is not None and value.__class__ is dict:
+            self._codes_defined(value, type_code, item.expression)
         plan = self.engine.plan(rule, type_code)
         if plan.inert[scope.core and not self.engine.core_invariants] and _no_extensions(value, item.extra):
             return
@@ -292,6 +294,25 @@ class Walk:
             if problem is not None:
                 self.report(ERROR, VALUE, problem, f"{item.expression}.size")
         self.below(rule, item, scope, plan)
+
+    def _codes_defined(self, value: dict[str, Any], type_code: str, expression: str) -> None:
+        """A Coding's code must be defined by its code system, whatever the binding (none, example, extensible):
+        a code system the server holds in full (``content`` complete) that lacks it makes it an error, as for
+        the HL7 reference validator; a system not held, or held only in part, cannot tell."""
+        check = self.engine.code_systems
+        assert check is not None
+        if type_code == "Coding":
+            codings: list[tuple[Any, str]] = [(value, expression)]
+        else:
+            found = value.get("coding")
+            codings = [(c, f"{expression}.coding[{n}]") for n, c in enumerate(found if isinstance(found, list) else ())]
+        for coding, where in codings:
+            if not isinstance(coding, dict):
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and isinstance(code, str) and check(system, code) is False:
+                self.report(ERROR, CODE_INVALID, f"the code '{code}' is not defined in the code system {system}",
+                            where)
 
     def _type_ok(self, rule: Rule, item: Item) -> bool:
         if self.engine.is_core_definition(rule.profile):
@@ -337,6 +358,9 @@ class Walk:
             self.report(ERROR, STRUCTURE, f"{rule.path}: the value does not conform to any of the profiles "
                         f"{', '.join(profiles)}", item.expression)
             self.issues.extend(outcomes[0])
+
+
+CODED = frozenset({"Coding", "CodeableConcept"})
 
 
 def _div(resource: Any) -> str | None:

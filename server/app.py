@@ -66,15 +66,15 @@ def make_validator(settings: Settings, registry: ProfileRegistry, terminology: T
     # the engine asks, so a write refuses the binding errors $validate and `yidang validate` report
     structural = default_validator().with_bindings(for_terminology(terminology))
     full = structural.with_engine(engine)
-    # $validate (complete=True) answers as the HL7 reference validator: an extension outside the HL7 and
-    # example domains whose definition cannot be found is an error; an Observation with a vital sign's
-    # LOINC code is checked against that sign's profile, and every resource against the global profiles of
-    # the ImplementationGuides the server holds for its type. A write stays lenient: FHIR lets an application
-    # ignore (non-modifier) extensions it does not understand (http://hl7.org/fhir/R4/extensibility.html),
-    # so refusing the resource would break exchange, and a write checks the profiles the resource claims
-    # and the server requires, not ones its codes imply (stored data stays writable as it was).
-    # tests/profiles/test_validator_cases.py builds its validator here too, so the two cannot drift.
-    conformance = structural.with_engine(engine.with_options(unknown_extensions=ERROR, implied=True))
+    # $validate (complete=True) answers as the HL7 reference validator: an unresolvable extension outside the
+    # HL7/example domains is an error; the profiles a resource must meet unclaimed (a vital sign's, an
+    # ImplementationGuide's global ones) apply; a code its code system (held in full) lacks is an error.
+    # Writes stay lenient: FHIR lets an application ignore extensions it does not understand
+    # (http://hl7.org/fhir/R4/extensibility.html), and a write checks what the resource claims and the
+    # server requires, so stored data stays writable as it was. tests/profiles/test_validator_cases.py
+    # builds its validator here too, so the harness and the server cannot drift.
+    conformance = structural.with_engine(engine.with_options(
+        unknown_extensions=ERROR, implied=True, code_systems=lambda s, c: terminology.check_code(s, c).result))
     required = settings.required_profiles
     core = settings.validation == "core"
 
