@@ -54,6 +54,17 @@ resource and becomes an update or a 409/412). Identifier uniqueness (conditional
 in the unsharded ``locks`` collection (one primary shard, one unique ``_id`` index: a global lock
 for every mongos and API node), and the ``guard`` counters bumped inside the transaction.
 
+Limits. All documents of one resident share one ``sk`` value, so they are one indivisible unit
+for the balancer: a resident is never split across chunks, and a resident larger than the chunk
+size (128 MiB by default since MongoDB 6.0) makes a "jumbo" chunk that stays where it is. Measured
+on the 61 Synthea bundles of the samples (``tests/stores/test_mongo_sharding.py``, BSON as written,
+before WiredTiger compression): 20,472 resident-keyed documents, 208 with their own key, none
+shared; a current document averages 4.5 KB, its history version 1.7 KB; a resident has a median of
+263 resources (1.6 MB, at most 955 and 5.9 MB), so a chunk holds about 80 such residents and a
+single record would need ~20,000 resources to fill one. The SHARED value is one unit too: keep
+multi-resident resources (Groups, multi-patient Appointments) well below a chunk, or they sit on
+one shard as a jumbo chunk.
+
 Transactions and the journal. A sharded cluster always offers multi-document transactions (shards
 are replica sets), so every multi-write session is one distributed transaction through mongos;
 the redo journal (:mod:`.journal`) is only for deployments without transactions and stays
