@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from profiles.codes import BUSINESS_RULE, NOT_FOUND, STRUCTURE, VALUE
+from profiles.codes import BUSINESS_RULE, NOT_FOUND, REQUIRED, STRUCTURE, VALUE
 from profiles.issues import ERROR, WARNING
 from profiles.references import BundleIndex, parse_reference
 
@@ -52,6 +52,10 @@ def check_bundle(walk: Walk, bundle: dict[str, Any], path: str) -> None:
         if not isinstance(entry, dict):
             continue
         full_url = entry.get("fullUrl")
+        if full_url is None and _needs_full_url(bundle_type, entry):
+            walk.report(ERROR, REQUIRED, "the entry has no fullUrl: it must have one except in a transaction or "
+                        "batch (and their responses) and for a search outcome (Bundle.entry.fullUrl, "
+                        "http://hl7.org/fhir/R4/bundle-definitions.html#Bundle.entry.fullUrl)", f"{path}.entry[{i}]")
         if not isinstance(full_url, str):
             continue
         where = f"{path}.entry[{i}].fullUrl"
@@ -68,6 +72,20 @@ def check_bundle(walk: Walk, bundle: dict[str, Any], path: str) -> None:
         if parsed.type != resource.get("resourceType") or parsed.id != resource.get("id"):
             walk.report(ERROR, BUSINESS_RULE, f"the fullUrl {full_url} does not match the entry's resource "
                         f"({resource.get('resourceType')}/{resource.get('id')})", where)
+
+
+UNIDENTIFIED = frozenset({"transaction", "batch", "transaction-response", "batch-response"})
+"""Bundle types whose entries may lack a fullUrl: a POST creates the identity, operation results may have none."""
+
+
+def _needs_full_url(bundle_type: Any, entry: dict[str, Any]) -> bool:
+    """R4 Bundle.entry.fullUrl: "SHALL have a value except that fullUrl can be empty on a POST … Results from
+    operations might involve resources that are not identified" — an entry carrying a resource, outside
+    transactions/batches and their responses, that is not a search's OperationOutcome."""
+    if not isinstance(entry.get("resource"), dict) or bundle_type in UNIDENTIFIED:
+        return False
+    search = entry.get("search")
+    return not (isinstance(search, dict) and search.get("mode") == "outcome")
 
 
 def check_reference(walk: Walk, index: BundleIndex, text: str, referrer: dict[str, Any],

@@ -257,3 +257,30 @@ async def test_code_systems_written_through_the_api_settle_codes_when_complete(c
     errors = _errors(await client.post("/Observation/$validate", json=observation("cs-complete", "b")))
     assert [i["expression"] for i in errors] == [["Observation.code.coding[0]"]]
     assert _errors(await client.post("/Observation/$validate", json=observation("cs-fragment", "b"))) == []
+
+
+@pytest.mark.parametrize(("bundle_type", "search", "ok"), [
+    ("collection", None, False), ("document", None, False), ("searchset", {"mode": "match"}, False),
+    ("searchset", {"mode": "outcome"}, True), ("transaction", None, True), ("batch-response", None, True),
+])
+async def test_an_entry_with_a_resource_needs_a_full_url(client: httpx.AsyncClient, bundle_type: str,
+                                                         search: dict | None, ok: bool) -> None:
+    """R4 Bundle.entry.fullUrl SHALL have a value, except on a POST and for results of operations."""
+    if search is not None and search["mode"] == "outcome":
+        resource: dict = {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "processing"}]}
+    else:
+        resource = {"resourceType": "Basic", "id": "b1", "code": {"text": "thing"}}
+    entry: dict = {"resource": resource}
+    if search is not None:
+        entry["search"] = search
+    if bundle_type == "transaction":
+        entry["request"] = {"method": "POST", "url": "Basic"}
+    if bundle_type == "batch-response":
+        entry["response"] = {"status": "200"}
+    bundle = {"resourceType": "Bundle", "type": bundle_type, "entry": [entry]}
+    if bundle_type == "document":
+        bundle.update(timestamp="2024-05-01T10:00:00Z", identifier={
+            "system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"})
+    errors = [i for i in _errors(await client.post("/Bundle/$validate", json=bundle))
+              if i.get("expression") == ["Bundle.entry[0]"]]
+    assert (errors == []) == ok, errors
