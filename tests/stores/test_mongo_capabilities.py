@@ -18,11 +18,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from bson import json_util
 from pymongo.errors import OperationFailure
 
 from server.app import make_store
+from server.search.model import And, Chain, FieldTest, Has, Match
 from server.settings import Settings
-from server.stores.mongo import MongoStore
+from server.stores.mongo import MongoStore, reads
+from server.stores.mongo import compile as c
 from server.stores.mongo.capabilities import EFFICIENT, FALLBACK, FLAGS, PROBE, Capabilities, detect, server_name
 from server.stores.mongo.schema import PROBE as SCHEMA_PROBE
 from tests.conftest import make_client
@@ -176,3 +179,17 @@ async def test_a_probe_that_cannot_run_means_the_forms_every_server_answers() ->
 
 def test_the_probe_collection_is_the_schema_one() -> None:
     assert PROBE == SCHEMA_PROBE
+
+
+@pytest.mark.parametrize("caps", [EFFICIENT, FALLBACK], ids=["efficient", "fallback"])
+def test_a_plan_shows_how_many_ids_a_sub_query_found_in_either_form(caps: Capabilities) -> None:
+    chain = Chain("subject", "Patient", Match("string", "family", (FieldTest("value", "eq", "x"),)))
+    has = Has("Observation", "subject", Match("token", "code", (FieldTest("code", "eq", "y"),)))
+    found: dict[Chain | Has, c.Filter] = {chain: c.chain_filter(chain, ["secret-1", "secret-2"], caps),
+                                          has: c.has_filter(["Patient/secret-3"])}
+    shown = json_util.dumps(list(reads._shown(And((chain, has)), found).values()))
+    assert "secret" not in shown
+    assert "<2 Patient resources found by a sub-query>" in shown
+    assert "<1 resources it points at found by a sub-query>" in shown
+    none: dict[Chain | Has, c.Filter] = {chain: c.NEVER, has: c.NEVER}
+    assert "<0 Patient resources" in json_util.dumps(list(reads._shown(And((chain, has)), none).values()))
