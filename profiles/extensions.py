@@ -29,6 +29,7 @@ HL7_DOMAIN = "http://hl7.org/fhir/"
 EXAMPLE_DOMAINS = ("http://example.org/", "https://example.org/", "http://acme.com/", "http://acme.org/")
 INDEX = re.compile(r"\[\d+\]")
 GENERIC_CONTEXTS = frozenset({"Element", "Base", "BackboneElement"})
+GENERIC_TYPES = frozenset({"BackboneElement", "Element"})
 
 
 def unknown_severity(url: str, modifier: bool, configured: Severity) -> Severity:
@@ -81,12 +82,41 @@ def check_unsliced(walk: Walk, item: Item, rule: Rule, scope: Scope, parent: Ite
         return
     if parent is not None:
         problem = _context_problem(profile.definition, parent, rule.path.rsplit(".", 1)[0], scope)
+        if problem is None:
+            problem = _context_invariant_problem(walk, profile.definition, value, parent, scope)
         if problem is not None:
             walk.report(ERROR, EXTENSION, f"the {kind} {url} is not allowed here: {problem}", item.expression)
     if modifier != profile.root.is_modifier:
         walk.report(ERROR, EXTENSION, f"the extension {url} must be used as a "
                     f"{'modifierExtension' if not modifier else 'extension'}", item.expression)
     walk.conform_type(item, profile.root, scope)
+
+
+def _context_invariant_problem(walk: Walk, definition: dict[str, Any], extension: dict[str, Any], parent: Item,
+                               scope: Scope) -> str | None:
+    """The first ``contextInvariant`` the element carrying the extension fails, if any.
+
+    http://hl7.org/fhir/R4/structuredefinition-definitions.html#StructureDefinition.contextInvariant:
+    FHIRPath rules about when the extension can be used, all of which must be true, evaluated on
+    the element the extension is on (``%extension`` is the extension itself).
+    """
+    from profiles.elements import Invariant
+    from profiles.invariants import Env
+
+    expressions = definition.get("contextInvariant")
+    if not isinstance(expressions, list) or not isinstance(parent.value, dict):
+        return None
+    env = Env(scope.resource, scope.root, lambda reference: walk.resolve(reference, scope))
+    type_path = parent.type if parent.type and parent.type not in GENERIC_TYPES else parent.definition
+    for expression in expressions:
+        if not isinstance(expression, str):
+            continue
+        invariant = Invariant("context", "error", expression, expression, str(definition.get("url")))
+        outcome = walk.engine.invariants.check(invariant, parent.value, type_path.replace("[x]", ""), env,
+                                               variables={"extension": extension})
+        if outcome is False:
+            return f"its context invariant {expression!r} does not hold"
+    return None
 
 
 def _instance_path(parent: Item, scope: Scope) -> str:

@@ -315,8 +315,9 @@ class Invariants:
         return found
 
     def check(self, invariant: Invariant, value: Any, type_path: str, env: Env,
-              extension: Any = None) -> bool | Skipped:
-        """Whether ``value`` (the focus, typed by ``type_path``) satisfies ``invariant``."""
+              extension: Any = None, variables: dict[str, Any] | None = None) -> bool | Skipped:
+        """Whether ``value`` (the focus, typed by ``type_path``) satisfies ``invariant``; ``variables`` adds
+        to the environment (``%extension`` for an extension's context invariants)."""
         native = NATIVE.get((invariant.key, invariant.expression))
         if native is not None:
             return native(value, env) is True
@@ -325,7 +326,7 @@ class Invariants:
             return parsed
         focus = ResourceNode.create_node(value, type_path, extension)
         variables = {"resource": env.resource, "rootResource": env.root, "ucum": UCUM,
-                     "sct": "http://snomed.info/sct", "loinc": "http://loinc.org"}
+                     "sct": "http://snomed.info/sct", "loinc": "http://loinc.org", **(variables or {})}
         previous = getattr(_local, "env", None)
         _local.env = env
         try:

@@ -284,3 +284,26 @@ async def test_an_entry_with_a_resource_needs_a_full_url(client: httpx.AsyncClie
     errors = [i for i in _errors(await client.post("/Bundle/$validate", json=bundle))
               if i.get("expression") == ["Bundle.entry[0]"]]
     assert (errors == []) == ok, errors
+
+
+async def test_an_extension_s_context_invariants_must_hold(client: httpx.AsyncClient) -> None:
+    """StructureDefinition.contextInvariant: evaluated on the element carrying the extension (%extension is it)."""
+    change_base = [{"url": "http://hl7.org/fhir/StructureDefinition/list-changeBase",
+                    "valueReference": {"reference": "List/base"}}]
+    changes = {"resourceType": "List", "status": "current", "mode": "changes", "extension": change_base}
+    assert _errors(await client.post("/List/$validate", json=changes)) == []
+    snapshot = {**changes, "mode": "snapshot"}  # changeBase: "mode = 'changes'"
+    assert [i["expression"] for i in _errors(await client.post("/List/$validate", json=snapshot))] == [
+        ["List.extension[0]"]]
+
+    def item(required: bool, min_occurs: int) -> dict:
+        url = "http://hl7.org/fhir/StructureDefinition/questionnaire-minOccurs"
+        extension = {"url": url, "valueInteger": min_occurs}
+        return {"resourceType": "Questionnaire", "status": "draft", "item": [{
+            "linkId": "1", "type": "string", "required": required, "extension": [extension]}]}
+
+    # minOccurs: "type!='display' and (required=true or %extension.valueInteger=0)"
+    assert _errors(await client.post("/Questionnaire/$validate", json=item(True, 2))) == []
+    assert _errors(await client.post("/Questionnaire/$validate", json=item(False, 0))) == []
+    assert [i["expression"] for i in _errors(await client.post("/Questionnaire/$validate", json=item(False, 2)))] == [
+        ["Questionnaire.item[0].extension[0]"]]
