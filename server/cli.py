@@ -67,8 +67,8 @@ def serve(
     """Run the FHIR server (embedded store by default, MongoDB with --mongodb-uri)."""
     import uvicorn
 
-    overrides: dict[str, Any] = {k: v for k, v in {"data_dir": data_dir, "mongodb_uri": mongodb_uri, "base_url": base_url}.items()
-                 if v is not None}
+    given: dict[str, Any] = {"data_dir": data_dir, "mongodb_uri": mongodb_uri, "base_url": base_url}
+    overrides = {k: v for k, v in given.items() if v is not None}
     settings = resolve_store(Settings(**overrides))
     for key, value in overrides.items():  # worker processes read the environment
         os.environ[f"YIDANG_{key.upper()}"] = str(value)
