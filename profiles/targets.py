@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from profiles import bundles
 from profiles.codes import STRUCTURE
+from profiles.definitions import FHIR_BASE
 from profiles.elements import Rule
 from profiles.issues import ERROR
 from profiles.references import parse_reference
@@ -31,6 +32,7 @@ def check_reference(walk: Walk, rule: Rule, item: Item, scope: Scope) -> None:
         target = bundles.check_reference(walk, scope.bundle, text, scope.resource, item.expression)
     else:
         target = walk.resolve(text, scope)
+    _consistent_type(walk, item, text, target)
     urls = [p for t in rule.types if t.code == "Reference" for p in t.target_profiles]
     if not urls:
         return
@@ -50,6 +52,22 @@ def check_reference(walk: Walk, rule: Rule, item: Item, scope: Scope) -> None:
         return
     if target is not None:
         _target_profiles(walk, rule, item, target, urls, scope)
+
+
+def _consistent_type(walk: Walk, item: Item, text: str, target: dict[str, Any] | None) -> None:
+    """R4 Reference.type: "If both Reference.type and Reference.reference are populated and
+    Reference.reference is a FHIR URL, both SHALL be consistent" — and a resolved target is of that type."""
+    declared = item.value.get("type")
+    if not isinstance(declared, str):
+        return
+    if declared.startswith(FHIR_BASE):
+        declared = declared[len(FHIR_BASE):]
+    if ":" in declared:
+        return  # a logical model's url
+    found = target.get("resourceType") if target is not None else parse_reference(text).type
+    if isinstance(found, str) and found != declared:
+        walk.report(ERROR, STRUCTURE, f"the reference {text} is to a {found}, but its type says {declared} "
+                    "(http://hl7.org/fhir/R4/references-definitions.html#Reference.type)", f"{item.expression}.type")
 
 
 def _target_profiles(walk: Walk, rule: Rule, item: Item, target: dict[str, Any], urls: list[str],

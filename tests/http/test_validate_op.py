@@ -307,3 +307,19 @@ async def test_an_extension_s_context_invariants_must_hold(client: httpx.AsyncCl
     assert _errors(await client.post("/Questionnaire/$validate", json=item(False, 0))) == []
     assert [i["expression"] for i in _errors(await client.post("/Questionnaire/$validate", json=item(False, 2)))] == [
         ["Questionnaire.item[0].extension[0]"]]
+
+
+@pytest.mark.parametrize(("reference", "ok"), [
+    ({"reference": "Patient/123", "type": "Patient"}, True),
+    ({"reference": "Patient/123", "type": "http://hl7.org/fhir/StructureDefinition/Patient"}, True),
+    ({"reference": "Patient/123", "type": "Observation"}, False),
+    ({"reference": "http://example.org/fhir/Patient/123", "type": "Group"}, False),
+    ({"identifier": {"value": "x"}, "type": "Observation"}, True),
+])
+async def test_reference_type_agrees_with_the_reference(client: httpx.AsyncClient, reference: dict, ok: bool) -> None:
+    """R4 Reference.type: with a FHIR URL reference, both SHALL be consistent (here inside a Parameters)."""
+    params = {"resourceType": "Parameters", "parameter": [{"name": "subject", "valueReference": reference}]}
+    errors = _errors(await client.post("/Parameters/$validate", json=params))
+    assert (errors == []) == ok, errors
+    if not ok:
+        assert [i["expression"] for i in errors] == [["Parameters.parameter[0].valueReference.type"]]
