@@ -6,6 +6,8 @@ Specific paths come before the generic ``/{type}/{id}`` ones.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import BaseRoute, Route
 
@@ -167,7 +169,8 @@ async def compartment_search_post(call: Call) -> Result:
 
 async def operation(call: Call) -> Result:
     params = call.request.path_params
-    level = "instance" if "id" in params else "type" if "type" in params else "system"
+    level: Literal["system", "type", "instance"] = (
+        "instance" if "id" in params else "type" if "type" in params else "system")
     return await invoke(call, level)
 
 

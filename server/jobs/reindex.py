@@ -16,6 +16,7 @@ end above it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from server.fhir.json import load_stored
 from server.interactions.services import Services
@@ -54,7 +55,8 @@ class ReindexJob:
     async def run(self, job: Job) -> None:
         svc = job.svc
         types = job.state.input("type")
-        cursor = job.state.cursor if isinstance(job.state.cursor, dict) else {"type": 0, "after": None}
+        cursor: dict[str, Any] = (job.state.cursor if isinstance(job.state.cursor, dict)
+                                  else {"type": 0, "after": None})
         processed = job.state.processed
         if job.state.total is None:
             total = 0

@@ -94,7 +94,7 @@ def _candidates(path: str, name: str) -> tuple[tuple[str, str | None, str | None
         children = model.children(Node(path.split(".", 1)[0], path))
     except KeyError:
         return ()
-    out = []
+    out: list[tuple[str, str | None, str | None]] = []
     for key, element in children.items():
         if key == name or (element.choice and element.path.endswith("." + name + "[x]")):
             if element.type in ("Resource", "DomainResource"):

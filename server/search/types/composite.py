@@ -134,10 +134,11 @@ def index(param: ParamDef, value: Any, fhir_type: str, *, path: str | None = Non
         found.append(nodes)
     per_component: list[list[Variant]] = []
     for component, nodes in zip(param.components, found, strict=True):
-        key = (component.param.type, component.definition, component.expression, path, id(value))
-        variants = memo.get(key)
+        variant_key = (component.param.type, component.definition, component.expression, path, id(value))
+        variants = memo.get(variant_key)
         if variants is None:
-            variants = memo[key] = [v for node in nodes for v in _variants(component, node[0], node[1], options)]
+            variants = memo[variant_key] = [
+                v for node in nodes for v in _variants(component, node[0], node[1], options)]
         if not variants:
             return []
         per_component.append(variants)

@@ -70,7 +70,8 @@ def values(value: Any, fhir_type: str) -> list[Value]:
         if lo is None and hi is None:
             return []
         unit_of = low if isinstance(low, dict) and lo is not None else high
-        return _unit_values(-OPEN if lo is None else lo, OPEN if hi is None else hi, unit_of)
+        return _unit_values(-OPEN if lo is None else lo, OPEN if hi is None else hi,
+                            unit_of if isinstance(unit_of, dict) else {})
     v = point(value.get("value"))
     if v is None:
         return []

@@ -78,8 +78,8 @@ def tokens(value: Any, fhir_type: str) -> list[tuple[str | None, str | None, str
         found = (_s(value.get("system")), _s(value.get("value")), None)
         return [found] if found[1] else []
     if fhir_type == "Coding" or "code" in value or "system" in value:
-        found = _coding(value)
-        return [found] if found else []
+        coding = _coding(value)
+        return [coding] if coding else []
     return []
 
 
