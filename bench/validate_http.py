@@ -68,11 +68,11 @@ def over_tcp(base: str) -> ClientFactory:
 
 async def run(factory: ClientFactory, path: str, *, clean: bool) -> None:
     started = time.perf_counter()
-    runs, refused = await measure(factory, clean=clean)
+    measured = await measure(factory, clean=clean)
     seconds = time.perf_counter() - started
     print(f"$validate through HTTP — {path}")
-    print(report(runs, refused))
-    print(f"{len(runs)} cases in {seconds:.1f} s")
+    print(report(measured))
+    print(f"{len(measured.runs)} cases (JSON ones twice: in the body and wrapped in Parameters) in {seconds:.1f} s")
 
 
 def main() -> None:

@@ -323,3 +323,37 @@ async def test_reference_type_agrees_with_the_reference(client: httpx.AsyncClien
     assert (errors == []) == ok, errors
     if not ok:
         assert [i["expression"] for i in errors] == [["Parameters.parameter[0].valueReference.type"]]
+
+
+def _profile(id_: str, type_: str, elements: list[dict]) -> dict:
+    return {"resourceType": "StructureDefinition", "id": id_, "url": f"http://example.org/fhir/StructureDefinition/{id_}",
+            "name": id_.replace("-", ""), "status": "draft", "kind": "resource", "abstract": False, "type": type_,
+            "baseDefinition": f"http://hl7.org/fhir/StructureDefinition/{type_}", "derivation": "constraint",
+            "differential": {"element": elements}}
+
+
+async def test_a_slice_of_several_types_each_with_its_profile(client: httpx.AsyncClient) -> None:
+    """Bundle.entry sliced by profile, one slice allowing Practitioner(profile A) or PractitionerRole(profile B)."""
+    active = [_profile(f"ms-{t.lower()}", t, [{"id": f"{t}.active", "path": f"{t}.active", "min": 1}])
+              for t in ("Practitioner", "PractitionerRole")]
+    bundle_profile = _profile("ms-bundle", "Bundle", [
+        {"id": "Bundle.entry", "path": "Bundle.entry",
+         "slicing": {"discriminator": [{"type": "profile", "path": "resource"}], "rules": "open"}},
+        {"id": "Bundle.entry:people", "path": "Bundle.entry", "sliceName": "people", "min": 1, "max": "2"},
+        {"id": "Bundle.entry:people.resource", "path": "Bundle.entry.resource", "type": [
+            {"code": "Practitioner", "profile": [active[0]["url"]]},
+            {"code": "PractitionerRole", "profile": [active[1]["url"]]}]}])
+    for definition in (*active, bundle_profile):
+        assert (await client.put(f"/StructureDefinition/{definition['id']}", json=definition)).status_code in (200, 201)
+
+    def bundle(is_active: bool) -> dict:
+        entries = []
+        for n, type_ in enumerate(("Practitioner", "PractitionerRole")):
+            resource = {"resourceType": type_, "active": True} if is_active else {"resourceType": type_}
+            entries.append({"fullUrl": f"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e{n}", "resource": resource})
+        return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+    params = {"profile": bundle_profile["url"]}
+    assert _errors(await client.post("/Bundle/$validate", json=bundle(True), params=params)) == []
+    errors = _errors(await client.post("/Bundle/$validate", json=bundle(False), params=params))
+    assert [i["expression"] for i in errors] == [["Bundle.entry"]], errors  # neither conforms: the slice is empty
