@@ -282,8 +282,9 @@ class Walk:
             if not in_slice:
                 self.nested(item, rule, scope)
             return
-        if type_code in CODED and self.engine.code_systems is not None and value.__class__ is dict:
-            self._codes_defined(value, type_code, item.expression)
+        if (type_code in CODED and self.engine.code_systems is not None and value.__class__ is dict
+                and (rule.binding is None or rule.binding.strength != "required")):
+            self._codes_defined(value, type_code, item.expression)  # a required binding already says it
         plan = self.engine.plan(rule, type_code)
         if plan.inert[scope.core and not self.engine.core_invariants] and _no_extensions(value, item.extra):
             return
@@ -296,9 +297,10 @@ class Walk:
         self.below(rule, item, scope, plan)
 
     def _codes_defined(self, value: dict[str, Any], type_code: str, expression: str) -> None:
-        """A Coding's code must be defined by its code system, whatever the binding (none, example, extensible):
-        a code system the server holds in full (``content`` complete) that lacks it makes it an error, as for
-        the HL7 reference validator; a system not held, or held only in part, cannot tell."""
+        """A Coding's code must be defined by its code system, whatever the binding (none, example, preferred,
+        extensible; under a required one the binding check already reports it, once): a code system the
+        server holds in full (``content`` complete) that lacks it makes it an error, as for the HL7 reference
+        validator; a system not held, or held only in part, cannot tell."""
         check = self.engine.code_systems
         assert check is not None
         if type_code == "Coding":
