@@ -134,7 +134,7 @@ async def test_token_parameter_on_two_bases(client: httpx.AsyncClient) -> None:
         ({"type": "composite", "component": [{"definition": "http://example.org/none", "expression": "code"}]},
          "component"),
         ({"base": ["NotAType"], "expression": "NotAType.name"}, "base"),
-        ({"type": "bogus"}, "known type"),
+        ({"type": "bogus"}, "search-param-type"),  # a required binding, refused by validation first
     ],
 )
 async def test_parameters_the_server_cannot_index_are_refused(client: httpx.AsyncClient, changes: dict,
