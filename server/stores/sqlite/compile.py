@@ -137,7 +137,7 @@ class Compiler:
 
     @staticmethod
     def _params(param: str, types: tuple[str, ...]) -> tuple[str, list[object]]:
-        names = [f"{t}.{param}" for t in types]
+        names: list[object] = [f"{t}.{param}" for t in types]
         if len(names) == 1:
             return "param = ?", names
         return f"param IN ({', '.join('?' * len(names))})", list(names)
@@ -366,9 +366,9 @@ def _hull_bounds(cond: Condition) -> tuple[str, tuple[object | None, object | No
         high: object | None = None
         for t in cond.tests:
             if t.op in ("gt", "ge") and t.field in ("lo", "hi"):
-                low = t.value if low is None else max(low, t.value)  # type: ignore[type-var]
+                low = t.value if low is None else max(low, t.value)  # type: ignore[call-overload]
             elif t.op in ("lt", "le") and t.field in ("lo", "hi"):
-                high = t.value if high is None else min(high, t.value)  # type: ignore[type-var]
+                high = t.value if high is None else min(high, t.value)  # type: ignore[call-overload]
         return cond.param, (low, high)
     if isinstance(cond, Or) and cond.items:
         found = [_hull_bounds(c) for c in cond.items]

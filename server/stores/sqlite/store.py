@@ -98,7 +98,8 @@ class SqliteStore:
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from exc
-        self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop(self._connect()))
+        self._checkpointer: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
+            self._checkpoint_loop(self._connect()))
 
     async def _checkpoint_loop(self, conn: sqlite3.Connection) -> None:
         """Copy the WAL into the database in a worker thread once it has grown, so a commit never
@@ -254,12 +255,6 @@ class SqliteStore:
             next_after = (*last[5:], last[1], last[2])
         return SearchResult(versions, total, next_after)
 
-    def explain(self, query: Query) -> list[str]:
-        """SQLite's query plan for ``query`` (used by tests and benchmarks to prove index use)."""
-        compiled = compile_query(self._every_type(self._conn(), query), estimator(self._conn()))
-        rows = self._conn().execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)
-        return [r[3] for r in rows]
-
     async def query_plan(self, query: Query) -> StorePlan:
         check_query(query)
         return await asyncio.to_thread(self._query_plan, query)
@@ -283,6 +278,12 @@ class SqliteStore:
             sections += [(f"{name} SQL", sql.text), (f"{name} bound values", repr(sql.params)),
                          (f"{name} EXPLAIN QUERY PLAN", "\n".join(tree))]
         return StorePlan(self.kind, tuple(sections))
+
+    def explain(self, query: Query) -> list[str]:
+        """SQLite's query plan for ``query`` (used by tests and benchmarks to prove index use)."""
+        compiled = compile_query(self._every_type(self._conn(), query), estimator(self._conn()))
+        rows = self._conn().execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)
+        return [r[3] for r in rows]
 
     def check_document(self, type_: str, body: bytes, entries: Sequence[Entry]) -> None:
         """No per-record limit short of SQLite's 1 GB: the request body limit is the bound here."""
@@ -393,10 +394,12 @@ class SqliteSession:
         conn = self._conn
         if write.expected is None:
             try:
-                rid = conn.execute(
+                inserted = conn.execute(
                     "INSERT INTO resources (type, id, version, lu, deleted) VALUES (?, ?, ?, ?, ?)",
                     (v.type, v.id, v.version, v.last_updated, int(v.deleted)),
                 ).lastrowid
+                assert inserted is not None  # an INSERT of one row always sets lastrowid
+                rid = inserted
             except sqlite3.IntegrityError:
                 row = conn.execute("SELECT version FROM resources WHERE type = ? AND id = ?", (v.type, v.id)).fetchone()
                 raise VersionConflict(v.type, v.id, row[0] if row else None) from None
@@ -407,7 +410,7 @@ class SqliteSession:
             current = row[1] if row else None
             if current != write.expected:
                 raise VersionConflict(v.type, v.id, current)
-            rid = row[0]
+            rid = int(row[0])
             self.flush()
             conn.execute(
                 "UPDATE resources SET version = ?, lu = ?, deleted = ? WHERE rid = ?",
