@@ -38,7 +38,7 @@ from fhirpathpy.models import models
 from fhirpathpy.parser import parse
 
 from profiles.elements import Invariant
-from profiles.narrative import narrative_problems
+from profiles.narrative import NO_CONTENT, narrative_problems
 from profiles.regional_invariants import NATIVE as REGIONAL_NATIVE
 
 R4_MODEL = models["r4"]
@@ -240,8 +240,14 @@ def _obs_7(value: Any, env: Env) -> bool:
     return True
 
 
-def _html_check(value: Any, env: Env) -> bool:
-    return isinstance(value, str) and not narrative_problems(value)
+def _txt_1(value: Any, env: Env) -> bool:
+    """Only the allowed XHTML (txt-2's missing content is reported by txt-2 alone, so one problem is one issue)."""
+    return isinstance(value, str) and all(p == NO_CONTENT for p in narrative_problems(value))
+
+
+def _txt_2(value: Any, env: Env) -> bool:
+    """Some non-whitespace content (a narrative that does not parse is txt-1's problem)."""
+    return isinstance(value, str) and NO_CONTENT not in narrative_problems(value)
 
 
 def _dom_3(value: Any, env: Env) -> bool:
@@ -270,8 +276,8 @@ NATIVE: dict[tuple[str, str], Native] = {
     ("obs-6", "dataAbsentReason.empty() or value.empty()"): _obs_6,
     ("obs-7", "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()"):
         _obs_7,
-    ("txt-1", "htmlChecks()"): _html_check,
-    ("txt-2", "htmlChecks()"): _html_check,
+    ("txt-1", "htmlChecks()"): _txt_1,
+    ("txt-2", "htmlChecks()"): _txt_2,
     **REGIONAL_NATIVE,
 }
 

@@ -72,6 +72,8 @@ class _Checker(HTMLParser):
                 self.problems.append("text outside the narrative <div>")
 
 
+NO_CONTENT = "the narrative has no non-whitespace content (txt-2)"
+"""The problem txt-2 is about; every other one is txt-1's (elements, attributes, well-formedness)."""
 XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
 ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
 
@@ -96,7 +98,7 @@ def narrative_problems(xhtml: str) -> list[str]:
     if checker.roots > 1:
         problems.append("the narrative must be a single <div> element")
     if not checker.text:
-        problems.append("the narrative has no non-whitespace content (txt-2)")
+        problems.append(NO_CONTENT)
     return problems
 
 

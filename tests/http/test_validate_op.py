@@ -357,3 +357,14 @@ async def test_a_slice_of_several_types_each_with_its_profile(client: httpx.Asyn
     assert _errors(await client.post("/Bundle/$validate", json=bundle(True), params=params)) == []
     errors = _errors(await client.post("/Bundle/$validate", json=bundle(False), params=params))
     assert [i["expression"] for i in errors] == [["Bundle.entry"]], errors  # neither conforms: the slice is empty
+
+
+@pytest.mark.parametrize(("div", "keys"), [
+    ("<p>text</p><script>alert(1)</script>", ["txt-1"]),  # content is there: only the markup is wrong
+    ("<p> </p>", ["txt-2"]),
+    ("<p>fine</p>", []),
+])
+async def test_one_narrative_problem_is_one_issue(client: httpx.AsyncClient, div: str, keys: list[str]) -> None:
+    body = _narrative(div)
+    errors = _errors(await client.post("/List/$validate", json=body))
+    assert sorted(i["diagnostics"].split(":")[0] for i in errors) == keys, errors
