@@ -72,7 +72,8 @@ async def run(factory: ClientFactory, path: str, *, clean: bool) -> None:
     seconds = time.perf_counter() - started
     print(f"$validate through HTTP — {path}")
     print(report(measured))
-    print(f"{len(measured.runs)} cases (JSON ones twice: in the body and wrapped in Parameters) in {seconds:.1f} s")
+    print(f"{len(measured.runs)} case runs listed (JSON ones sent twice: in the body and wrapped in Parameters) "
+          f"in {seconds:.1f} s")
 
 
 def main() -> None:
