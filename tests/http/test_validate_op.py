@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -277,7 +279,7 @@ async def test_an_entry_with_a_resource_needs_a_full_url(client: httpx.AsyncClie
         entry["request"] = {"method": "POST", "url": "Basic"}
     if bundle_type == "batch-response":
         entry["response"] = {"status": "200"}
-    bundle = {"resourceType": "Bundle", "type": bundle_type, "entry": [entry]}
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": bundle_type, "entry": [entry]}
     if bundle_type == "document":
         bundle.update(timestamp="2024-05-01T10:00:00Z", identifier={
             "system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"})
