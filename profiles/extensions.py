@@ -58,11 +58,17 @@ def check_unsliced(walk: Walk, item: Item, rule: Rule, scope: Scope, parent: Ite
     if not isinstance(url, str):
         return
     if ":" not in url:
-        if parent is None or parent.type != "Extension":
-            # only a part of a complex extension is named by a relative url (its definition checks it);
-            # anywhere else the url must say which StructureDefinition defines the extension
-            walk.report(ERROR, EXTENSION, f"the extension url '{url}' must be an absolute URL naming the "
-                        "extension's definition (http://hl7.org/fhir/R4/extensibility.html)", f"{item.expression}.url")
+        if parent is not None and parent.type == "Extension":
+            if rule.slices and (rule.slicing is None or rule.slicing.rules != "closed"):
+                # the parent's definition names its parts (closed slicing reports strangers itself)
+                owner = rule.profile if rule.profile else "its definition"
+                walk.report(ERROR, EXTENSION, f"the sub-extension url '{url}' is not defined by the extension "
+                            f"{owner}", f"{item.expression}.url")
+            return
+        # only a part of a complex extension is named by a relative url; anywhere else the url must say
+        # which StructureDefinition defines the extension
+        walk.report(ERROR, EXTENSION, f"the extension url '{url}' must be an absolute URL naming the "
+                    "extension's definition (http://hl7.org/fhir/R4/extensibility.html)", f"{item.expression}.url")
         return
     profile = walk.engine.profile(url)
     kind = "modifier extension" if modifier else "extension"

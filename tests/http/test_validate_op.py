@@ -370,3 +370,14 @@ async def test_one_narrative_problem_is_one_issue(client: httpx.AsyncClient, div
     body = _narrative(div)
     errors = _errors(await client.post("/List/$validate", json=body))
     assert sorted(i["diagnostics"].split(":")[0] for i in errors) == keys, errors
+
+
+async def test_a_part_a_complex_extension_does_not_define_is_an_error(client: httpx.AsyncClient) -> None:
+    nationality = "http://hl7.org/fhir/StructureDefinition/patient-nationality"
+    parts = [{"url": "code", "valueCodeableConcept": {"text": "x"}}]
+    ok = {"resourceType": "Patient", "extension": [{"url": nationality, "extension": parts}]}
+    assert _errors(await client.post("/Patient/$validate", json=ok)) == []
+    stranger = {"resourceType": "Patient", "extension": [{"url": nationality, "extension": [
+        *parts, {"url": "colour", "valueString": "red"}]}]}
+    assert [i["expression"] for i in _errors(await client.post("/Patient/$validate", json=stranger))] == [
+        ["Patient.extension[0].extension[1].url"]]

@@ -310,7 +310,8 @@ EXTENSION_CASES: list[tuple[str, dict[str, Any], Expected]] = [
      set()),
     ("complex extension missing its part", {**PATIENT, "extension": [
         {"url": COMPLEX_EXT, "extension": [{"url": "b", "valueInteger": 1}]}]},
-     {err("required", "Patient.extension[0].extension")}),
+     {err("required", "Patient.extension[0].extension"),
+      err("extension", "Patient.extension[0].extension[0].url")}),  # 'b' is no part the definition names
     ("unknown extension", {**PATIENT, "extension": [{"url": "http://other.org/x", "valueString": "x"}]},
      {warn("extension", "Patient.extension[0]")}),
     ("unknown extension on a primitive", {**PATIENT, "birthDate": "2000", "_birthDate": {
