@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from server.errors import FhirError
+from server.search import cost
 from server.search.index import Indexer
 from server.search.parse import parse_search
 from server.search.registry import SearchRegistry
@@ -30,8 +31,11 @@ from tests.http.searching import STRICT, load, params
 from tests.search.evaluate import World
 
 CAP = 3
-"""MongoDB's sub-query cap, lowered for this module so a chain over four patients is "broad" (and
-its walk batch, so a walk takes several rounds)."""
+"""The search core's sub-query cap (server.search.cost.DRIVE_CAP), lowered for half of this module's
+runs so a chain over four patients has "many" targets and is answered by testing each candidate
+(MongoDB: with a walk batch this small, a walk takes several rounds; SQLite: the type is walked);
+the other half runs with the real cap, driving from the targets: both must give the evaluator's
+answer (ids, order, totals)."""
 
 RARE = {"coding": [{"system": "http://ct", "code": "rare"}]}
 OFTEN = {"coding": [{"system": "http://ct", "code": "often"}]}
@@ -113,11 +117,12 @@ CASES: list[tuple[str, str]] = [
 Outcome = tuple[Any, ...]
 
 
-@pytest.fixture(autouse=True)
-def small_subquery_cap(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(reads, "MAX_SUBQUERY_IDS", CAP)
-    monkeypatch.setattr(reads, "WALK_BATCH", 2)
-    yield
+@pytest.fixture(autouse=True, params=["small-cap", "real-cap"])
+def subquery_cap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "small-cap":
+        monkeypatch.setattr(cost, "DRIVE_CAP", CAP)
+        monkeypatch.setattr(reads, "WALK_BATCH", 2)
+    yield str(request.param)
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -343,3 +343,48 @@ def base_filter(types: Sequence[str], where: Filter) -> Filter:
     elif types:
         kinds = {"type": {"$in": list(types)}}
     return conjoin({"deleted": {"$eq": False}}, kinds, where)
+
+
+# --- chains/_has tested on each candidate with $lookup (servers with capabilities.lookup_arrays) --
+
+
+def lookup_stages(node: Chain | Has, n: int, inner: Filter, collection: str) -> tuple[list[Filter], Filter]:
+    """Aggregation stages joining each candidate to at most one resource of ``collection`` that
+    ``node`` links it to and that matches ``inner`` (the sub-query's full filter), and the filter that
+    stands for ``node`` after them (``_sq<n>`` not empty). The "test each candidate" side of
+    :mod:`server.search.cost` in one pipeline, for servers whose ``$lookup`` returns real arrays.
+
+    A chain joins the ``id`` of the targets to the ids its ``reference`` entries for the parameter
+    and target type name; a ``_has`` joins the sources' ``refs`` to ``param|<this Type/id>``. Both
+    use ``localField``/``foreignField`` together with a ``pipeline`` (MongoDB 5.0+), so the join is
+    an index lookup (``{type, id}`` / ``refs``) and the sub-pipeline stops at the first match."""
+    key, joined = f"_sq{n}k", f"_sq{n}"
+    local: Any
+    if isinstance(node, Chain):
+        mine = {"$and": [{"$eq": ["$$e.p", node.param]}, {"$eq": ["$$e.ref_type", node.target_type]}]}
+        local = {"$map": {"input": {"$filter": {"input": {"$ifNull": ["$reference", []]}, "as": "e", "cond": mine}},
+                          "as": "e", "in": "$$e.ref_id"}}
+        foreign = "id"
+    else:
+        local = {"$concat": [f"{node.param}|", "$_id"]}
+        foreign = "refs"
+    stages: list[Filter] = [
+        {"$addFields": {key: local}},
+        {"$lookup": {"from": collection, "localField": key, "foreignField": foreign,
+                     "pipeline": [{"$match": inner}, {"$limit": 1}, {"$project": {"_id": 1}}], "as": joined}},
+    ]
+    return stages, {joined: {"$ne": []}}
+
+
+def lookup_page(match: Filter, sort: Sequence[tuple[str, int]], stages: Sequence[Filter], full: Filter,
+                limit: int, projection: Mapping[str, int]) -> list[Filter]:
+    """One partition of a page: the candidates in result order (``match`` + ``sort``, from an index),
+    each joined by ``stages`` and tested by ``full``, until ``limit`` pass (the stages after the
+    ``$sort`` stream, so the server stops joining when the page is full)."""
+    return [{"$match": match}, {"$sort": dict(sort)}, *stages, {"$match": full}, {"$limit": limit},
+            {"$project": dict(projection)}]
+
+
+def lookup_count(match: Filter, stages: Sequence[Filter], full: Filter) -> list[Filter]:
+    """The ``_total`` of a joined search: every candidate joined and tested, then counted."""
+    return [{"$match": match}, *stages, {"$match": full}, {"$count": "n"}]

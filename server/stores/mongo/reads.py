@@ -2,17 +2,19 @@
 
 Each function takes the database and an optional client session, so a transactional session
 reads its own uncommitted writes (journalled sessions merge their buffered writes themselves).
-Forward and reverse chains run as sub-queries first; their id lists are bounded by
-:data:`MAX_SUBQUERY_IDS`: beyond it a chain AND-ed with narrower criteria is answered from the
-other side (the candidates the rest selects, then their references), and when both sides are
-broader :func:`search` walks the rest in result order, answering the chain a batch at a time, as
-SQLite does; no huge ``$in`` list is shipped and both stores answer the same searches. (Refused,
-400 ``too-costly``: only a broad ``_has`` whose source criteria hold a chain as broad.)
+Forward and reverse chains are answered from the side :func:`server.search.cost.choose` picks from
+both sides' counts (each counted up to :data:`server.search.cost.DRIVE_CAP`, as SQLite counts its
+drivers): the sub-query's ids when they are few (an ``$in`` list of at most the cap), else the
+candidates the rest of the search selects, tested through their references; when both sides are
+broader :func:`search` walks the rest in result order, a batch at a time (or joins it with an
+aggregation ``$lookup`` where the server's ``$lookup`` is correct), as SQLite does. (Refused, 400
+``too-costly``: only a broad ``_has`` whose source criteria hold a chain as broad.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bson import json_util
@@ -21,7 +23,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from server.search import cost
 from server.search.check import check_condition, check_query
+from server.search.cost import Side
 from server.search.explain import StorePlan
 from server.search.limits import too_costly
 from server.search.model import And, Chain, Condition, Has, Query, ResourceTest
@@ -34,9 +38,6 @@ from .schema import HISTORY, RESOURCES, ROW_FIELDS, resource_key, to_version, ve
 
 Db = AsyncDatabase[dict[str, Any]]
 ClientSession = AsyncClientSession | None
-
-MAX_SUBQUERY_IDS = 100_000
-"""Most resources a chain / ``_has`` sub-query may select before the search is declined."""
 
 ROW = dict.fromkeys(ROW_FIELDS, 1)
 SEARCH_ROW = {**ROW, "sort": 1}
@@ -83,7 +84,7 @@ async def history(db: Db, s: ClientSession, q: HistoryQuery) -> list[Version]:
 
 
 class _TooBroad(Exception):
-    """A chain/``_has`` sub-query selected more than :data:`MAX_SUBQUERY_IDS` resources."""
+    """A chain/``_has`` that only a walk can answer (see :func:`_choose`), or one nested in it."""
 
     def __init__(self, node: Chain | Has, name: str) -> None:
         super().__init__(name)
@@ -95,46 +96,86 @@ def _name(node: Chain | Has) -> str:
     return node.param if isinstance(node, Chain) else f"_has:{node.source_type}:{node.param}"
 
 
-async def _resolve_one(db: Db, s: ClientSession, node: Chain | Has, types: Sequence[str], *,
-                       caps: Capabilities = FALLBACK) -> c.Filter:
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """How one chain/``_has`` is answered: the side :func:`server.search.cost.choose` took, the
+    counts behind it, and its filter (None: too many candidates to test at once, so :func:`search`
+    walks them in result order, or joins them with ``$lookup`` where the server answers that)."""
+
+    side: Side
+    targets: int | None
+    candidates: int | None
+    filter: c.Filter | None
+
+    def line(self, node: Chain | Has) -> str:
+        how = ""
+        if self.side is Side.TEST_CANDIDATES:
+            how = (" — from the candidates' references" if self.filter is not None
+                   else " — walking the candidates in result order (or a $lookup where the server answers it)")
+        return cost.explain(_name(node), self.side, self.targets, self.candidates) + how
+
+
+async def _targets(db: Db, s: ClientSession, node: Chain | Has, types: Sequence[str], *,
+                   caps: Capabilities = FALLBACK) -> tuple[int | None, c.Filter | None]:
+    """The sub-query's side: how many targets (chain) / sources (``_has``) it selects, counted up to
+    the cap, and the filter of the candidates pointing at / pointed at by them when below it.
+    (None, None) when a sub-query nested in it can only be walked: it cannot be counted."""
+    top = cost.cap()
+    try:
+        inner = await where_filter(db, s, (node.target_type if isinstance(node, Chain) else node.source_type,),
+                                   node.where, caps=caps)
+    except _TooBroad:
+        return None, None
     if isinstance(node, Chain):
-        inner = await where_filter(db, s, (node.target_type,), node.where, caps=caps)
-        cursor = _resources(db).find(inner, {"id": 1}, limit=MAX_SUBQUERY_IDS + 1, session=s)
-        ids = [d["id"] async for d in cursor]
-        if len(ids) > MAX_SUBQUERY_IDS:
-            raise _TooBroad(node, _name(node))
-        return c.chain_filter(node, ids, caps)
-    inner = await where_filter(db, s, (node.source_type,), node.where, caps=caps)
+        ids = [d["id"] async for d in _resources(db).find(inner, {"id": 1}, limit=top, session=s)]
+        return (top, None) if len(ids) >= top else (len(ids), c.chain_filter(node, ids, caps))
     inner = c.conjoin(inner, c.has_entry("reference", node.param))
+    docs = [d async for d in _resources(db).find(inner, {"refs": 1}, limit=top, session=s)]
+    if len(docs) >= top:
+        return top, None
     prefix = f"{node.param}|"
     keys: set[str] = set()
-    async for d in _resources(db).find(inner, {"refs": 1}, session=s):
+    for d in docs:
         for ref in d.get("refs") or ():
             if ref.startswith(prefix) and (not types or ref[len(prefix) :].split("/")[0] in types):
                 keys.add(ref[len(prefix) :])
-        if len(keys) > MAX_SUBQUERY_IDS:
-            raise _TooBroad(node, _name(node))
-    return c.has_filter(sorted(keys))
+    return len(docs), c.has_filter(sorted(keys))
 
 
-async def _resolve_from_rest(db: Db, s: ClientSession, where: Condition, node: Chain | Has,
-                             types: Sequence[str], *, caps: Capabilities = FALLBACK) -> c.Filter:
-    """The filter of a too-broad ``node`` in a conjunct of ``where``, found from the other side:
-    the resources the rest of ``where`` selects (at most :data:`MAX_SUBQUERY_IDS`, else the node
-    stays too broad: :func:`search` then walks) and the chain targets / ``_has`` sources among their references, so
-    ``subject.name=common&code=rare`` costs what ``code=rare`` costs."""
+def _rest(where: Condition, node: Chain | Has) -> And | None:
+    """The conjuncts of ``where`` that do not hold ``node``: what selects its candidates (None: nothing)."""
     items = where.items if isinstance(where, And) else (where,)
-    rest = And(tuple(i for i in items if node not in c.subqueries(i)))
-    if len(rest.items) == len(items) or not rest.items:
-        raise _TooBroad(node, _name(node))
-    # the filter found agrees with the full one on every candidate, and the rest excludes the others,
-    # so it may stand for the node wherever it sits in its conjunct (under OR, NOT)
-    candidates = _resources(db).find(await where_filter(db, s, types, rest, caps=caps), {"refs": 1},
-                                     limit=MAX_SUBQUERY_IDS + 1, session=s)
-    docs = [d async for d in candidates]
-    if len(docs) > MAX_SUBQUERY_IDS:
-        raise _TooBroad(node, _name(node))
-    return await _semi_join(db, s, node, docs, caps=caps)
+    rest = tuple(i for i in items if node not in c.subqueries(i))
+    return And(rest) if rest and len(rest) < len(items) else None
+
+
+async def _choose(db: Db, s: ClientSession, node: Chain | Has, where: Condition, types: Sequence[str], *,
+                  caps: Capabilities = FALLBACK) -> _Choice:
+    """Count both sides of ``node`` (a conjunct of ``where``, on ``types``) with a limit and answer it
+    from the side :func:`server.search.cost.choose` picks: the targets' ids, or the candidates the
+    rest of ``where`` selects and the targets / sources among their references. (A filter found
+    from the candidates agrees with the full one on every candidate, and the rest excludes the
+    others, so it may stand for the node wherever it sits in its conjunct, under OR or NOT.)"""
+    top = cost.cap()
+    targets, found = await _targets(db, s, node, types, caps=caps)
+    rest = _rest(where, node)
+    candidates: int | None = None
+    docs: list[dict[str, Any]] = []
+    if rest is not None and targets != 0:
+        # counted only as far as matters: up to the targets' count when that is below the cap
+        limit = top if targets is None or targets >= top else targets
+        try:
+            f = await where_filter(db, s, types, rest, caps=caps)
+            docs = [d async for d in _resources(db).find(f, {"refs": 1}, limit=limit, session=s)]
+            candidates = len(docs) if len(docs) < limit else limit
+        except _TooBroad:  # the rest holds a sub-query of its own that only a walk answers
+            candidates = None
+    side = cost.choose(targets, candidates)
+    if side is Side.DRIVE_FROM_TARGETS:
+        return _Choice(side, targets, candidates, found)
+    if candidates is not None and candidates < top:
+        return _Choice(side, targets, candidates, await _semi_join(db, s, node, docs, caps=caps))
+    return _Choice(side, targets, candidates, None)
 
 
 async def _semi_join(db: Db, s: ClientSession, node: Chain | Has, docs: Sequence[dict[str, Any]], *,
@@ -162,24 +203,29 @@ async def _semi_join(db: Db, s: ClientSession, node: Chain | Has, docs: Sequence
 
 
 def _too_costly(node: Chain | Has) -> Exception:
-    return too_costly(_name(node), f"a reverse chain selecting more than {MAX_SUBQUERY_IDS} resources has a "
+    return too_costly(_name(node), f"a reverse chain selecting at least {cost.cap()} resources has a "
                                    "chain as broad inside it; narrow either")
+
+
+async def choices(db: Db, s: ClientSession, cond: Condition, types: Sequence[str], *,
+                  caps: Capabilities = FALLBACK) -> dict[Chain | Has, _Choice]:
+    """The side taken for each Chain/Has of ``cond`` (resources of ``types``), see :func:`_choose`."""
+    out: dict[Chain | Has, _Choice] = {}
+    for node in c.subqueries(cond):
+        if node not in out:
+            out[node] = await _choose(db, s, node, cond, types, caps=caps)
+    return out
 
 
 async def resolve(db: Db, s: ClientSession, cond: Condition, types: Sequence[str], *,
                   caps: Capabilities = FALLBACK) -> dict[Chain | Has, c.Filter]:
-    """Run the Chain/Has sub-queries of ``cond`` (resources of ``types``): their filters. A
-    sub-query too broad to ship as an id list is answered from the rest of ``cond`` instead
-    (:func:`_resolve_from_rest`); when that is as broad, :class:`_TooBroad` names the node (or the
-    enclosing one, for a sub-query nested in another) for :func:`search` to walk."""
+    """The filters of the Chain/Has sub-queries of ``cond`` (resources of ``types``); a node that
+    only a walk answers raises :class:`_TooBroad` (for :func:`search` to walk the enclosing one)."""
     out: dict[Chain | Has, c.Filter] = {}
-    for node in c.subqueries(cond):
-        if node in out:
-            continue
-        try:
-            out[node] = await _resolve_one(db, s, node, types, caps=caps)
-        except _TooBroad:  # this node's own sub-query, or one nested in it: this node is broad
-            out[node] = await _resolve_from_rest(db, s, cond, node, types, caps=caps)
+    for node, choice in (await choices(db, s, cond, types, caps=caps)).items():
+        if choice.filter is None:
+            raise _TooBroad(node, _name(node))
+        out[node] = choice.filter
     return out
 
 
@@ -245,16 +291,15 @@ async def search(db: Db, s: ClientSession, query: Query, *, caps: Capabilities =
     check_query(query)
     fields = order.sort_fields(query.sort)
     keys = len(query.sort)
-    resolved: dict[Chain | Has, c.Filter] = {}
-    broad: list[Chain | Has] = []
-    for node in c.subqueries(query.where):
-        if node not in resolved and node not in broad:
-            try:
-                resolved[node] = await _resolve_one(db, s, node, query.types, caps=caps)
-            except _TooBroad:
-                broad.append(node)
+    picked = await choices(db, s, query.where, query.types, caps=caps)
+    resolved = {n: ch.filter for n, ch in picked.items() if ch.filter is not None}
+    broad = [n for n, ch in picked.items() if ch.filter is None]
     position = None if query.after is None else order.field_values(fields, query.after, keys)
     if broad:
+        if caps.lookup_arrays:
+            joined = await _lookup_search(db, s, query, fields, resolved, broad, position, caps)
+            if joined is not None:
+                return joined
         return await _walk(db, s, query, fields, resolved, broad, position, caps)
     base = search_filter(query.types, query.where, resolved, caps)
     total = None
@@ -263,6 +308,56 @@ async def search(db: Db, s: ClientSession, query: Query, *, caps: Capabilities =
     if query.count <= 0:
         return SearchResult([], total, None)
     docs = await _ordered(db, s, base, fields, position, query.count + 1, SEARCH_ROW)
+    page = docs[: query.count]
+    next_after = order.cursor(fields, page[-1], keys) if len(docs) > query.count else None
+    return SearchResult([to_version(d) for d in page], total, next_after)
+
+
+async def _inner(db: Db, s: ClientSession, node: Chain | Has, caps: Capabilities) -> c.Filter:
+    """The full filter of ``node``'s targets (chain) or sources (``_has``)."""
+    if isinstance(node, Chain):
+        return await where_filter(db, s, (node.target_type,), node.where, caps=caps)
+    source = await where_filter(db, s, (node.source_type,), node.where, caps=caps)
+    return c.conjoin(source, c.has_entry("reference", node.param))
+
+
+async def _lookup_search(db: Db, s: ClientSession, query: Query, fields: Sequence[order.SortField],
+                         resolved: dict[Chain | Has, c.Filter], broad: list[Chain | Has],
+                         position: Sequence[object] | None, caps: Capabilities) -> SearchResult | None:
+    """The walk of :func:`_walk` as one aggregation per sort partition, where the server's ``$lookup``
+    returns real arrays: the candidates in result order, each joined to its targets / sources
+    (:func:`.compile.lookup_stages`), until the page is full. None when a sub-query nested in a
+    broad one can itself only be walked (then :func:`_walk` answers)."""
+    joined = dict(resolved)
+    stages: list[c.Filter] = []
+    for n, node in enumerate(broad):
+        try:
+            inner = await _inner(db, s, node, caps)
+        except _TooBroad:
+            return None
+        more, stands_for = c.lookup_stages(node, n, inner, RESOURCES)
+        stages += more
+        joined[node] = stands_for
+    items = query.where.items if isinstance(query.where, And) else (query.where,)
+    narrow = And(tuple(i for i in items if not any(n in c.subqueries(i) for n in broad)))
+    candidates = search_filter(query.types, narrow, resolved, caps)
+    full = search_filter(query.types, query.where, joined, caps)
+    total = None
+    if query.total != "none":
+        rows = await _resources(db).aggregate(c.lookup_count(candidates, stages, full), session=s, allowDiskUse=True)
+        total = sum([int(d["n"]) async for d in rows])
+    if query.count <= 0:
+        return SearchResult([], total, None)
+    keys = len(query.sort)
+    docs: list[dict[str, Any]] = []
+    for part in order.partitions(fields):
+        after = c.ALWAYS if position is None else order.after_filter(fields, position, part.missing)
+        g = c.conjoin(candidates, part.filter, after)
+        if g == c.NEVER:
+            continue
+        pipeline = c.lookup_page(g, part.sort, stages, full, query.count + 1, SEARCH_ROW)
+        docs.extend([d async for d in await _resources(db).aggregate(pipeline, session=s, allowDiskUse=True)])
+    docs.sort(key=order.comparator(fields))
     page = docs[: query.count]
     next_after = order.cursor(fields, page[-1], keys) if len(docs) > query.count else None
     return SearchResult([to_version(d) for d in page], total, next_after)
@@ -357,22 +452,19 @@ async def query_plan(db: Db, query: Query, *, caps: Capabilities = FALLBACK) -> 
     server answers ``explain`` (nx-27017 may not)."""
     check_query(query)
     fields = order.sort_fields(query.sort)
-    found: dict[Chain | Has, c.Filter] = {}
-    walked: list[str] = []
-    for node in c.subqueries(query.where):
-        try:
-            found[node] = await _resolve_one(db, None, node, query.types, caps=caps)
-        except _TooBroad:
-            walked.append(_name(node))
-            found[node] = c.ALWAYS
+    picked = await choices(db, None, query.where, query.types, caps=caps)
+    found = {n: c.ALWAYS if ch.filter is None else ch.filter for n, ch in picked.items()}
+    walked = [_name(n) for n, ch in picked.items() if ch.filter is None]
     shown = search_filter(query.types, query.where, _shown(query.where, found), caps)
     real = search_filter(query.types, query.where, found, caps)
+    sections_walk: list[tuple[str, str]] = []
+    if picked:
+        sections_walk.append(("chains and _has", "\n".join(ch.line(n) for n, ch in picked.items())))
     if walked:
-        sections_walk = [("walk", f"sub-queries too broad to ship as id lists ({', '.join(walked)}): the rest "
-                                  f"of the search is walked in result order, {WALK_BATCH} at a time, and they are "
-                                  "answered per batch (shown below as matching everything)")]
-    else:
-        sections_walk = []
+        how = ("joined with an aggregation $lookup in result order, stopping when the page is full"
+               if caps.lookup_arrays else f"walked in result order, {WALK_BATCH} at a time, and answered per batch")
+        sections_walk.append(("walk", f"sub-queries with too many targets and candidates ({', '.join(walked)}): "
+                                      f"the rest of the search is {how} (shown below as matching everything)"))
     sections: list[tuple[str, str]] = [*sections_walk, ("filter", json_util.dumps(shown, indent=1))]
     keys = len(query.sort)
     position = None if query.after is None else order.field_values(fields, query.after, keys)

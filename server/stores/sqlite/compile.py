@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from server.search.cost import DRIVE_CAP
 from server.search.model import (
     TABLES,
     Always,
@@ -55,10 +56,10 @@ RANGE_TABLES = frozenset({"date", "number", "quantity"})
 # driver ranks: lower is preferred
 RANK_ID, RANK_EQ, RANK_LINK, RANK_PREFIX, RANK_RANGE, RANK_UPDATED = 0, 1, 2, 3, 4, 6
 
-ESTIMATE_CAP = 5000
-"""Driver candidates are counted up to this many rows (a bounded index range read). Above it, a
-search in the default order walks the type instead: with at least this many hits, a page is found
-among the first rows of the walk sooner than the driver can sort all of its hits."""
+ESTIMATE_CAP = DRIVE_CAP
+"""Driver candidates are counted up to this many rows (a bounded index range read): the search
+core's cap (:data:`server.search.cost.DRIVE_CAP`, which says why 5,000). At the cap, a search in the
+default order walks the type instead (:func:`server.search.cost.choose`, see :mod:`.page`)."""
 
 MAX_UNION_TERMS = 400
 """An ``Or`` whose driver would be a compound of more SELECTs than this is tested row by row

@@ -11,25 +11,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.search.model import Condition, Query
-from server.stores.sqlite.compile import ESTIMATE_CAP, Compiler, Estimate, Sql
+from server.search import cost
+from server.search.model import Chain, Condition, Has, Query
+from server.stores.sqlite.compile import Compiler, Driver, Estimate, Sql
 
 
 @dataclass
 class CompiledSearch:
     select: Sql
     count: Sql | None
+    sides: tuple[str, ...] = ()
+    """For ``__explain``: the side each chain/``_has`` was answered from (:mod:`server.search.cost`)."""
 
 
 def compile_query(query: Query, estimate: Estimate | None = None) -> CompiledSearch:
     """SELECT for one page of ``query`` (count + 1 rows, to know if there is a next page), and
     the COUNT when a total is asked for. ``estimate`` (see :class:`Compiler`) also lets a
-    search in the default order walk the type when its driver has :data:`ESTIMATE_CAP` hits."""
+    search in the default order walk the type when its driver has as many hits as the search core's
+    cap (:func:`server.search.cost.choose`: drive from the driver's rows when they are few, test each
+    row of the type otherwise)."""
     compiler = Compiler(estimate)
     alias = "r"
     driver = compiler.driver(query.where, query.types)
     page_driver = driver
-    if driver is not None and estimate is not None and not query.sort and estimate(driver.sql) >= ESTIMATE_CAP:
+    hits = estimate(driver.sql) if driver is not None and estimate is not None else None
+    if hits is not None and not query.sort and cost.choose(hits) is cost.Side.TEST_CANDIDATES:
         page_driver = None
     source, where = compiler.source(query.where, alias, query.types, page_driver)
 
@@ -68,7 +74,31 @@ def compile_query(query: Query, estimate: Estimate | None = None) -> CompiledSea
         if page_driver is not driver:
             source, where = compiler.source(query.where, alias, query.types, driver)
         count = Sql(f"SELECT COUNT(*) FROM {source.text} WHERE {where.text}", [*source.params, *where.params])
-    return CompiledSearch(Sql(text, all_params), count)
+    return CompiledSearch(Sql(text, all_params), count, _sides(query.where, driver, page_driver, hits))
+
+
+def _sides(where: Condition, driver: Driver | None, page_driver: Driver | None, hits: int | None) -> tuple[str, ...]:
+    """One ``__explain`` line per chain/``_has`` of ``where``: the one whose rows drive the page
+    was answered from its targets; every other one is a correlated test on each candidate row."""
+    lines: list[str] = []
+    for node in _subqueries(where):
+        name = node.param if isinstance(node, Chain) else f"_has:{node.source_type}:{node.param}"
+        driving = driver is not None and page_driver is driver and driver.covers is node
+        side = cost.Side.DRIVE_FROM_TARGETS if driving else cost.Side.TEST_CANDIDATES
+        how = "" if driving else " — a correlated EXISTS on each candidate row"
+        lines.append(cost.explain(name, side, hits if driver is not None and driver.covers is node else None,
+                                  None) + how)
+    return tuple(lines)
+
+
+def _subqueries(cond: Condition) -> list[Chain | Has]:
+    if isinstance(cond, Chain | Has):
+        return [cond]
+    items = getattr(cond, "items", None)
+    if items is not None:
+        return [n for i in items for n in _subqueries(i)]
+    item = getattr(cond, "item", None)
+    return _subqueries(item) if item is not None else []
 
 
 def _sort_value(field: str) -> str:

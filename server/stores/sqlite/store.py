@@ -277,6 +277,8 @@ class SqliteStore:
                 tree.append("  " * depth[node] + str(detail))
             sections += [(f"{name} SQL", sql.text), (f"{name} bound values", repr(sql.params)),
                          (f"{name} EXPLAIN QUERY PLAN", "\n".join(tree))]
+        if compiled.sides:  # which side each chain/_has was answered from (server.search.cost)
+            sections.insert(0, ("chains and _has", "\n".join(compiled.sides)))
         return StorePlan(self.kind, tuple(sections))
 
     def explain(self, query: Query) -> list[str]:
