@@ -28,6 +28,7 @@ from server.search.registry import SearchRegistry
 from server.stores.mongo import reads
 from tests.conftest import BASE
 from tests.http.searching import STRICT, load, params
+from tests.http.test_search_explain import plan_of
 from tests.search.evaluate import World
 
 CAP = 3
@@ -209,3 +210,23 @@ async def test_conditional_matching_through_a_broad_chain(loaded: httpx.AsyncCli
     assert r.status_code == 200, r.text
     r = await loaded.put("/Observation?subject:Patient.name=common", json=observation("x", None, RARE))
     assert r.status_code == 412, r.text  # several matches (search.html, conditional update)
+
+
+@pytest.mark.parametrize(("path", "query", "name"), [
+    ("/Observation", "subject:Patient.name=common", "subject"),
+    ("/Patient", "_has:Observation:subject:code=http://ct|often,http://ct|rare", "_has:Observation:subject"),
+])
+async def test_explain_names_the_side_each_store_took(loaded: httpx.AsyncClient, world: World, subquery_cap: str,
+                                                      path: str, query: str, name: str) -> None:
+    """Four patients are named 'Common' (three observations point at them; five observations with
+    either code point at four patients): below the real cap both stores drive from the targets,
+    with the cap lowered to three both test each candidate, and the matches are the same."""
+    r = await loaded.get(path, params=[*params(query), ("__explain", "true"), ("_total", "accurate")],
+                         headers=STRICT)
+    assert r.status_code == 200, r.text
+    plan = plan_of(r.json())
+    side = "drive from the targets" if subquery_cap == "real-cap" else "test each candidate"
+    assert f"{name}: {side} (" in plan, plan
+    expected = evaluated(world, path, params(query))
+    assert ("ok", [_key(e) for e in r.json()["entry"] if e["search"]["mode"] == "match"],
+            r.json()["total"]) == expected

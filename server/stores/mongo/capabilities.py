@@ -16,8 +16,11 @@ query only where the server answered its probe correctly:
   (an operator sees whether the server's multikey indexes can be trusted); no compiled form
   depends on it yet: the compiler writes ``$in`` on arrays, which is as cheap on MongoDB.
 * ``lookup_arrays`` — ``$lookup`` returns the joined documents as an array (nx-27017 returns a
-  JSON string). Reported for the chain/``_has`` "test each candidate" side that an aggregation
-  ``$lookup`` could answer; not used yet.
+  JSON string). When True, a chain/``_has`` with too many targets and candidates to count (the
+  "test each candidate" side of :mod:`server.search.cost`) is one aggregation per sort partition:
+  the candidates in result order, each joined with ``$lookup`` to its first matching target /
+  source, stopping when the page is full (:func:`.compile.lookup_stages`; ``localField`` with a
+  ``pipeline`` needs MongoDB 5.0+). Otherwise the candidates are walked a batch at a time.
 * ``transactions`` — isolated multi-document transactions, decided by
   :func:`.session.transactions_isolated` (not probed twice).
 * ``sharded`` — the store talks to a mongos (``hello`` answers ``msg: "isdbgrid"``): searches naming

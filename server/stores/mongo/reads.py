@@ -107,11 +107,13 @@ class _Choice:
     candidates: int | None
     filter: c.Filter | None
 
-    def line(self, node: Chain | Has) -> str:
+    def line(self, node: Chain | Has, caps: Capabilities) -> str:
         how = ""
-        if self.side is Side.TEST_CANDIDATES:
-            how = (" — from the candidates' references" if self.filter is not None
-                   else " — walking the candidates in result order (or a $lookup where the server answers it)")
+        if self.side is Side.TEST_CANDIDATES and self.filter is not None:
+            how = " — through the candidates' references"
+        elif self.side is Side.TEST_CANDIDATES:
+            how = (" — the candidates joined with $lookup in result order" if caps.lookup_arrays
+                   else " — the candidates walked in result order")
         return cost.explain(_name(node), self.side, self.targets, self.candidates) + how
 
 
@@ -459,7 +461,7 @@ async def query_plan(db: Db, query: Query, *, caps: Capabilities = FALLBACK) -> 
     real = search_filter(query.types, query.where, found, caps)
     sections_walk: list[tuple[str, str]] = []
     if picked:
-        sections_walk.append(("chains and _has", "\n".join(ch.line(n) for n, ch in picked.items())))
+        sections_walk.append(("chains and _has", "\n".join(ch.line(n, caps) for n, ch in picked.items())))
     if walked:
         how = ("joined with an aggregation $lookup in result order, stopping when the page is full"
                if caps.lookup_arrays else f"walked in result order, {WALK_BATCH} at a time, and answered per batch")
