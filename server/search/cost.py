@@ -13,7 +13,9 @@ A store answers it from one side:
   the candidates are few, or when a page fills early.
 
 Each store counts both sides with a limit (:data:`Estimate`: ``estimate(x, cap)``, a bounded read
-of one index range, never a full count) and :func:`choose` decides. Stores only *supply the
+of one index range, never a full count) and :func:`choose` decides. What is counted on the target
+side is what that store would hold: SQLite counts the rows its driver yields (the candidates the
+targets point at, or that point at them), MongoDB the sub-query's own ids (the ``$in`` list). Stores only *supply the
 numbers*; the rule lives here, so both stores answer the same searches the same way (the search
 contract, tests/http/test_search_contract.py) and ``__explain=true`` can name the side taken.
 """
