@@ -171,6 +171,7 @@ async def served(client: httpx.AsyncClient, path: str, query: list[tuple[str, st
         r = await client.get(url.path.removeprefix("/fhir"), params=parse_qsl(url.query), headers=STRICT)
         assert r.status_code == 200, r.text
         body = r.json()
+        assert body.get("total", total) == total, (path, query, body.get("total"))  # every page: the same total
     return ("ok", keys, total)
 
 

@@ -264,7 +264,9 @@ async def count(db: Db, s: ClientSession, f: c.Filter) -> int:
 
 
 WALK_BATCH = 1000
-"""Resources a walk (see :func:`search`) reads per round trip."""
+"""Resources a walk (see :func:`search`) tests per round trip (the page in result order; its
+``_total`` in one streamed cursor, :func:`_count_walk`). Below :func:`server.search.cost.cap`, so a
+sub-query nested in a walked one is answered from a batch's references rather than walked again."""
 
 
 async def _ordered(db: Db, s: ClientSession, f: c.Filter, fields: Sequence[order.SortField],
@@ -372,33 +374,63 @@ async def _walk(db: Db, s: ClientSession, query: Query, fields: Sequence[order.S
     narrow = And(tuple(i for i in items if not any(n in c.subqueries(i) for n in broad)))
     candidates = search_filter(query.types, narrow, resolved, caps)
     keys = len(query.sort)
-    want = query.count + 1
-    counting = query.total != "none"  # a total needs the whole walk
+    want = query.count + 1 if query.count > 0 else 0
     found: list[dict[str, Any]] = []
-    total = 0
-    while counting or len(found) < want:
+    seen = 0
+    start, exhausted = position, False
+    while len(found) < want:
         batch = await _ordered(db, s, candidates, fields, position, WALK_BATCH, {**SEARCH_ROW, "refs": 1})
-        if not batch:
-            break
-        per_batch = dict(resolved)
-        for node in broad:
-            try:
-                per_batch[node] = await _semi_join(db, s, node, batch, caps=caps)
-            except _TooBroad:  # only a _has whose sources' own criteria hold a broad chain
-                raise _too_costly(node) from None
-        full = search_filter(query.types, query.where, per_batch, caps)
-        ids = [d["_id"] for d in batch]
-        hits = {d["_id"] async for d in _resources(db).find(c.conjoin(full, {"_id": {"$in": ids}}), {"_id": 1},
-                                                             session=s)}
-        matched = [d for d in batch if d["_id"] in hits]
-        total += len(matched)
-        found.extend(matched[: max(0, want - len(found))])
+        matched = await _matching(db, s, query, resolved, broad, batch, caps)
+        seen += len(matched)
+        found.extend(matched[: want - len(found)])
         if len(batch) < WALK_BATCH:
+            exhausted = True
             break
         position = order.field_values(fields, order.cursor(fields, batch[-1], keys), keys)
+    total = None
+    if query.total != "none":  # every candidate, also those before the cursor
+        if exhausted and start is None:
+            total = seen
+        else:
+            total = await _count_walk(db, s, query, candidates, resolved, broad, caps)
     page = found[: query.count] if query.count > 0 else []
     next_after = order.cursor(fields, page[-1], keys) if page and len(found) > query.count else None
-    return SearchResult([to_version(d) for d in page], total if counting else None, next_after)
+    return SearchResult([to_version(d) for d in page], total, next_after)
+
+
+async def _matching(db: Db, s: ClientSession, query: Query, resolved: dict[Chain | Has, c.Filter],
+                    broad: list[Chain | Has], batch: Sequence[dict[str, Any]],
+                    caps: Capabilities) -> list[dict[str, Any]]:
+    """The documents of ``batch`` (each with ``_id`` and ``refs``) matching the whole search: the
+    broad sub-queries answered from the batch's references (:func:`_semi_join`)."""
+    if not batch:
+        return []
+    per_batch = dict(resolved)
+    for node in broad:
+        try:
+            per_batch[node] = await _semi_join(db, s, node, batch, caps=caps)
+        except _TooBroad:  # only a _has whose sources' own criteria hold a broad chain
+            raise _too_costly(node) from None
+    full = search_filter(query.types, query.where, per_batch, caps)
+    ids = [d["_id"] for d in batch]
+    hits = {d["_id"] async for d in _resources(db).find(c.conjoin(full, {"_id": {"$in": ids}}), {"_id": 1},
+                                                         session=s)}
+    return [d for d in batch if d["_id"] in hits]
+
+
+async def _count_walk(db: Db, s: ClientSession, query: Query, candidates: c.Filter,
+                      resolved: dict[Chain | Has, c.Filter], broad: list[Chain | Has], caps: Capabilities) -> int:
+    """The ``_total`` of a walked search: every candidate, in no particular order (one streamed
+    cursor reading only references), tested :data:`WALK_BATCH` at a time."""
+    size = WALK_BATCH
+    total = 0
+    chunk: list[dict[str, Any]] = []
+    async for d in _resources(db).find(candidates, {"refs": 1}, batch_size=size, session=s):
+        chunk.append(d)
+        if len(chunk) >= size:
+            total += len(await _matching(db, s, query, resolved, broad, chunk, caps))
+            chunk = []
+    return total + len(await _matching(db, s, query, resolved, broad, chunk, caps))
 
 
 # --- __explain ----------------------------------------------------------------------------------
