@@ -8,14 +8,8 @@ between coroutines. Marked ``processes`` (``pytest -m processes`` runs just thes
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -31,56 +25,24 @@ from tests.http.test_concurrency import (  # noqa: F401 - collected here against
     test_concurrent_puts_all_succeed,
     test_concurrent_transactions_lose_nothing,
 )
+from tests.served import served as serve
 
 pytestmark = [pytest.mark.processes, pytest.mark.slow]  # real server processes under load: CI runs it
 
-YIDANG = Path(sys.executable).with_name("yidang")
 WORKERS = 2
-READY_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module", params=("sqlite", "mongo"))
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``yidang serve --workers 2`` on a free port; yields its base URL once it answers."""
-    port = _free_port()
     work = tmp_path_factory.mktemp("serve-concurrency")
     if request.param == "sqlite":
         store = ["--data-dir", str(work / "store")]
     else:
         uri = database_uri(request.getfixturevalue("mongo_server_uri"), f"serve_{uuid.uuid4().hex[:12]}")
         store = ["--mongodb-uri", uri]
-    log = (work / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [str(YIDANG), "serve", "--port", str(port), "--workers", str(WORKERS), *store, "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=work, env={**os.environ},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (work / "serve.log").read_text(errors="replace")[-2000:]
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with serve(work, "--workers", str(WORKERS), "--log-level", "warning", store_args=store) as server:
+        yield server.base
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -9,24 +9,21 @@ must not lose the request body, and one large resource must not stall every othe
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 import pytest
 
-YIDANG = Path(sys.executable).with_name("yidang")
+from tests.served import served as serve
+
 H2C_OFFER = {
     "Connection": "Upgrade, HTTP2-Settings",
     "Upgrade": "h2c",
@@ -34,35 +31,11 @@ H2C_OFFER = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """``yidang serve`` exactly as an operator starts it; yields (host, port) once it is ready."""
-    port = _free_port()
-    data = tmp_path_factory.mktemp("serve")
-    proc = subprocess.Popen(
-        [str(YIDANG), "serve", "--port", str(port), "--data-dir", str(data / "store"), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=data, env={**os.environ},
-    )
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                    break
-            except OSError:
-                assert proc.poll() is None, "server exited at start-up"
-                assert time.time() < deadline, "server did not become ready"
-                time.sleep(0.2)
-        yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serve(tmp_path_factory.mktemp("serve"), "--log-level", "warning") as server:
+        yield "127.0.0.1", server.port
 
 
 def _send(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
