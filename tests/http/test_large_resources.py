@@ -30,6 +30,7 @@ def _many_given_names(count: int, names: int = 1) -> bytes:
     return orjson.dumps({"resourceType": "Patient", "name": [{"given": ["abcdefghij"] * count}] * names})
 
 
+@pytest.mark.slow  # builds an 11 MiB Patient: CI runs it
 async def test_mongo_refuses_a_resource_over_bson_limit_before_validating(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -107,6 +108,7 @@ async def _request(client: httpx.AsyncClient, how: str) -> httpx.Response:
     return await client.post("/Patient/$validate", json=_patient())
 
 
+@pytest.mark.slow  # several MiB validated per case, ~50 s in all: CI runs it
 @pytest.mark.parametrize("how", ["create", "update", "transaction", "patch", "patch-in-transaction", "$validate"])
 async def test_validating_a_large_resource_leaves_the_event_loop_free(store: Store, how: str) -> None:
     """Ordering, not timing: the event loop ticks between the start and the end of validating the
