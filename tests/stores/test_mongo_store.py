@@ -20,7 +20,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from server.errors import Conflict, InvalidSearch, PayloadTooLarge, StoreUnavailable
+from server.errors import Contention, InvalidSearch, PayloadTooLarge, StoreUnavailable
 from server.search.model import (
     Always,
     And,
@@ -569,13 +569,14 @@ async def test_lock_takes_over_an_expired_lease(store: MongoStore) -> None:
     assert await store.db[LOCKS].find_one({"_id": f"lock {key}"}) is None
 
 
-async def test_busy_lock_times_out_with_conflict(store: MongoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_busy_lock_times_out_with_contention(store: MongoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock wait that runs out is a Contention (409, re-run by the request), never a plain Conflict."""
     monkeypatch.setattr(session_module, "LOCK_WAIT_S", 0.2)
     key = uid("k")
     async with store.session() as holder:
         await holder.lock(key)
         await holder.lock(key)  # re-entrant within one session
-        with pytest.raises(Conflict):
+        with pytest.raises(Contention):
             async with store.session() as waiter:
                 await waiter.lock(key)
     async with store.session() as later:

@@ -45,7 +45,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from server.errors import Conflict
+from server.errors import Contention
 from server.search.model import Condition, Entry
 from server.stores.base import Version, VersionConflict, Write
 
@@ -70,7 +70,8 @@ log = logging.getLogger(__name__)
 LOCK_TTL_S = 30.0
 """A lease outlives a crashed holder by at most this long; live holders renew it while writing."""
 LOCK_WAIT_S = 15.0
-"""How long :meth:`MongoSession.lock` waits for a busy key before answering 409."""
+"""How long :meth:`MongoSession.lock` waits for a busy key before giving up with :class:`Contention`:
+the request is then re-run (:mod:`server.interactions.retry`), not answered 409 at once."""
 LOCK_FIRST_DELAY_S = 0.01
 LOCK_MAX_DELAY_S = 0.2
 PRIOR = {"version": 1, "deleted": 1, PENDING: 1, SK: 1}
@@ -136,7 +137,7 @@ class MongoSession:
                 log.warning("took over expired lock %r from %s", key, stolen.get("owner"))
                 return
             if time.monotonic() + delay > deadline:
-                raise Conflict(f"another request holds the lock on {key!r}; retry", headers=RETRY_AFTER)
+                raise Contention(f"another request holds the lock on {key!r}; retry", headers=RETRY_AFTER)
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 1.5, LOCK_MAX_DELAY_S)
 
@@ -286,20 +287,32 @@ async def run_session(session: MongoSession) -> AsyncIterator[MongoSession]:
     await session.commit()
 
 
+PROBE_ROUNDS = 3
+"""Isolation must be seen in every round: on a server whose transactions share one connection
+(nx-27017), another process probing at the same moment can roll back this probe's write, which
+would otherwise look like isolation."""
+
+
 async def transactions_isolated(client: AsyncMongoClient[dict[str, Any]], db: reads.Db) -> bool:
-    """True when the deployment runs multi-document transactions with isolation (see above)."""
+    """True when the deployment runs multi-document transactions with isolation (see above): in
+    each of :data:`PROBE_ROUNDS` rounds the transaction sees its own write and nobody else does."""
     probe = db[PROBE]
-    marker = uuid4().hex
-    async with client.start_session() as s:
-        try:
-            await s.start_transaction()
-            await probe.insert_one({"_id": marker}, session=s)
-            leaked = await probe.find_one({"_id": marker})
-            await s.abort_transaction()
-        except (OperationFailure, ConfigurationError, InvalidOperation) as exc:
-            log.info("MongoDB transactions unavailable (%s): sessions use the journal", exc)
+    for _ in range(PROBE_ROUNDS):
+        marker = uuid4().hex
+        async with client.start_session() as s:
+            try:
+                await s.start_transaction()
+                await probe.insert_one({"_id": marker}, session=s)
+                leaked = await probe.find_one({"_id": marker})
+                # read after the outside read: a write rolled back before either read shows as missing here
+                own = await probe.find_one({"_id": marker}, session=s)
+                await s.abort_transaction()
+            except (OperationFailure, ConfigurationError, InvalidOperation) as exc:
+                log.info("MongoDB transactions unavailable (%s): sessions use the journal", exc)
+                return False
+        await probe.delete_one({"_id": marker})
+        if own is None or leaked is not None:
+            why = "not isolated" if leaked is not None else "not reliable (a write vanished inside its transaction)"
+            log.info("MongoDB transactions are %s on this server: sessions use the journal", why)
             return False
-    await probe.delete_one({"_id": marker})
-    if leaked is not None:
-        log.info("MongoDB transactions are not isolated on this server: sessions use the journal")
-    return leaked is None
+    return True
