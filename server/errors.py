@@ -77,11 +77,29 @@ class NotSupported(FhirError):
     code = "not-supported"
 
 
-class Unauthorized(FhirError):
-    """Raised when an access-policy hook refuses a request."""
+class Unauthenticated(FhirError):
+    """Raised when a request needs a bearer token and has none, or one that is not valid
+    (401 with ``WWW-Authenticate: Bearer``, RFC 6750 §3)."""
+
+    status = 401
+    code = "login"
+
+    def __init__(self, message: str, *, error: str | None = "invalid_token") -> None:
+        challenge = 'Bearer realm="yidang"' + (f', error="{error}"' if error else "")
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(FhirError):
+    """Raised when the access policy refuses an interaction the caller is known to ask for
+    (a type or an operation outside the token's scopes or role, a write to another institution's
+    resource). A resource the caller may not see is a :class:`NotFound`, never this."""
 
     status = 403
     code = "forbidden"
+
+
+Unauthorized = Forbidden
+"""The earlier name of :class:`Forbidden`."""
 
 
 class NotFound(FhirError):
@@ -123,6 +141,13 @@ class Contention(Conflict):
         self, message: str, *, expression: Sequence[str] = (), headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(message, expression=expression, headers=headers or {"Retry-After": "1"})
+
+
+class TooManyRequests(FhirError):
+    """Raised when a client exceeds its rate limit (429 with ``Retry-After``)."""
+
+    status = 429
+    code = "throttled"
 
 
 class Gone(FhirError):

@@ -1,7 +1,7 @@
 """Seams for access policy and audit, called around every interaction.
 
 An *access policy* sees each request before it runs and may refuse it by raising
-``server.errors.Unauthorized`` (SMART scopes and consent checks plug in here). An *audit sink*
+``server.errors.Forbidden`` (SMART scopes and consent checks plug in here). An *audit sink*
 sees each finished interaction (an AuditEvent writer plugs in here). Both lists start empty;
 ``create_app(hooks=...)`` receives them, nothing looks them up globally.
 """

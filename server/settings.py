@@ -49,6 +49,35 @@ class Settings(BaseSettings):
     (``YIDANG_REQUIRED_PROFILES`` as JSON)."""
     log_requests: bool = True
 
+    # --- access control (server/auth, server/access) -------------------------------------------
+    auth: Literal["", "off", "smart"] = ""
+    """``smart``: every FHIR request needs a bearer token; ``off``: open (refused by ``yidang serve``
+    on a non-loopback address unless given explicitly); ``''``: not configured (open on loopback)."""
+    auth_issuer: str = ""
+    """``iss`` of the tokens this server issues; the base URL when empty."""
+    auth_keys_dir: Path | None = None
+    """Directory of the server's token-signing keys (PEM); ``<data_dir>/auth/keys`` when empty."""
+    token_lifetime: int = 300
+    """Seconds an access token issued to a backend-services client is valid."""
+    user_token_lifetime: int = 3600
+    """Seconds an access token issued to a user (authorization code) is valid."""
+    clock_skew: int = 60
+    """Seconds of clock difference allowed when checking ``exp``/``nbf``/``iat``."""
+    oidc_issuers: list[dict[str, object]] = []
+    """External OpenID Connect issuers whose tokens are accepted beside ours
+    (``YIDANG_OIDC_ISSUERS`` as JSON): ``issuer``, ``audience``, ``jwks_url`` or ``jwks_file``, and
+    ``claims`` mapping our names (``role``, ``institution``, ``scope``, ``patient``, ``subject``)
+    to the issuer's claim names."""
+    public_readyz: bool = True
+    """``/readyz`` answers without a token (load balancers probe it)."""
+    public_metrics: bool = False
+    """``/metrics`` answers without a token (otherwise: role ``platform``)."""
+    cors_origins: list[str] = []
+    """Browser origins allowed to call the API (CORS); ``["*"]`` allows any (no credentials)."""
+    rate_limits: dict[str, float] = {"platform": 2000, "institution": 500, "district": 200, "auditor": 100,
+                                     "resident": 20}
+    """Requests per second per client, by role (token bucket; bursts of twice the rate); 0 = no limit."""
+
 
 def resolve_store(settings: Settings) -> Settings:
     """``mongodb_uri`` alone selects MongoDB."""

@@ -128,6 +128,24 @@ class Store(Protocol):
     async def stats(self) -> dict[str, Any]:
         """Counts for ``/metrics`` and benchmarks (resources by type, versions)."""
 
+    # --- small records beside the resources: clients, users, token ids, revocations ------------
+
+    async def kv_get(self, space: str, key: str) -> dict[str, Any] | None:
+        """The record ``key`` of ``space`` (``clients``, ``users``, ``jti``, ``revoked`` …), or None
+        when there is none or it has expired."""
+
+    async def kv_put(self, space: str, key: str, value: dict[str, Any], *, create_only: bool = False,
+                     expires: int | None = None) -> bool:
+        """Store ``value`` under ``key``; with ``create_only`` only when no unexpired record is there
+        (atomic across processes and servers: a replayed token id is refused by exactly this), and
+        False when one is. ``expires``: microseconds since 1970 after which the record is gone."""
+
+    async def kv_delete(self, space: str, key: str) -> bool:
+        """Remove ``key``; False when it was not there."""
+
+    async def kv_list(self, space: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every unexpired record of ``space``, sorted by key."""
+
     def check_document(self, type_: str, body: bytes, entries: Sequence[Entry]) -> None:
         """Raise :class:`~server.errors.PayloadTooLarge` when a resource (``body``, its JSON) with
         ``entries`` could not be stored as one record. Pure and synchronous: the write path calls it
