@@ -35,9 +35,11 @@ RANKS: dict[str, int] = {
     "server.operations": 5,
     "server.jobs": 6,
     "server.bundles": 6,
+    "server.auth": 6,
     "server.interactions": 7,
     "server.stores.sqlite": 8,
     "server.stores.mongo": 8,
+    "server.access": 8,
     "server.stores": 9,
     "server.search": 10,
     "server.fhir": 11,
@@ -59,6 +61,7 @@ BANNED = {
     "server.jobs": ("fastapi", "starlette", "pymongo", "sqlite3"),
     "server.operations": ("fastapi", "starlette", "pymongo", "sqlite3"),
     "server.fhir": ("fastapi", "starlette", "pymongo", "sqlite3"),
+    "server.access": ("fastapi", "starlette", "pymongo", "sqlite3", "httpx", "jwt"),
 }
 
 
