@@ -16,6 +16,8 @@ from starlette.responses import Response
 
 from profiles.fhirxml import FhirXmlError, XmlTooLarge, from_xml
 from profiles.numbers import json_decimal
+from server.access.grant import OPEN_GRANT, Grant
+from server.access.principal import OPEN, Principal
 from server.errors import BadRequest, FhirError, NotFound, PayloadTooLarge
 from server.fhir.json import Limits, check_shape, load_resource, loads
 from server.hooks import Access
@@ -122,6 +124,23 @@ def base_url(request: Request, svc: Services) -> str:
     return str(request.base_url).rstrip("/")
 
 
+PUBLIC = frozenset({"capabilities"})
+"""Interactions answered without a token when authorization is on (``GET /metadata``)."""
+
+
+async def principal_of(request: Request) -> Principal:
+    """Who the request acts as: the verified bearer token's principal (401 without one when
+    authorization is on), or :data:`OPEN` when it is off."""
+    auth = getattr(request.app.state, "auth", None)
+    return OPEN if auth is None else await auth.principal(request)
+
+
+def grant_for(request: Request, principal: Principal) -> Grant:
+    """The policy's decision for ``principal`` (the open grant when authorization is off)."""
+    policy = getattr(request.app.state, "policy", None)
+    return OPEN_GRANT if policy is None or principal.is_open else policy.grant(principal)
+
+
 def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         started = time.perf_counter()
@@ -136,6 +155,16 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
             for name in ("type", "id"):
                 if str(params.get(name, "")).startswith("$"):
                     raise NotFound(f"Operation '{params[name]}' is not supported by this server")
+            if interaction not in PUBLIC:
+                principal = await principal_of(request)
+                limiter = getattr(request.app.state, "rate_limiter", None)
+                if limiter is not None and not principal.is_open:
+                    limiter.hit(principal.client_id or principal.subject, principal.role)
+                svc = svc.for_grant(grant_for(request, principal))
+                access = replace(access, client=principal.client_id or principal.subject if not principal.is_open
+                                 else access.client)
+                svc.grant.check_interaction(interaction if interaction != "operation" else
+                                            f"operation:{params.get('name', '')}", params.get("type"))
             await svc.hooks.check(access)
             call = Call(request, neg, svc, base_url(request, svc))
             response = await render_off_loop(await handler(call), neg, base=call.base)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from server.access.grant import OPEN_GRANT, Grant
 from server.errors import Issue
 from server.fhir.instant import now_us
 from server.hooks import Hooks
@@ -65,6 +66,9 @@ class Services:
     validate: ResourceValidator
     resource_types: frozenset[str]
     hooks: Hooks = field(default_factory=Hooks)
+    grant: Grant = OPEN_GRANT
+    """What the request's caller may see and write (:mod:`server.access`): the app's Services hold
+    the open grant; each request runs with a copy holding its own (:meth:`for_grant`)."""
     profiles: Any = None
     """The profile registry (``profiles.registry.ProfileRegistry``) that validation resolves against."""
     terminology: Any = None
@@ -78,6 +82,10 @@ class Services:
     """Run after every committed session with what it wrote (conformance resources take effect)."""
     write_locks: KeyedLocks = field(default_factory=KeyedLocks)
     """Lone writes to one resource queue here within this process (see ``retry.in_session``)."""
+
+    def for_grant(self, grant: Grant) -> Services:
+        """These services acting for one caller (a shallow copy: the store, caches and listeners are shared)."""
+        return self if grant is self.grant else replace(self, grant=grant)
 
     @asynccontextmanager
     async def session(self, outer: Session | None = None) -> AsyncIterator[Session]:
