@@ -160,6 +160,7 @@ class Converter:
         self.persons: dict[str, list[dict[str, Any]]] = {}
         """Person criteria → the parsed values of their accepted records, in file order."""
         self._domain_cache: dict[tuple[str, str, str], bool] = {}
+        self._translation_cache: dict[tuple[str, str, str], list[Any]] = {}
 
     # ---- per record ----------------------------------------------------------------------------
 
@@ -168,6 +169,29 @@ class Converter:
         if key not in self._domain_cache:
             self._domain_cache[key] = bool(self.terminology.check(valueset, system, code).result)
         return self._domain_cache[key]
+
+    def _translations(self, write: Write, system: str, code: str) -> list[Any]:
+        """The matches (not ``unmatched``/``disjoint`` targets, which carry no code) of ``code`` in the write's map."""
+        key = (write.conceptmap or "", system, code)
+        if key not in self._translation_cache:
+            found = self.terminology.translations(system, code, url=write.conceptmap)
+            self._translation_cache[key] = [t for t in found if t.is_match]
+        return self._translation_cache[key]
+
+    def _unmapped(self, n: int, element: Element, value: Any) -> list[qc.Issue]:
+        """A warning per translated write the value has no match for: the element, the value, its value domain
+        and the map, and what is written instead (the fallback, or nothing: the original coding is kept)."""
+        found = []
+        system = element.domain.system if element.domain else ""
+        for write in element.writes:
+            if write.kind.startswith("translate") and not self._translations(write, system, str(value)):
+                fallback = write.fallback
+                used = (fallback.get("code") if isinstance(fallback, dict) else fallback) or "—"
+                valueset = element.domain.valueset if element.domain and element.domain.valueset else system
+                found.append(qc.issue(n, element.id, qc.WARNING, "code-unmapped",
+                                      f"{element.name} {system}#{value} ({valueset}), {write.conceptmap} → "
+                                      f"{write.resource}.{write.path} = {used}"))
+        return found
 
     def parse(self, record: Record) -> tuple[dict[str, Any], list[qc.Issue]]:
         """Element id → FHIR-ready value, with the format, domain and identity-number issues."""
@@ -208,6 +232,7 @@ class Converter:
                 issues.append(qc.issue(n, element.id, domain.unknown, "code-unknown", f"{domain.system}#{text}"))
                 if domain.unknown == qc.ERROR:
                     continue
+            issues.extend(self._unmapped(n, element, parsed.value))
             values[element.id] = parsed.value
         for group in self.dataset.one_of:
             if not any(values.get(e) is not None for e in group) and \
@@ -259,9 +284,9 @@ class Converter:
                 return display
             coding = {"system": system, "code": code, **({"display": display} if display else {})}
             return coding if write.kind == "coding" else {"coding": [coding]}
-        found = self.terminology.translations(system, code, url=write.conceptmap)
-        if not found:
-            return None
+        found = self._translations(write, system, code)
+        if not found:  # unmatched: the fallback the map names (a valid FHIR value), never a null code
+            return write.fallback
         if write.kind == "translate":
             return found[0].code
         return {"system": found[0].system, "code": found[0].code, **({"display": found[0].display}

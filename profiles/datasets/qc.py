@@ -29,6 +29,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "format": ("格式不符合WS 363规定: {detail}", "value does not match its WS 363 format: {detail}"),
     "format-nonstandard": ("格式非标准但可识别, 已转换", "non-standard but unambiguous format, converted"),
     "code-unknown": ("代码不在值域内: {detail}", "code is not in the value domain: {detail}"),
+    "code-unmapped": ("代码无对应的FHIR代码, 已保留原代码: {detail}",
+                      "code has no FHIR translation, the original coding is kept: {detail}"),
     "out-of-range": ("数值超出合理范围 {detail}", "value outside the plausible range {detail}"),
     "value-order": ("数值关系不合理: {detail}", "implausible values: {detail} expected"),
     "unknown-column": ("未知列, 已忽略", "unknown column, ignored"),

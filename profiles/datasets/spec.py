@@ -53,6 +53,9 @@ class Write:
     """For ``reference``: the alias of the referenced resource."""
     template: Any = None
     """For a fixed write: a JSON value whose ``{element}`` placeholders are filled in."""
+    fallback: Any = None
+    """For ``translate``/``translate-coding``: what is written when the ConceptMap has no match for the value
+    (a code or a Coding FHIR accepts, e.g. Encounter.class AMB); None writes nothing. Either way QC warns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +138,10 @@ def _write(raw: dict[str, Any], where: str) -> Write:
     kind = str(raw.get("as", "value"))
     if kind not in VALUE_KINDS:
         raise ValueError(f"{where}: unknown value kind {kind!r}")
-    return Write(alias, rest, kind, _canonical("ConceptMap", raw.get("map")), raw.get("resource"), raw.get("value"))
+    if raw.get("fallback") is not None and not kind.startswith("translate"):
+        raise ValueError(f"{where}: only a translate write has a fallback")
+    return Write(alias, rest, kind, _canonical("ConceptMap", raw.get("map")), raw.get("resource"), raw.get("value"),
+                 raw.get("fallback"))
 
 
 def _element(raw: dict[str, Any], where: str) -> Element:

@@ -274,3 +274,20 @@ async def test_ingested_chinese_names_are_found_by_family_and_given(client: http
     found = await client.get("/Patient", params={"family:exact": "欧阳", "given": "娜娜",
                                                  "identifier": f"urn:oid:2.16.156.10011.1.3|{people[0].id_number}"})
     assert [e["resource"]["id"] for e in found.json().get("entry", [])] == [ouyang["id"]]
+
+
+async def test_an_unmapped_code_loses_no_person(client: httpx.AsyncClient) -> None:
+    """随访方式 9 (其他) has no v3 class: the visit is stored with the map's fallback class AMB and the original
+    coding in type, and the report warns on each such record (issue 17: 14 of 34 persons were lost)."""
+    people = g.people(3, seed=1701)
+    rows = [{**row, "随访记录编号": unique("U"), "随访方式": "9" if n % 2 else row["随访方式"]}
+            for n, row in enumerate(g.followup_rows(people))]
+    r = await client.post("/$ingest-local", params={"dataset": "hypertension-followup"}, content=g.to_csv(rows),
+                          headers={"Content-Type": "text/csv"})
+    params = _params(r.json())
+    assert (params["records_accepted"], params["persons_failed"]) == (6, 0), params
+    report = json.loads(params["report"])
+    assert sorted(i["record"] for i in report["issues"] if i["code"] == "code-unmapped") == [2, 4, 6]
+    visit = (await client.get("/Encounter", params={
+        "identifier": f"http://yidang.org/fhir/sid/followup|{rows[1]['随访记录编号']}"})).json()["entry"][0]["resource"]
+    assert visit["class"]["code"] == "AMB" and visit["type"][0]["coding"][0]["code"] == "9"
