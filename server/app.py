@@ -27,6 +27,7 @@ from profiles.registry import ProfileRegistry
 from profiles.required import for_terminology
 from profiles.validator import default_validator
 from server import __version__
+from server.access.policy import Policy
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
 from server.hooks import Hooks
 from server.http.observability import Metrics
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     app = FastAPI(title="Yidang FHIR R4 server", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
+    app.state.policy = Policy(registry, core(), services.resource_types)
     app.state.operations = operations
     app.state.metrics = Metrics()
 
