@@ -51,6 +51,10 @@ a header ``{_id: <transaction id>, state: "open"|"committed"|"aborting", owner, 
 start, expires: <ms>, n}`` and one entry per resource written ``{_id: "<transaction id> <key>",
 txn, key, hist: [<earlier history documents>]?, <the fields of the new current document>}``.
 
+``kv`` — the key-value records of :mod:`server.stores.kv` (clients, users, token ids …):
+``{_id: "<space>\\x1f<key>", value: <JSON text>, exp: <µs>, expires_at: <Date>}`` with a TTL
+index on ``expires_at`` (see :mod:`.records`).
+
 ``locks`` — ``{_id: "lock <key>", owner, expires: <ms>}`` for :meth:`Session.lock`, plus, with
 transactions, ``{_id: "guard <key>", n}`` counters bumped inside the transaction (see
 :mod:`.session`). ``probe`` — scratch collection used once by ``open()`` to detect transactions.
@@ -117,6 +121,7 @@ from server.stores.base import Version
 
 from .compile import ref_key
 from .order import PARAM_NAME
+from .records import KV
 from .sharding import IDS, SK, cluster_indexes, shard_key
 
 log = logging.getLogger(__name__)
@@ -186,13 +191,14 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("rid", ASCENDING), ("version", DESCENDING)]),  # _at: the version current at a time
     ],
     JOURNAL: [_index("txn"), _index("state")],
+    KV: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)],  # TTL: MongoDB removes expired records
 }
 
 
 async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
     """Create the collections (transactions cannot create them on every server) and indexes."""
     existing = set(await db.list_collection_names())
-    for name in (RESOURCES, HISTORY, LOCKS, PROBE, JOURNAL, IDS):
+    for name in (RESOURCES, HISTORY, LOCKS, PROBE, JOURNAL, IDS, KV):
         if name not in existing:
             try:
                 await db.create_collection(name, check_exists=False)

@@ -7,7 +7,7 @@ harmless (idempotent). ``--dry-run`` prints the plan without connecting. The non
 what ``MongoStore.open()`` also does on start-up; the sharded part is an operator's decision made
 once, through a mongos:
 
-1. create the collections (``resources``, ``history``, ``locks``, ``probe``, ``journal``, ``ids``);
+1. create the collections (``resources``, ``history``, ``locks``, ``probe``, ``journal``, ``ids``, ``kv``);
 2. create the indexes of :data:`.schema.INDEXES` (on a cluster the unique ones non-unique, after
    dropping a unique one left from a replica-set past: see :mod:`.sharding`), and the shard-key index;
 3. fill in ``sk`` where a document lacks it (written before ``sk`` existed): current documents from
@@ -27,10 +27,11 @@ from pymongo import HASHED, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
+from .records import KV
 from .schema import HISTORY, INDEXES, JOURNAL, LOCKS, PROBE, RESOURCES
 from .sharding import HASHED_KEY, IDS, RANGED_KEY, SK, Zone, cluster_indexes, stored_shard_key, zone_ranges
 
-COLLECTIONS = (RESOURCES, HISTORY, LOCKS, PROBE, JOURNAL, IDS)
+COLLECTIONS = (RESOURCES, HISTORY, LOCKS, PROBE, JOURNAL, IDS, KV)
 BACKFILL = "backfill"
 """Pseudo-command: fill in missing ``sk`` values (see the module docstring, step 3)."""
 DROP_IF_UNIQUE = "dropIndexIfUnique"

@@ -102,8 +102,9 @@ RESIDENT = "Patient"
 HASHED_KEY: dict[str, Any] = {SK: "hashed"}
 RANGED_KEY: dict[str, Any] = {SK: 1}
 SHARDED = ("resources", "history")
-"""Collections sharded by ``sk``; ``ids`` is sharded by ``_id``; ``locks``, ``journal`` and ``probe``
-stay unsharded on the database's primary shard."""
+"""Collections sharded by ``sk``; ``ids`` is sharded by ``_id``; ``locks``, ``journal``, ``probe`` and
+``kv`` (key-value records: clients, users, token ids; small, and its unique ``_id`` is what makes a
+create-only put atomic for every mongos) stay unsharded on the database's primary shard."""
 
 _WHERE = re.compile(r"\.where\((?:[^()]|\([^()]*\))*\)")
 

@@ -28,7 +28,7 @@ from server.search.model import Entry, Query
 from server.stores.base import HistoryQuery, SearchResult, Session, Version
 
 from . import capabilities as caps_module
-from . import reads, recovery
+from . import reads, records, recovery
 from .capabilities import Capabilities
 from .errors import mapped
 from .journal import JournalSession
@@ -71,6 +71,7 @@ class MongoStore:
         self.owner = recovery.Owner.this_process()
         """Names this store's journalled transactions, so recovery can tell when they are orphaned."""
         self._sweeper: asyncio.Task[None] | None = None
+        self._kv_purger = records.Purger()
 
     @property
     def db(self) -> reads.Db:
@@ -162,6 +163,27 @@ class MongoStore:
         if self.transactions:
             return open_session(self._client, self.db, sharded=self.capabilities.sharded)
         return run_session(JournalSession(self.db, self.owner))
+
+    # --- key-value records (see .records) ------------------------------------------------------
+
+    @mapped
+    async def kv_get(self, space: str, key: str) -> dict[str, Any] | None:
+        return await records.get(self.db, space, key)
+
+    @mapped
+    async def kv_put(self, space: str, key: str, value: dict[str, Any], *, create_only: bool = False,
+                     expires: int | None = None) -> bool:
+        done = await records.put(self.db, space, key, value, create_only=create_only, expires=expires)
+        await self._kv_purger.maybe(self.db)
+        return done
+
+    @mapped
+    async def kv_delete(self, space: str, key: str) -> bool:
+        return await records.delete(self.db, space, key)
+
+    @mapped
+    async def kv_list(self, space: str) -> list[tuple[str, dict[str, Any]]]:
+        return await records.list_space(self.db, space)
 
     def check_document(self, type_: str, body: bytes, entries: Sequence[Entry]) -> None:
         """A resource's current document (the resource with its entry arrays) must fit BSON's 16 MiB.

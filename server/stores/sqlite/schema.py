@@ -10,6 +10,9 @@
   ``rid`` for replacing a resource's entries.
 - ``idx_date`` also holds *hull* rows (:data:`HULL`) and a partial index of values longer than a
   day, for two-sided date ranges.
+- ``kv``: the key-value records of :mod:`server.stores.kv` (clients, users, token ids …):
+  ``value`` is the record's orjson bytes, ``expires`` µs since 1970 or NULL; ``kv_expires`` (partial,
+  only rows that expire) lets each write remove a bounded batch of expired rows cheaply.
 - ``_sort`` by a parameter reads the smallest (largest, descending) value of that parameter's
   entries through the ``rid`` index: no sort table to maintain on every write.
 
@@ -80,6 +83,14 @@ def ddl() -> list[str]:
             PRIMARY KEY (type, id, version))""",
         "CREATE INDEX IF NOT EXISTS versions_lu ON versions (lu)",
         "CREATE INDEX IF NOT EXISTS versions_type_lu ON versions (type, lu)",
+        # added after the first release: CREATE … IF NOT EXISTS upgrades existing data directories
+        """CREATE TABLE IF NOT EXISTS kv (
+            space TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value BLOB NOT NULL,
+            expires INTEGER,
+            PRIMARY KEY (space, key))""",
+        "CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires) WHERE expires IS NOT NULL",
     ]
     for table, fields in TABLES.items():
         cols = ", ".join(fields)

@@ -16,11 +16,11 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 
@@ -28,6 +28,7 @@ from server.errors import StoreUnavailable
 from server.search.check import check_condition, check_query
 from server.search.explain import StorePlan
 from server.search.model import TABLES, Condition, Entry, Query
+from server.stores import kv
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
 from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql
 from server.stores.sqlite.page import compile_query, find_sql
@@ -42,6 +43,9 @@ COMMIT_IN_THREAD_ROWS = 2000
 """A commit writing more buffered rows than this (~25 ms of ``executemany``; a large resource has
 hundreds of thousands of entry rows) runs in a worker thread, so it does not stall the event loop;
 the write lock is held throughout, and the thread is waited for even if the request is cancelled."""
+KV_PURGE_ROWS = 100
+"""Expired key-value rows removed by each key-value write (a bounded batch, so a write never stalls)."""
+T = TypeVar("T")
 WAL_RESTART_BYTES = 64 * 1024 * 1024
 """Above this the WAL is copied back and truncated with this process's writes held (see _checkpoint_loop)."""
 
@@ -295,6 +299,79 @@ class SqliteStore:
         by_type = dict(conn.execute("SELECT type, COUNT(*) FROM resources WHERE deleted = 0 GROUP BY type"))
         versions = conn.execute("SELECT COUNT(*) FROM versions").fetchone()[0]
         return {"resources": by_type, "versions": versions}
+
+    # --- key-value records (server.stores.kv) -------------------------------------------------
+
+    async def kv_get(self, space: str, key: str) -> dict[str, Any] | None:
+        row = self._conn().execute(
+            "SELECT value, expires FROM kv WHERE space = ? AND key = ?", (kv.check_space(space), key)
+        ).fetchone()
+        if row is None or not kv.live(row[1], kv.now_us()):
+            return None
+        return kv.decode(row[0])
+
+    async def kv_put(self, space: str, key: str, value: dict[str, Any], *, create_only: bool = False,
+                     expires: int | None = None) -> bool:
+        """One upsert inside a ``BEGIN IMMEDIATE`` write (serialised across processes); with
+        ``create_only`` its ``DO UPDATE`` applies only over an expired row, so the row count says
+        whether this call created the record."""
+        params = (kv.check_space(space), key, kv.encode(value), expires)
+        upsert = ("INSERT INTO kv (space, key, value, expires) VALUES (?, ?, ?, ?) ON CONFLICT (space, key) "
+                  "DO UPDATE SET value = excluded.value, expires = excluded.expires")
+
+        def put(conn: sqlite3.Connection, now: int) -> bool:
+            if create_only:
+                return conn.execute(upsert + " WHERE kv.expires IS NOT NULL AND kv.expires < ?",
+                                    (*params, now)).rowcount == 1
+            conn.execute(upsert, params)
+            return True
+
+        return await self._kv_write(put)
+
+    async def kv_delete(self, space: str, key: str) -> bool:
+        """False also when the record had expired (it was already absent to every reader)."""
+        where = (kv.check_space(space), key)
+
+        def delete(conn: sqlite3.Connection, now: int) -> bool:
+            row = conn.execute("SELECT expires FROM kv WHERE space = ? AND key = ?", where).fetchone()
+            conn.execute("DELETE FROM kv WHERE space = ? AND key = ?", where)
+            return row is not None and kv.live(row[0], now)
+
+        return await self._kv_write(delete)
+
+    async def kv_list(self, space: str) -> list[tuple[str, dict[str, Any]]]:
+        kv.check_space(space)
+        return await asyncio.to_thread(self._kv_list, space)
+
+    def _kv_list(self, space: str) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._thread_conn().execute(
+            "SELECT key, value FROM kv WHERE space = ? AND (expires IS NULL OR expires >= ?) ORDER BY key",
+            (space, kv.now_us()),
+        )
+        return [(key, kv.decode(value)) for key, value in rows]
+
+    async def _kv_write(self, statement: Callable[[sqlite3.Connection, int], T]) -> T:
+        """Run ``statement`` (given the writer and the time) as one write transaction, taken like a
+        write session's (the process's write lock, then ``BEGIN IMMEDIATE``), and remove a batch of
+        expired records in it."""
+        if self._writer is None:
+            raise StoreUnavailable("the embedded store is not open")
+        conn = self._writer
+        async with self._write_lock:
+            await self._begin(conn)
+            try:
+                now = kv.now_us()
+                result = statement(conn, now)
+                conn.execute(
+                    "DELETE FROM kv WHERE rowid IN (SELECT rowid FROM kv WHERE expires < ? LIMIT ?)",
+                    (now, KV_PURGE_ROWS),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
 
     # --- writes -------------------------------------------------------------------------------
 
