@@ -48,7 +48,8 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def run(host: str, port: int, paths: Sequence[str], *, clients: int = 32, seconds: float = 10.0,
-              warmup: float = 1.0) -> LoadResult:
+              warmup: float = 1.0, headers: dict[str, str] | None = None) -> LoadResult:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     latencies: list[float] = []
     counts = {"ok": 0, "err": 0}
     start = time.perf_counter()
@@ -64,7 +65,8 @@ async def run(host: str, port: int, paths: Sequence[str], *, clients: int = 32, 
                 if now >= stop_at:
                     return
                 path = paths[rnd.randrange(len(paths))]
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/fhir+json\r\n\r\n".encode())
+                request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/fhir+json\r\n{extra}\r\n"
+                writer.write(request.encode())
                 await writer.drain()
                 status = await _read_response(reader)
                 done = time.perf_counter()
