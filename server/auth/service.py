@@ -1,0 +1,85 @@
+"""The authorization service one app holds (``app.state.auth``): key ring, token service, the
+client-key cache, and :meth:`AuthService.principal`, which turns a request into the
+:class:`~server.access.principal.Principal` it acts as."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+
+from server.access.principal import OPEN, Principal
+from server.auth.assertion import authenticate
+from server.auth.clients import ClientRecord
+from server.auth.jwks import JwksCache
+from server.auth.keys import KeyRing
+from server.auth.oauth import OAuthError
+from server.auth.tokens import TokenService
+from server.errors import Unauthenticated
+from server.settings import Settings
+from server.stores.base import Store
+
+REQUEST_BASE: ContextVar[str | None] = ContextVar("yidang_auth_base", default=None)
+"""The base URL of the token request being answered (set by the token endpoint)."""
+
+
+def request_base(settings: Settings, request: Request) -> str:
+    """The FHIR base URL: settings.base_url, else the request's (as server.http.endpoint)."""
+    return settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
+
+
+class AuthService:
+    def __init__(self, settings: Settings, store: Store, keys: KeyRing | None = None,
+                 jwks: JwksCache | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.keys = keys or KeyRing.from_settings(settings)
+        self.jwks = jwks or JwksCache()
+        self.tokens = TokenService(settings, store, self.keys, self.jwks)
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.auth == "smart"
+
+    def base(self, request: Request) -> str:
+        return request_base(self.settings, request)
+
+    def token_url(self, base: str) -> str:
+        return f"{base}/auth/token"
+
+    async def principal(self, request: Request) -> Principal:
+        """OPEN when authorization is off; else the bearer token's principal (401 when missing or not valid)."""
+        if not self.enabled:
+            return OPEN
+        token = bearer(request)
+        if token is None:
+            raise Unauthenticated("This server needs a bearer token (Authorization: Bearer …)", error=None)
+        return await self.tokens.verify(token, self.base(request))
+
+    async def authenticate_client(self, form: dict[str, str], base: str) -> ClientRecord:
+        """The client a ``private_key_jwt`` assertion in ``form`` proves (OAuthError otherwise)."""
+        return await authenticate(self.store, self.settings, self.jwks, form, self.token_url(base))
+
+    async def check_assertion(self, client: ClientRecord, form: dict[str, str]) -> None:
+        """The assertion in ``form`` proves ``client`` (for the authorization-code grant, called
+        within the token endpoint, whose base URL it uses)."""
+        base = REQUEST_BASE.get() or self.settings.base_url.rstrip("/")
+        proved = await authenticate(self.store, self.settings, self.jwks, form, self.token_url(base))
+        if proved.id != client.id:
+            raise OAuthError("invalid_client", "the client_assertion is not the client's")
+
+    def routes(self) -> list[BaseRoute]:
+        from server.auth.endpoints import auth_routes
+
+        return auth_routes(self)
+
+
+def bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization")
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("The Authorization header must be 'Bearer <token>'", error="invalid_request")
+    return token.strip()
