@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from profiles.datasets import formats, paths, qc
+from profiles.datasets import formats, icd10, paths, qc
 from profiles.datasets.names import split_chinese_name
 from profiles.datasets.spec import DataSet, Element, ResourceSpec, Write
 from profiles.regional import definitions
@@ -226,9 +226,15 @@ class Converter:
                 continue
             if parsed.nonstandard:
                 issues.append(qc.issue(n, element.id, qc.WARNING, "format-nonstandard"))
+            code = str(parsed.value)
+            if any(w.kind == "icd10" for w in element.writes):  # what the cn-condition profile accepts
+                if (problem := icd10.problem(code)) is not None:
+                    issues.append(qc.issue(n, element.id, qc.ERROR, "format", problem))
+                    continue
+                code = icd10.category(code).rstrip("+*")  # the subset lists WHO codes (a clinical code: its category)
             domain = element.domain
             if domain is not None and domain.valueset is not None and \
-                    not self._in_domain(domain.valueset, domain.system, str(parsed.value)):
+                    not self._in_domain(domain.valueset, domain.system, code):
                 issues.append(qc.issue(n, element.id, domain.unknown, "code-unknown", f"{domain.system}#{text}"))
                 if domain.unknown == qc.ERROR:
                     continue
@@ -278,8 +284,15 @@ class Converter:
                     "data": base64.b64encode(str(value).encode()).decode()}
         system = domain.system if domain else ""
         code = str(value)
+        if write.kind == "icd10":  # the standard code of either edition: a clinical code's ICD-10 category
+            return icd10.category(code)
+        if write.kind == "icd10-clinical":
+            return {"system": icd10.CLINICAL, "version": icd10.CLINICAL_VERSION, "code": code} \
+                if icd10.is_clinical(code) else None
         if write.kind in ("coding", "concept", "display"):
             display = self.terminology.display(system, code) if domain else None
+            if display is None and domain and icd10.is_clinical(code):
+                display = self.terminology.display(system, icd10.category(code))
             if write.kind == "display":
                 return display
             coding = {"system": system, "code": code, **({"display": display} if display else {})}

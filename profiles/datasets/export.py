@@ -113,7 +113,8 @@ def _reader(write: Write) -> Reader | None:
     if write.template is not None:
         inner = _this_path(write.template, "")
         return Reader(write.resource, write.path + inner[0], inner[1]) if inner else None
-    suffix = {"value": "", "coding": ".code", "concept": ".coding[0].code", "attachment": ".data"}.get(write.kind)
+    suffix = {"value": "", "coding": ".code", "concept": ".coding[0].code", "attachment": ".data", "icd10": "",
+              "icd10-clinical": ".code"}.get(write.kind)
     if suffix is None:
         return None
     return Reader(write.resource, write.path + suffix, attachment=write.kind == "attachment")

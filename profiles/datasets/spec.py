@@ -28,7 +28,7 @@ ROLES = frozenset({"name", "sex", "birth_date", "id_type", "id_number", "phone",
                    "event_end"})
 WRITE_MODES = frozenset({"update", "create", "merge"})
 VALUE_KINDS = frozenset({"value", "coding", "concept", "translate", "translate-coding", "display", "reference",
-                         "attachment", "family-name", "given-name"})
+                         "attachment", "family-name", "given-name", "icd10", "icd10-clinical"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -291,3 +291,23 @@ async def test_an_unmapped_code_loses_no_person(client: httpx.AsyncClient) -> No
     visit = (await client.get("/Encounter", params={
         "identifier": f"http://yidang.org/fhir/sid/followup|{rows[1]['随访记录编号']}"})).json()["entry"][0]["resource"]
     assert visit["class"]["code"] == "AMB" and visit["type"][0]["coding"][0]["code"] == "9"
+
+
+async def test_clinical_edition_diagnoses_are_stored_and_found_by_either_code(client: httpx.AsyncClient) -> None:
+    """国家临床版 2.0 codes pass QC and the cn-condition profile on write (issue 17: 10 of 40 lost); a Condition is
+    found by its clinical code and by its ICD-10 category; a malformed code is rejected with its reason."""
+    people = g.people(3, seed=1702)
+    number = unique("MZ")
+    rows = [{**row, "门(急)诊号": f"{number}{n}", "诊断代码": code}
+            for n, (row, code) in enumerate(zip(g.diagnosis_rows(people), ["I10.x00x002", "E11.900", "I 10"],
+                                                strict=True))]
+    r = await client.post("/$ingest-local", params={"dataset": "diagnosis"}, content=g.to_csv(rows),
+                          headers={"Content-Type": "text/csv"})
+    params = _params(r.json())
+    assert (params["records_accepted"], params["records_rejected"], params["persons_failed"]) == (2, 1, 0), params
+    report = json.loads(params["report"])
+    assert [(i["record"], i["code"]) for i in report["issues"] if i["severity"] == "error"] == [(3, "format")]
+    patient = await _patient(client, people[0].id_number)
+    for code in ("http://yidang.org/fhir/CodeSystem/cn-icd10-clinical|I10.x00x002", "urn:oid:2.16.156.10011.2.3.3.11|I10"):
+        found = (await client.get("/Condition", params={"subject": f"Patient/{patient['id']}", "code": code})).json()
+        assert len(found["entry"]) == 1, (code, found)
