@@ -308,6 +308,7 @@ async def test_clinical_edition_diagnoses_are_stored_and_found_by_either_code(cl
     report = json.loads(params["report"])
     assert [(i["record"], i["code"]) for i in report["issues"] if i["severity"] == "error"] == [(3, "format")]
     patient = await _patient(client, people[0].id_number)
-    for code in ("http://yidang.org/fhir/CodeSystem/cn-icd10-clinical|I10.x00x002", "urn:oid:2.16.156.10011.2.3.3.11|I10"):
+    for code in ("http://yidang.org/fhir/CodeSystem/cn-icd10-clinical|I10.x00x002",
+                 "urn:oid:2.16.156.10011.2.3.3.11|I10"):
         found = (await client.get("/Condition", params={"subject": f"Patient/{patient['id']}", "code": code})).json()
         assert len(found["entry"]) == 1, (code, found)
