@@ -30,9 +30,13 @@ from server import __version__
 from server.access.policy import Policy
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
 from server.hooks import Hooks
+from server.http.docs import docs_page
 from server.http.observability import Metrics
+from server.http.openapi import openapi_json
+from server.http.ratelimit import RateLimiter
 from server.http.responses import error_response
 from server.http.routes import fhir_routes
+from server.http.security import install as install_security
 from server.interactions import search_parameters
 from server.interactions.conformance import conformance_listener, load_stored
 from server.interactions.services import Services
@@ -136,6 +140,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     app.state.policy = Policy(registry, core(), services.resource_types)
     app.state.operations = operations
     app.state.metrics = Metrics()
+    app.state.rate_limiter = RateLimiter(settings)  # per client, by role; /auth/* per IP (AuthThrottle)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -152,6 +157,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),  # OpenAPI 3 from the CapabilityStatement
+        Route("/docs", docs_page, methods=["GET"]),
         *fhir_routes(),
     ])
 
@@ -168,6 +175,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         return error_response(exc)
 
     app.add_middleware(BaseWithoutSlash)
+    install_security(app, settings, app.state.rate_limiter)  # security headers, CORS, /auth/* IP limit
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(FhirError, fhir_error)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +55,13 @@ app = typer.Typer(help="Yidang (一档): FHIR R4 server for regional health-info
                   no_args_is_help=True, add_completion=False, cls=FriendlyGroup)
 
 
+class AuthMode(StrEnum):
+    """``serve --auth``: SMART on FHIR authorization, or open on purpose."""
+
+    smart = "smart"
+    off = "off"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(envvar="YIDANG_HOST", help="Interface to listen on")] = "127.0.0.1",
@@ -63,20 +71,46 @@ def serve(
     base_url: Annotated[str | None, typer.Option(help="Public base URL [YIDANG_BASE_URL]")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (embedded store: all share the directory)")] = 1,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+    auth: Annotated[AuthMode | None, typer.Option(
+        envvar="YIDANG_AUTH", case_sensitive=False, show_default=False,
+        help="smart: every FHIR request needs a bearer token; off: open on purpose. Unset: open on loopback "
+             "only (any other --host is refused)")] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(
+        envvar="YIDANG_SSL_CERTFILE", exists=True, dir_okay=False, help="Serve HTTPS with this PEM certificate "
+        "(chain)")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(
+        envvar="YIDANG_SSL_KEYFILE", exists=True, dir_okay=False, help="The PEM private key of --ssl-certfile")] = None,
 ) -> None:
     """Run the FHIR server (embedded store by default, MongoDB with --mongodb-uri)."""
     import uvicorn
 
-    given: dict[str, Any] = {"data_dir": data_dir, "mongodb_uri": mongodb_uri, "base_url": base_url}
+    from server.http.modes import decide
+
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise typer.BadParameter("give both --ssl-certfile and --ssl-keyfile", param_hint="--ssl-certfile")
+    given: dict[str, Any] = {"data_dir": data_dir, "mongodb_uri": mongodb_uri, "base_url": base_url,
+                           "auth": auth.value if auth else None}
     overrides = {k: v for k, v in given.items() if v is not None}
     settings = resolve_store(Settings(**overrides))
+    scheme = "https" if ssl_certfile else "http"
+    shown = f"[{host}]" if ":" in host else host
+    url = settings.base_url.rstrip("/") or f"{scheme}://{shown}:{port}"
+    mode = decide(host, settings.auth, url=url)
+    if mode.refusal:
+        typer.echo(f"error: {mode.refusal}", err=True)
+        raise typer.Exit(2)
     for key, value in overrides.items():  # worker processes read the environment
         os.environ[f"YIDANG_{key.upper()}"] = str(value)
     where = settings.data_dir.resolve() if settings.store == "sqlite" else settings.mongodb_uri
-    typer.echo(f"Yidang FHIR R4 server on http://{host}:{port}/  store: {settings.store} ({where})")
+    typer.echo(f"Yidang FHIR R4 server on {scheme}://{shown}:{port}/  store: {settings.store} ({where})")
+    if mode.warning:
+        typer.echo(mode.warning, err=True)
+    if mode.note:
+        typer.echo(mode.note)
     logging.basicConfig(level=log_level.upper(), format="%(message)s")
+    tls: dict[str, Any] = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)} if ssl_certfile else {}
     uvicorn.run("server.asgi:app", host=host, port=port, workers=workers, log_level=log_level,
-                access_log=False, lifespan="on", http=HTTP_PROTOCOL)
+                access_log=False, lifespan="on", http=HTTP_PROTOCOL, **tls)
 
 
 @app.command()
@@ -214,6 +248,7 @@ def terminology_load(
     code = asyncio.run(load_terminology(file, url=url, name=name, valueset_url=valueset_url, server=server,
                                         data_dir=data_dir, mongodb_uri=mongodb_uri))
     raise typer.Exit(code)
+
 
 
 mongo_app = typer.Typer(help="MongoDB deployment: collections, indexes, sharding.", no_args_is_help=True)

@@ -11,6 +11,12 @@ from starlette.responses import HTMLResponse
 
 from server import __version__
 from server.http.negotiation import accepted
+from server.http.security import page_csp
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
+code{background:#f3f3f3;padding:0 .25rem}"""
+CSP = page_csp(styles=[STYLE])
+"""Its one inline style, allowed by hash; nothing else loads (the security middleware keeps this CSP)."""
 
 
 def wants_html(request: Request) -> bool:
@@ -35,8 +41,7 @@ def landing_page(base: str, store: str) -> HTMLResponse:
     page = f"""<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Yidang FHIR server</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
-code{{background:#f3f3f3;padding:0 .25rem}}</style></head>
+<style>{STYLE}</style></head>
 <body>
   <h1>Yidang (一档) FHIR R4 server</h1>
   <p>An HL7 FHIR R4 (4.0.1) server for regional health-information platforms, version {escape(__version__)},
@@ -49,4 +54,4 @@ code{{background:#f3f3f3;padding:0 .25rem}}</style></head>
 </body>
 </html>
 """
-    return HTMLResponse(page)
+    return HTMLResponse(page, headers={"Content-Security-Policy": CSP})

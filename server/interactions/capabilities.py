@@ -45,6 +45,29 @@ def _operations(svc: Services, type_: str | None, base: str) -> list[dict[str, A
     return out
 
 
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def security(svc: Services, base: str) -> dict[str, Any]:
+    """``rest.security``: SMART on FHIR with the OAuth endpoints when ``auth = smart``; otherwise only
+    what holds (no service is claimed: the server is open), and CORS when origins are allowed."""
+    settings = svc.settings
+    cors = {"cors": True} if settings.cors_origins else {}
+    if settings.auth != "smart":
+        return {**cors, "description": "Authorization is off: this server answers every request without a token."}
+    return {
+        "extension": [{"url": OAUTH_URIS, "extension": [
+            {"url": name, "valueUri": f"{base}/auth/{name}"} for name in ("token", "authorize", "introspect", "revoke")
+        ]}],
+        **cors,
+        "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}],
+                     "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"}],
+        "description": f"SMART on FHIR: every request but /metadata needs a bearer token from {base}/auth/token "
+                       f"(discovery: {base}/.well-known/smart-configuration).",
+    }
+
+
 def capability_statement(svc: Services, *, base: str) -> dict[str, Any]:
     conditional_delete = {"not-supported": "not-supported", "single": "single", "multiple": "multiple"}
     resources = []
@@ -79,6 +102,7 @@ def capability_statement(svc: Services, *, base: str) -> dict[str, Any]:
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
+            "security": security(svc, base),
             "resource": resources,
             "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
             "searchParam": [
