@@ -47,6 +47,8 @@ class Verified:
     checked: float = 0.0
     """time.monotonic() of the last revocation/client check."""
     generation: int = field(default=-1)
+    kid: str | None = None
+    """The key of ours that signed it (its removal ends the token at the next check)."""
 
 
 def _role(value: object) -> Role:
@@ -122,6 +124,8 @@ class TokenService:
     async def _recheck(self, entry: Verified) -> None:
         principal = entry.principal
         generation = clients.generation
+        if entry.kid is not None and self.keys.verifying_key(entry.kid) is None:
+            raise Unauthenticated("The access token's kid is not a key of this server")
         if principal.token_id and await self.store.kv_get(REVOKED, principal.token_id) is not None:
             self._forget(principal.token_id)
             raise Unauthenticated("The access token has been revoked")
@@ -197,7 +201,7 @@ class TokenService:
             scopes=tuple(scope.split()) if isinstance(scope, str) else (),
             patient=str(claims["patient"]) if claims.get("patient") else None, issuer=iss,
             token_id=str(claims["jti"]), client_id=str(claims.get("client_id") or claims["sub"]))
-        return Verified(principal, claims, float(claims["exp"]) + self.settings.clock_skew)
+        return Verified(principal, claims, float(claims["exp"]) + self.settings.clock_skew, kid=key.kid)
 
     # --- revocation and introspection --------------------------------------------------------
     def _forget(self, token_id: str) -> None:
