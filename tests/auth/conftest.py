@@ -57,6 +57,8 @@ class AuthApp:
 
 
 def make_auth_app(store: Store, keys_dir: Path, **settings: Any) -> AuthApp:
+    # the per-IP limit of /auth/* is tested by the hardening tests; here every test calls from one address
+    settings.setdefault("rate_limits", {**Settings().rate_limits, "auth": 0})
     config = Settings(base_url=BASE, log_requests=False, auth="smart", auth_keys_dir=keys_dir, **settings)
     app = create_app(config, store=store)
     return AuthApp(app, wire_auth(app, config, store), store, config, keys_dir)
@@ -98,10 +100,11 @@ def alg_of(key: PrivateKey) -> str:
 
 
 def assertion(key: PrivateKey, client_id: str, *, kid: str | None = "k1", aud: str = TOKEN_URL,
-              lifetime: int = 240, alg: str | None = None, jti: str | None = None, **claims: Any) -> str:
+              lifetime: int = 240, alg: str | None = None, **claims: Any) -> str:
+    """A client assertion; a claim given as None is left out."""
     now = int(time.time())
     body: dict[str, Any] = {"iss": client_id, "sub": client_id, "aud": aud, "exp": now + lifetime,
-                            "jti": jti or uuid.uuid4().hex, "iat": now}
+                            "jti": uuid.uuid4().hex, "iat": now}
     body.update(claims)
     headers = {"kid": kid} if kid else {}
     return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm=alg or alg_of(key),
