@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import httpx
 
-from profiles.datasets.delivery import DEFAULT_BATCH_ENTRIES, Delivery, deliver
+from profiles.datasets.delivery import DEFAULT_BATCH_ENTRIES, Delivery, deliver, diagnostics
 
 
 async def _find(client: httpx.AsyncClient, type_: str, criteria: list[str]) -> dict[str, dict[str, Any] | None]:
@@ -62,8 +62,11 @@ async def send(client: httpx.AsyncClient, bundles: Iterable[dict[str, Any]], *,
 
     async def submit(bundle: dict[str, Any]) -> list[str] | str:
         response = await client.post("", json=bundle, headers={"Content-Type": "application/fhir+json"})
-        if response.status_code != 200:
-            return response.text[:500]
+        if response.status_code != 200:  # the server's OperationOutcome, for the report
+            try:
+                return f"HTTP {response.status_code} " + diagnostics(response.json())
+            except ValueError:
+                return f"HTTP {response.status_code} {response.text[:500]}"
         return [item.get("response", {}).get("status", "") for item in response.json().get("entry", [])]
 
     async def search(type_: str, criteria: str) -> list[dict[str, Any]]:
@@ -78,14 +81,15 @@ async def send(client: httpx.AsyncClient, bundles: Iterable[dict[str, Any]], *,
 async def run_ingest(path: Any, *, dataset: str, source: str | None, server: str | None, data_dir: Any,
                      report_dir: Any, dry_run: bool,
                      batch_entries: int = DEFAULT_BATCH_ENTRIES) -> tuple[dict[str, Any], Delivery]:
-    """Convert ``path``, send unless ``dry_run``, and write the QC report (JSON + HTML) to ``report_dir``,
-    with what the store showed (a stored person with the same ID number and another name)."""
+    """Convert ``path``, send unless ``dry_run``, and write the QC report (JSON + HTML) to ``report_dir`` after
+    delivery: per record stored, rejected by QC or refused by the server (with its diagnostics), and what the store
+    showed (a stored person with the same ID number and another name)."""
     import orjson
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from profiles.datasets import readers, report, spec
-    from profiles.datasets.run import add_store_issues, run
+    from profiles.datasets.run import finish, run
     from server.load_runner import target
 
     data = path.read_bytes()
@@ -99,7 +103,7 @@ async def run_ingest(path: Any, *, dataset: str, source: str | None, server: str
                 task = progress.add_task("ingest", total=result.conversion.persons)
                 sent = await send(client, result.conversion.iter_bundles(), batch_entries=batch_entries,
                                   advance=lambda n: progress.advance(task, n))
-        add_store_issues(result, sent.conflicts)
+        finish(result, sent.failures, sent.conflicts)  # the report says what the store did, per record
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / f"{path.stem}.qc.json").write_bytes(orjson.dumps(result.report, option=orjson.OPT_INDENT_2))

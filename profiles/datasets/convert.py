@@ -71,6 +71,9 @@ class Outcome:
     issues: list[qc.Issue]
     values: dict[str, Any]
     person: str | None = None
+    status: str = "checked"
+    """``checked`` (passed QC, not sent), ``rejected`` (by QC), after delivery ``stored`` or ``failed`` (the server
+    refused the person's transaction)."""
 
 
 @dataclass(slots=True)
@@ -266,7 +269,8 @@ class Converter:
         accepted = not any(i.severity == qc.ERROR for i in issues)
         if accepted and person is not None:
             self.persons.setdefault(person, []).append(values)
-        return Outcome(record.number, values.get(SOURCE), accepted, issues, values, person)
+        return Outcome(record.number, values.get(SOURCE), accepted, issues, values, person,
+                       "checked" if accepted else "rejected")
 
     def _value(self, write: Write, element: Element, value: Any, urls: dict[str, str], values: dict[str, Any]) -> Any:
         domain = element.domain

@@ -44,6 +44,8 @@ class Delivery:
     created: int = 0
     updated: int = 0
     errors: list[str] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
+    """Position of a failed person in the delivered order (0-based) → the server's diagnostics."""
     conflicts: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Person criteria → (QC code, detail) of what the store showed about that person: the person's key
     under another name (``stored-id-different-name``), or another stored person with the same name,
@@ -117,6 +119,19 @@ async def _likely_duplicates(group: list[dict[str, Any]], lookup: Lookup, search
                 delivery.conflicts[criteria] = ("stored-likely-duplicate", other)
 
 
+def diagnostics(outcome: Any) -> str:
+    """An OperationOutcome's issues as one line (``severity code: diagnostics @ expression; …``), or the text."""
+    if isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome":
+        parts = []
+        for issue in outcome.get("issue") or ():
+            text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or ""
+            where = ", ".join(issue.get("expression") or ())
+            parts.append(f"{issue.get('severity', 'error')} {issue.get('code', '')}: {text}" +
+                         (f" @ {where}" if where else ""))
+        return "; ".join(parts)[:2000] or "OperationOutcome without issues"
+    return str(outcome)[:2000]
+
+
 def _count(delivery: Delivery, statuses: list[str]) -> None:
     for status in statuses:
         if status.startswith("201"):
@@ -132,6 +147,7 @@ async def deliver(bundles: Iterable[dict[str, Any]], *, find: Find, submit: Subm
     persons without an ID number are checked for likely duplicates among the stored ones."""
     delivery = Delivery()
     for group in batches(bundles, batch_entries):
+        first = delivery.persons
         delivery.persons += len(group)
         lookup = await _lookups(group, find)
         if search is not None:
@@ -144,8 +160,9 @@ async def deliver(bundles: Iterable[dict[str, Any]], *, find: Find, submit: Subm
         elif len(group) == 1:
             delivery.failed += 1
             delivery.errors.append(outcome)
+            delivery.failures[first] = outcome
         else:
-            for bundle in group:  # isolate the failing person(s); re-read what the batch did not write
+            for n, bundle in enumerate(group):  # isolate the failing person(s); re-read what the batch did not write
                 single = await submit(await prepare(bundle, await _lookups([bundle], find)))
                 delivery.transactions += 1
                 if isinstance(single, list):
@@ -153,6 +170,7 @@ async def deliver(bundles: Iterable[dict[str, Any]], *, find: Find, submit: Subm
                 else:
                     delivery.failed += 1
                     delivery.errors.append(single)
+                    delivery.failures[first + n] = single
         if advance:
             advance(len(group))
     return delivery

@@ -55,6 +55,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
                                     "the same ID number has a different name (record {detail})"),
     "likely-duplicate": ("疑似重复人员: 姓名、性别、出生日期、电话相同 (第{detail}条)",
                          "likely duplicate person: same name, sex, birth date and phone (record {detail})"),
+    "server-rejected": ("服务器拒收, 未保存: {detail}", "not stored, the server refused it: {detail}"),
     "stored-id-different-name": ("平台已有同一身份证件号码的居民, 姓名不同 ({detail})",
                                  "the platform already holds this ID number under another name ({detail})"),
     "stored-likely-duplicate": ("疑似重复人员: 平台已有姓名、性别、出生日期、电话相同的居民 ({detail})",

@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 
 from profiles.datasets.convert import Outcome, Record
-from profiles.datasets.qc import Issue
+from profiles.datasets.qc import ERROR, Issue
 from profiles.datasets.spec import DataSet
 
 
@@ -37,16 +37,30 @@ def _section(dataset: DataSet, records: list[Record], outcomes: list[Outcome]) -
         "records_total": total,
         "records_accepted": sum(o.accepted for o in outcomes),
         "records_rejected": sum(not o.accepted for o in outcomes),
+        "records_stored": sum(o.status == "stored" for o in outcomes),
+        "records_failed": sum(o.status == "failed" for o in outcomes),
         "issues": [i.to_json() for i in issues],
         "elements": rates,
     }
 
 
+def _record(outcome: Outcome) -> dict[str, Any]:
+    """One record's fate; the reasons (its errors: QC's, or the server's diagnostics) when it was not stored."""
+    out: dict[str, Any] = {"record": outcome.record, "status": outcome.status}
+    if outcome.status in ("rejected", "failed"):
+        out["reasons"] = [f"{i.element or ''} {i.code}: {i.en}".strip() for i in outcome.issues if i.severity == ERROR]
+    return out
+
+
 def build(dataset: DataSet, records: list[Record], outcomes: list[Outcome], *,
-          unknown_columns: Sequence[str] = (), file_issues: Sequence[Issue] = ()) -> dict[str, Any]:
-    """The run report, with one section per source institution under ``sources``."""
-    report = {"dataset": dataset.name, "title": dataset.title, **_section(dataset, records, outcomes),
-              "unknown_columns": list(unknown_columns)}
+          unknown_columns: Sequence[str] = (), file_issues: Sequence[Issue] = (),
+          delivered: bool = False) -> dict[str, Any]:
+    """The run report, with one section per source institution under ``sources``. ``delivered``: built after
+    the records were sent, so ``records_stored``/``records_failed`` and each record's ``status`` are the store's
+    answer (before that, or in a dry run, every accepted record is ``checked`` and nothing is stored)."""
+    report = {"dataset": dataset.name, "title": dataset.title, "delivered": delivered,
+              **_section(dataset, records, outcomes), "unknown_columns": list(unknown_columns),
+              "records": [_record(o) for o in outcomes]}
     report["issues"] = [*(i.to_json() for i in file_issues), *report["issues"]]
     by_number = {r.number: r for r in records}
     sources: dict[str, list[Outcome]] = {}
@@ -86,17 +100,22 @@ def html(report: dict[str, Any]) -> str:
         f"<td>{format(v['duplicates'], '.1%') if 'duplicates' in v else ''}</td></tr>"
         for k, v in report["elements"].items())
     sources = "".join(f"<tr><td>{escape(code)}</td><td>{s['records_total']}</td><td>{s['records_accepted']}</td>"
-                      f"<td>{s['records_rejected']}</td><td>{len(s['issues'])}</td></tr>"
+                      f"<td>{s['records_rejected']}</td><td>{s['records_stored']}</td><td>{s['records_failed']}</td>"
+                      f"<td>{len(s['issues'])}</td></tr>"
                       for code, s in report["sources"].items())
+    delivered = (f"存储 stored: {report['records_stored']} · 服务器拒收 failed: {report['records_failed']}"
+                 if report.get("delivered") else "未发送 not delivered")
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>质控报告 {escape(report['dataset'])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:2px 6px}}.error{{color:#c0392b}}.warning{{color:#b9770e}}</style></head><body>
 <h1>数据质控报告 / Data-quality report: {escape(report['title'])} ({escape(report['dataset'])})</h1>
 <p>记录总数 records: {report['records_total']} · 接收 accepted: {report['records_accepted']} ·
-拒收 rejected: {report['records_rejected']} · 未知列 unknown columns: {escape(', '.join(report['unknown_columns']))}</p>
+拒收 rejected: {report['records_rejected']} · {delivered} ·
+未知列 unknown columns: {escape(', '.join(report['unknown_columns']))}</p>
 <h2>按数据元统计问题 / Issues by element</h2>{_chart(report['issues'])}
-<h2>按机构 / By source institution</h2><table><tr><th>机构</th><th>总数</th><th>接收</th><th>拒收</th><th>问题</th></tr>
+<h2>按机构 / By source institution</h2><table><tr><th>机构</th><th>总数</th><th>接收</th><th>拒收</th>
+<th>存储</th><th>服务器拒收</th><th>问题</th></tr>
 {sources}</table>
 <h2>数据元质量 / Element quality</h2><table><tr><th>数据元</th><th>名称</th><th>完整率</th><th>有效率</th>
 <th>重复率</th></tr>{elements}</table>

@@ -10,7 +10,7 @@ unchanged record again gives the stored list unchanged and the server keeps the 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -24,6 +24,14 @@ from terminology.service import Terminology
 class Run:
     conversion: Conversion
     report: dict[str, Any]
+    records: list[Record] = field(default_factory=list)
+    file_issues: list[qc.Issue] = field(default_factory=list)
+
+    def rebuild(self, *, delivered: bool) -> None:
+        """The report again from the outcomes as they stand (after delivery: what the store did)."""
+        self.report = report.build(self.conversion.converter.dataset, self.records, self.conversion.outcomes,
+                                   unknown_columns=self.conversion.unknown_columns, file_issues=self.file_issues,
+                                   delivered=delivered)
 
 
 def records_of(dataset: DataSet, data: bytes, kind: str) -> tuple[list[Record], list[str]]:
@@ -42,7 +50,7 @@ def run(dataset: DataSet, data: bytes, *, kind: str, source: str | None = None,
     conversion.unknown_columns = unknown
     file_issues = [qc.issue(0, column, qc.WARNING, "unknown-column") for column in unknown]
     return Run(conversion, report.build(dataset, records, conversion.outcomes, unknown_columns=unknown,
-                                        file_issues=file_issues))
+                                        file_issues=file_issues), records, file_issues)
 
 
 def _identity(identifier: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -106,19 +114,22 @@ async def prepare(bundle: dict[str, Any], lookup: Lookup, notice: Notice | None 
     return {**bundle, "entry": entries}
 
 
-def add_store_issues(result: Run, conflicts: dict[str, tuple[str, str]]) -> None:
-    """Put what delivery found against the store (``conflicts``: person criteria → QC code and detail) into
-    the run's report, on every accepted record of those persons, overall and per source institution."""
-    if not conflicts:
-        return
+def finish(result: Run, failures: dict[int, str], conflicts: dict[str, tuple[str, str]]) -> None:
+    """Put what delivery did into the run and rebuild its report: each accepted record is ``stored`` unless its
+    person's transaction failed (``failures``: the person's position in delivery order, which is the order of
+    :meth:`Conversion.iter_bundles`, → the server's diagnostics), then it is ``failed`` with a ``server-rejected``
+    error carrying them; and what the store showed about a person (``conflicts``: person criteria → QC code and
+    detail) as a warning on each of its accepted records."""
     name = result.conversion.converter.dataset.by_role("name")
+    position = {person: n for n, person in enumerate(result.conversion.converter.persons)}
     for outcome in result.conversion.outcomes:
-        conflict = conflicts.get(outcome.person or "") if outcome.accepted else None
-        if conflict is None:
+        if not outcome.accepted:
             continue
-        found = qc.issue(outcome.record, name.id if name else None, qc.WARNING, *conflict)
-        outcome.issues.append(found)
-        result.report["issues"].append(found.to_json())
-        section = result.report.get("sources", {}).get(outcome.source or "(none)")
-        if section is not None:
-            section["issues"].append(found.to_json())
+        failed = failures.get(position.get(outcome.person or "", -1))
+        outcome.status = "stored" if failed is None else "failed"
+        if failed is not None:
+            outcome.issues.append(qc.issue(outcome.record, None, qc.ERROR, "server-rejected", failed))
+        conflict = conflicts.get(outcome.person or "")
+        if conflict is not None:
+            outcome.issues.append(qc.issue(outcome.record, name.id if name else None, qc.WARNING, *conflict))
+    result.rebuild(delivered=True)

@@ -4,7 +4,8 @@
 parsed as FHIR) checks and converts it (:mod:`profiles.datasets`), stores each person atomically,
 several persons per transaction (:mod:`profiles.datasets.delivery`; identifiers of stored Patients
 merged, see :func:`profiles.datasets.run.prepare`), and answers a Parameters with the counts
-(``records_*``, ``persons``, ``transactions``, ``persons_failed``, ``created``) and the QC report
+(``records_*``: total, accepted and rejected by QC, stored, failed = refused by the server; ``persons``,
+``transactions``, ``persons_failed``, ``created``) and the QC report, built after delivery
 (``report``, JSON text).
 ``POST [base]/$convert-local?dataset=NAME`` answers the transaction Bundle of every accepted record
 without storing it (interface testing), with the counts in ``X-Records-*`` headers.
@@ -18,8 +19,8 @@ from typing import Any
 import orjson
 
 from profiles.datasets import readers, spec
-from profiles.datasets.delivery import deliver
-from profiles.datasets.run import Run, add_store_issues, run
+from profiles.datasets.delivery import deliver, diagnostics
+from profiles.datasets.run import Run, finish, run
 from server.bundles.transaction import process
 from server.errors import BadRequest, FhirError
 from server.fhir.json import dumps, load_stored
@@ -84,15 +85,16 @@ async def ingest_local(inv: Invocation) -> Result:
     async def submit(bundle: dict[str, Any]) -> list[str] | str:
         try:  # the transaction rewrites references in place: give it a copy, the batch may be retried
             response = await process(svc, load_stored(dumps(bundle)), base=inv.base)
-        except FhirError as error:
-            return str(error)
+        except FhirError as error:  # the OperationOutcome the server answers, for the report
+            return diagnostics({"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in error.issues]})
         return [e.get("response", {}).get("status", "") for e in (response.resource or {}).get("entry", [])]
 
     delivery = await deliver(result.conversion.iter_bundles(), find=find, submit=submit, search=search)
-    add_store_issues(result, delivery.conflicts)
+    finish(result, delivery.failures, delivery.conflicts)  # the report says what was stored, per record
     report = result.report
     parameters = [{"name": k, "valueInteger": report[k]} for k in ("records_total", "records_accepted",
-                                                                   "records_rejected")]
+                                                                   "records_rejected", "records_stored",
+                                                                   "records_failed")]
     parameters += [{"name": "persons", "valueInteger": delivery.persons},
                    {"name": "transactions", "valueInteger": delivery.transactions},
                    {"name": "persons_failed", "valueInteger": delivery.failed},

@@ -312,3 +312,31 @@ async def test_clinical_edition_diagnoses_are_stored_and_found_by_either_code(cl
                  "urn:oid:2.16.156.10011.2.3.3.11|I10"):
         found = (await client.get("/Condition", params={"subject": f"Patient/{patient['id']}", "code": code})).json()
         assert len(found["entry"]) == 1, (code, found)
+
+
+async def test_the_ingest_report_shows_what_was_stored(client: httpx.AsyncClient) -> None:
+    """The report is built after delivery: a person the server refuses is ``failed`` with the server's
+    OperationOutcome diagnostics, the counts equal what a search finds (issue 17: "accepted 66", 14 then failed)."""
+    people = g.people(3, seed=1703)
+    for _ in range(2):
+        r = await client.post("/Patient", json={"resourceType": "Patient", "identifier": [
+            {"system": "urn:oid:2.16.156.10011.1.3", "value": people[0].id_number}]})
+        assert r.status_code == 201, r.text
+    rows = [g.person_row(p, g.INSTITUTIONS[0], 1700 + n) for n, p in enumerate(people)]
+    rows.append({**rows[1], "身份证件号码": "123"})
+    r = await client.post("/$ingest-local", params={"dataset": "person"}, content=g.to_csv(rows),
+                          headers={"Content-Type": "text/csv"})
+    params = _params(r.json())
+    assert (params["records_accepted"], params["records_rejected"]) == (3, 1), params
+    assert (params["records_stored"], params["records_failed"], params["persons_failed"]) == (2, 1, 1), params
+    report = json.loads(params["report"])
+    assert [(x["record"], x["status"]) for x in report["records"]] == [
+        (1, "failed"), (2, "stored"), (3, "stored"), (4, "rejected")]
+    assert any("id-invalid" in reason for reason in report["records"][3]["reasons"])
+    assert report["records"][0]["reasons"] and "server-rejected" in report["records"][0]["reasons"][0]
+    found = 0
+    for p in people:
+        r = await client.get("/Patient", params={"identifier": f"urn:oid:2.16.156.10011.1.3|{p.id_number}",
+                                                 "name": p.name})
+        found += len(r.json().get("entry", []))
+    assert found == report["records_stored"]
