@@ -18,11 +18,33 @@ from server.interactions.write import Prepared, parse_etag
 from server.stores.base import Session
 
 
+def interaction(req: EntryRequest) -> str:
+    """The FHIR interaction code of an entry (what the grant's ``check_interaction`` is asked about)."""
+    if req.method != "GET" and req.method != "HEAD":
+        return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[req.method]
+    if req.id is None:
+        return "history-system" if req.type == "_history" else "search-type"
+    if req.id == "_history":
+        return "history-type"
+    if not req.rest:
+        return "read"
+    return "history-instance" if req.rest == ["_history"] else "vread"
+
+
+def check_entry(svc: Services, req: EntryRequest) -> None:
+    """403 for an entry whose interaction the caller's grant does not allow (each entry is checked
+    as its own request would be at the endpoint)."""
+    if not svc.grant.open:
+        code = interaction(req)
+        svc.grant.check_interaction(code, None if code == "history-system" else req.type)
+
+
 async def run_entry(
     svc: Services, req: EntryRequest, *, base: str, session: Session | None, assigned_id: str | None = None,
     prepared: Prepared | None = None, matched: list[str] | None = None,
 ) -> Result:
     """One entry; ``matched``: the ids a transaction resolved for a conditional PUT's criteria."""
+    check_entry(svc, req)
     if_match = parse_etag(req.if_match)
     if req.method == "POST":
         if req.id is not None:

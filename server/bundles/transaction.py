@@ -18,7 +18,7 @@ from typing import Any
 import anyio.to_thread
 
 from server.bundles.entries import ORDER, EntryRequest, create_condition, read_entry
-from server.bundles.execute import error_entry, response_entry, run_entry
+from server.bundles.execute import check_entry, error_entry, response_entry, run_entry
 from server.bundles.references import has_conditional_reference, is_conditional, walk_references
 from server.errors import BadRequest, FhirError, PreconditionFailed
 from server.fhir.ids import new_id
@@ -198,6 +198,7 @@ def _prepare(svc: Services, reqs: list[EntryRequest]) -> tuple[dict[int, str], d
         walk_references(req.resource, partial(_local, mapping=mapping, where=req.where))
         if req.method == "POST" and req.resource.get("resourceType") == req.type and req.type in svc.resource_types:
             req.resource.pop("id", None)
+            svc.grant.stamp(req.resource)  # before indexing: the source tag is searchable (create stamps alike)
             with _located(req):
                 prepared[req.index] = prepare(svc, req.resource)
     return assigned, prepared
@@ -224,6 +225,9 @@ async def _transaction(
     rolls the whole session back and the caller re-runs the Bundle from its original text; a
     re-run first leases every resource the Bundle names by id, so re-runs are serialised."""
     results: dict[int, dict[str, Any]] = {}
+    for req in reqs:  # an entry the caller may not run fails the whole transaction before anything is written
+        with _located(req):
+            check_entry(svc, req)
     ordered = sorted(reqs, key=lambda r: (ORDER[r.method], r.index))
     reads = [r for r in ordered if r.method in ("GET", "HEAD")]
     simple = _is_simple(reqs)

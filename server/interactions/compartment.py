@@ -6,7 +6,9 @@ The compartment becomes one more condition of an ordinary search (see
 unchanged. Errors: an unknown resource type, or one that is not a compartment type
 (``Organization/1/Observation``), is 404 (no such endpoint); a type that cannot be in the
 compartment (``Patient/1/Organization``) is 400. The owner does not have to exist: the compartment
-of an unknown patient is empty.
+of an unknown patient is empty -- except under a restricted grant (authorization on), where an owner
+the caller may not see answers 404 as a read does, and so must a missing one (else the difference
+would tell that the hidden one exists); the members are then restricted like any search.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from server.fhir.ids import is_valid_id
 from server.interactions import search
 from server.interactions.result import Result
 from server.interactions.services import Services
+from server.interactions.visibility import can_see
 from server.interactions.write import check_type
 from server.search.compartment import COMPARTMENTS, Compartment, compartment, membership
 
@@ -49,6 +52,10 @@ async def compartment_search(
         check_type(svc, type_)
         if not comp.contains_type(type_):
             raise BadRequest(f"{type_} resources are never in a {comp.code} compartment")
+    if not svc.grant.open:
+        owner = await svc.store.read(compartment_type, owner_id)
+        if owner is None or owner.deleted or not await can_see(svc, owner):
+            raise NotFound(f"{compartment_type}/{owner_id} is not known")
     types = (type_,) if type_ is not None else comp.types()
     return await search.search(
         svc, params, base=base, types=types, strict=strict,

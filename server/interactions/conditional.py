@@ -50,8 +50,12 @@ def condition(svc: Services, type_: str, criteria: str) -> Condition:
 
 
 async def matches(svc: Services, session: Session, type_: str, criteria: str, *, limit: int = 2) -> list[str]:
-    """Ids of ``type_`` resources matching ``criteria`` (at most ``limit``), under the criteria lock."""
+    """Ids of ``type_`` resources matching ``criteria`` (at most ``limit``), under the criteria lock.
+    Only resources the caller may see can match (the grant restricts the criteria): a hidden
+    resource is no match, so it never answers a 412 or a 200 that would reveal it."""
     where = condition(svc, type_, criteria)
+    if not svc.grant.open:
+        where = svc.grant.restrict_where(type_, where, "search")
     await session.lock(criteria_key(type_, criteria))
     return await session.find(type_, where, limit)
 

@@ -10,7 +10,15 @@ from server.interactions.conditional import condition, matches
 from server.interactions.result import Result
 from server.interactions.retry import in_session
 from server.interactions.services import Services
-from server.interactions.write import Prepared, check_body, check_type, prepare_large, store_version, validate
+from server.interactions.write import (
+    Prepared,
+    check_body,
+    check_grant,
+    check_type,
+    prepare_large,
+    store_version,
+    validate,
+)
 from server.stores.base import Session
 
 
@@ -28,6 +36,8 @@ async def create(
     check_type(svc, type_)
     check_body(resource, type_)
     resource.pop("id", None)  # the server assigns the id of a created resource (http.html#create)
+    svc.grant.stamp(resource)  # the source institution, before validating and indexing (its tag is searchable)
+    check_grant(svc, "create", type_, resource, None)
     if if_none_exist is not None:
         condition(svc, type_, if_none_exist)  # criteria that filter nothing: a 400 before any 422
     if prepared is None:  # a large resource is validated and indexed in a thread (see .offload)

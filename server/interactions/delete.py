@@ -8,7 +8,7 @@ from server.interactions.conditional import matches
 from server.interactions.result import Result
 from server.interactions.retry import in_session, resource_key
 from server.interactions.services import Services
-from server.interactions.write import check_type, store_version
+from server.interactions.write import check_grant, check_type, store_version
 from server.stores.base import Session
 
 
@@ -24,6 +24,7 @@ async def delete(
         current = await s.read(type_, id_)
         if current is None or current.deleted:
             return Result(204, current)
+        check_grant(svc, "delete", type_, None, current)
         version = await store_version(
             svc, s, None, type_=type_, id_=id_, current=current, method="DELETE", if_match=if_match
         )

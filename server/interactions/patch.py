@@ -18,7 +18,8 @@ from server.interactions.result import Result
 from server.interactions.retry import in_session, resource_key
 from server.interactions.services import Services
 from server.interactions.update import write_over
-from server.interactions.write import check_type
+from server.interactions.visibility import can_see
+from server.interactions.write import check_grant, check_type
 from server.stores.base import Session
 
 
@@ -83,12 +84,16 @@ async def patch(
 
     async def attempt(s: Session) -> Result:
         current = await s.read(type_, id_)
-        if current is None:
+        if current is None or not (svc.grant.open or not current.deleted or await can_see(svc, current)):
             raise NotFound(f"{type_}/{id_} is not known")
         if current.deleted or current.body is None:
             raise Gone(f"{type_}/{id_} was deleted")
+        # before the patch runs: its 'test' operations must not probe another institution's content
+        check_grant(svc, "update", type_, None if svc.grant.open else load_stored(current.body), current)
         patched = apply_patch(load_stored(current.body), operations)
         check_shape(patched, what="patched resource")
+        svc.grant.stamp(patched)
+        check_grant(svc, "update", type_, patched, current)
         return await write_over(svc, s, patched, type_=type_, id_=id_, current=current, if_match=if_match,
                                 method="PATCH", warnings=None)
 

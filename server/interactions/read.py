@@ -11,6 +11,7 @@ from server.fhir.json import load_stored
 from server.fhir.summary import SUMMARY_MODES, elements, summarize
 from server.interactions.result import Result
 from server.interactions.services import Services
+from server.interactions.visibility import can_see
 from server.interactions.write import check_type
 from server.stores.base import Version
 
@@ -36,8 +37,8 @@ async def read(
 ) -> Result:
     check_type(svc, type_)
     version = await svc.store.read(type_, id_) if is_valid_id(id_) else None
-    if version is None:
-        raise NotFound(f"{type_}/{id_} is not known")
+    if version is None or not (svc.grant.open or await can_see(svc, version)):
+        raise NotFound(f"{type_}/{id_} is not known")  # a hidden resource is answered like a missing one
     if version.deleted:
         raise _deleted(version)
     if if_none_match is not None and if_none_match == version.version:
@@ -53,7 +54,7 @@ async def vread(svc: Services, type_: str, id_: str, vid: str) -> Result:
     if not (vid.isascii() and vid.isdigit()) or len(vid) > 19 or int(vid) > MAX_VERSION:
         raise NotFound(f"{type_}/{id_} has no version '{vid}'")
     version = await svc.store.vread(type_, id_, int(vid)) if is_valid_id(id_) else None
-    if version is None:
+    if version is None or not (svc.grant.open or await can_see(svc, version)):
         raise NotFound(f"{type_}/{id_} has no version {vid}")
     if version.deleted:
         raise _deleted(version)

@@ -20,12 +20,13 @@ from server.interactions.bundles import bundle, full_url, page_url, resource_val
 from server.interactions.codes import TerminologyCodes
 from server.interactions.result import Result
 from server.interactions.services import Services
+from server.interactions.visibility import visible_versions
 from server.interactions.write import check_type
 from server.search.explain import PARAMETER as EXPLAIN
-from server.search.explain import render
+from server.search.explain import StorePlan, render
 from server.search.model import And, Condition, FieldTest, Match, Or, Query
 from server.search.parse import Include, SearchRequest, encode_cursor, parse_search
-from server.stores.base import Version
+from server.stores.base import SearchResult, Version
 
 MAX_INCLUDED = 1000
 """Upper bound on included resources per page, so one ``_include:iterate`` cannot pull a graph."""
@@ -69,6 +70,9 @@ def _reference_params(svc: Services, include: Include) -> list[str]:
 
 
 async def _included(svc: Services, request: SearchRequest, matched: list[Version]) -> list[Version]:
+    """The ``_include``/``_revinclude`` resources of a page: only those the caller may see (an
+    include read by id is checked like a read; a revinclude runs as a restricted search), so
+    ``:iterate`` also walks on from visible resources only."""
     seen = {(v.type, v.id) for v in matched}
     found: list[Version] = []
     frontier = matched
@@ -78,13 +82,15 @@ async def _included(svc: Services, request: SearchRequest, matched: list[Version
         for inc in request.include:
             if not first and not inc.iterate:
                 continue
+            read: list[Version] = []
             for key in await _references(svc, frontier, inc):
                 if key in seen:
                     continue
                 seen.add(key)
                 version = await svc.store.read(*key)
                 if version is not None and not version.deleted:
-                    new.append(version)
+                    read.append(version)
+            new += await visible_versions(svc, read, "search")
         for inc in request.revinclude:
             if not first and not inc.iterate:
                 continue
@@ -96,7 +102,8 @@ async def _included(svc: Services, request: SearchRequest, matched: list[Version
                 for code in _reference_params(svc, inc)
                 for t, ids in by_type.items()
             ))
-            result = await svc.store.search(Query((inc.source_type,), where, count=MAX_INCLUDED))
+            query = Query((inc.source_type,), where, count=MAX_INCLUDED)
+            result = await svc.store.search(query if svc.grant.open else svc.grant.restrict(query))
             for version in result.rows:
                 if (version.type, version.id) not in seen:
                     seen.add((version.type, version.id))
@@ -105,6 +112,15 @@ async def _included(svc: Services, request: SearchRequest, matched: list[Version
         frontier = new
         first = False
     return found[:MAX_INCLUDED]
+
+
+def _visible_types(svc: Services, query: Query) -> Query:
+    """A system search without ``_type`` covers the types the caller may see (it would otherwise
+    name every type, hidden ones included)."""
+    if query.types:
+        return query  # the parser has checked _type; the grant's restrict hides the types not visible
+    return replace(query, types=tuple(t for t in sorted(svc.resource_types) if svc.grant.visible(t, "search")
+                                      is not None))
 
 
 async def search(
@@ -137,7 +153,13 @@ async def search(
     if request.summary == "count" or query.count == 0:
         # _count=0 is treated like _summary=count: the total, no entries (search.html#count)
         query = replace(query, count=0, total="accurate")
-    result = await svc.store.search(query)
+    if not svc.grant.open:
+        # what the caller may not see is not in the query at all: totals, _sort and cursors count only the rest
+        query = svc.grant.restrict(_visible_types(svc, query))
+    if svc.grant.open or query.types:
+        result = await svc.store.search(query)
+    else:  # a system search and no type the caller may see
+        result = SearchResult([], 0 if query.total != "none" else None, None)
     total = result.total
     asked_none = any(name == "_total" for name, _ in params)
     if total is None and not asked_none and query.count > 0 and query.after is None and result.next_after is None:
@@ -148,7 +170,10 @@ async def search(
     issues = [Issue("warning", "not-supported", f"Parameter {name} was ignored: {why}", (name,))
               for name, why in request.ignored]
     if request.explain:
-        plan = render(query, await svc.store.query_plan(query))
+        # under a restricted grant the store's sections (sub-query sizes) are left out: a store may
+        # count a part of the query before the policy's condition applies, which would show hidden rows
+        store_plan = await svc.store.query_plan(query) if svc.grant.open else StorePlan(svc.store.kind, ())
+        plan = render(query, store_plan)
         issues.append(Issue("information", "informational", plan, (EXPLAIN,)))
     if issues:
         entries.append({

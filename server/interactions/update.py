@@ -14,6 +14,7 @@ from server.interactions.services import Services
 from server.interactions.write import (
     body_id,
     check_body,
+    check_grant,
     check_type,
     check_update_id,
     prepare_large,
@@ -38,6 +39,7 @@ async def update(
     check_type(svc, type_)
     check_body(resource, type_)
     check_update_id(resource, id_)
+    svc.grant.stamp(resource)  # the source institution, before validating and indexing (its tag is searchable)
     # A lone update validates before it takes the write lock. Inside a transaction the lock is held
     # already: there validation waits until the update is known to change something.
     prepared = await prepare_large(svc, resource) if session is None else None  # in a thread (see .offload)
@@ -47,6 +49,8 @@ async def update(
 
     async def attempt(s: Session) -> Result:
         current = await s.read(type_, id_)
+        live = current is not None and not current.deleted
+        check_grant(svc, "update" if live else "create", type_, resource, current)
         return await write_over(svc, s, resource, type_=type_, id_=id_, current=current, if_match=if_match,
                                 method=method, warnings=warnings,
                                 entries=prepared.entries if prepared is not None else None)

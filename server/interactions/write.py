@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from server.access.grant import WriteKind
 from server.errors import BadRequest, Contention, Issue, NotFound, PreconditionFailed, Unprocessable
 from server.fhir.ids import is_valid_id
 from server.fhir.instant import to_instant
-from server.fhir.json import canonical, dumps
+from server.fhir.json import canonical, dumps, load_stored
 from server.interactions.offload import is_large, off_loop
 from server.interactions.services import Services
 from server.search.model import Entry
@@ -22,6 +23,18 @@ from server.stores.base import Method, Session, Version, VersionConflict, Write
 def check_type(svc: Services, type_: str) -> None:
     if type_ not in svc.resource_types:
         raise NotFound(f"Unknown resource type '{type_}'")
+
+
+def check_grant(svc: Services, kind: WriteKind, type_: str, new: dict[str, Any] | None,
+                current: Version | None) -> None:
+    """403 unless the caller's grant allows this write: ``new`` is what would be stored (None for a
+    delete), ``current`` the stored version it replaces (a deleted or missing one: nothing). Called
+    before anything about ``current`` is answered (its version in a 412, its content in a no-op
+    200), so another institution's resource reveals no more than that it may not be written."""
+    if svc.grant.open:
+        return
+    old = load_stored(current.body) if current is not None and not current.deleted and current.body else None
+    svc.grant.check_write(kind, type_, new, old)
 
 
 def check_body(resource: dict[str, Any], type_: str) -> None:

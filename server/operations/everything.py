@@ -30,6 +30,7 @@ from server.errors import BadRequest, Gone, InvalidSearch, Issue, NotFound
 from server.interactions.bundles import bundle, encode_cursor, full_url, page_url, resource_value
 from server.interactions.result import Result
 from server.interactions.services import Services
+from server.interactions.visibility import can_see
 from server.operations.registry import Invocation, Operation
 from server.search.compartment import Compartment, compartment, membership
 from server.search.model import And, Condition, Query, ResourceTest
@@ -110,7 +111,8 @@ async def _referenced(svc: Services, rows: list[Version], types: list[str], sinc
         where: Condition = ResourceTest("id", "in", tuple(sorted(ids)))
         if since is not None:
             where = And((where, since))
-        result = await svc.store.search(Query((type_,), where, count=min(len(ids), MAX_INCLUDED)))
+        query = Query((type_,), where, count=min(len(ids), MAX_INCLUDED))
+        result = await svc.store.search(query if svc.grant.open else svc.grant.restrict(query))
         found += result.rows
         if len(found) >= MAX_INCLUDED:
             break
@@ -127,8 +129,8 @@ async def run(inv: Invocation) -> Result:
     assert comp is not None
     if inv.id is not None:
         patient = await svc.store.read("Patient", inv.id)
-        if patient is None:
-            raise NotFound(f"Patient/{inv.id} is not known")
+        if patient is None or not (svc.grant.open or await can_see(svc, patient)):
+            raise NotFound(f"Patient/{inv.id} is not known")  # a hidden patient is answered like a missing one
         if patient.deleted:
             raise Gone(f"Patient/{inv.id} was deleted")
     params = _strings(inv)
@@ -150,7 +152,9 @@ async def run(inv: Invocation) -> Result:
     where = membership(comp, inv.id, members)
     if since is not None:
         where = And((where, since))
-    result = await svc.store.search(Query(tuple(members), where, count=page_size, after=after))
+    query = Query(tuple(members), where, count=page_size, after=after)
+    # restricted like a search: only what the caller may see is matched, paged or followed
+    result = await svc.store.search(query if svc.grant.open else svc.grant.restrict(query))
     entries = [_entry(inv.base, v, "match") for v in result.rows]
     entries += [_entry(inv.base, v, "include")
                 for v in await _referenced(svc, result.rows, referenced, since, inv.base)]

@@ -19,6 +19,7 @@ from typing import Any
 
 from server.errors import BadRequest, Gone, Issue, NotFound, NotSupported
 from server.interactions.result import Result
+from server.interactions.visibility import can_see
 from server.jobs.reindex import CODE, reindex_versions
 from server.operations.registry import Invocation, Operation
 
@@ -51,7 +52,7 @@ async def run(inv: Invocation) -> Result:
     types = _types(inv)
     if inv.level == "instance":
         current = await svc.store.read(inv.type or "", inv.id or "")
-        if current is None:
+        if current is None or not (svc.grant.open or await can_see(svc, current)):
             raise NotFound(f"{inv.type}/{inv.id} is not known")
         if current.deleted:
             raise Gone(f"{inv.type}/{inv.id} was deleted")

@@ -11,6 +11,7 @@ import orjson
 
 from server.errors import FhirError, NotFound, UpstreamError
 from server.interactions.result import Result
+from server.interactions.visibility import can_see
 from server.operations.registry import Invocation, Operation
 from terminology import TerminologyError, default_terminology
 from terminology.operations import OPERATIONS, invoke
@@ -34,7 +35,8 @@ async def run(inv: Invocation) -> Result:
     instance_url = None
     if inv.level == "instance":
         current = await inv.svc.store.read(inv.type or "", inv.id or "")
-        if current is None or current.deleted or current.body is None:
+        if current is None or current.deleted or current.body is None or not (
+                inv.svc.grant.open or await can_see(inv.svc, current)):
             raise NotFound(f"{inv.type}/{inv.id} is not known")
         instance_url = orjson.loads(current.body).get("url")
     query: dict[str, list[str]] = {}

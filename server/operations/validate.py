@@ -12,6 +12,7 @@ import anyio.to_thread
 from server.errors import BadRequest, Issue, NotFound
 from server.fhir.json import load_stored
 from server.interactions.result import Result
+from server.interactions.visibility import can_see
 from server.operations.registry import Invocation, Operation
 
 MODES = ("create", "update", "delete", "profile")
@@ -31,7 +32,7 @@ async def run(inv: Invocation) -> Result:
     resource = inv.get("resource") if inv.resource is None else inv.resource
     if inv.level == "instance" and resource is None:
         current = await inv.svc.store.read(inv.type or "", inv.id or "")
-        if current is None or current.body is None:
+        if current is None or current.body is None or not (inv.svc.grant.open or await can_see(inv.svc, current)):
             raise NotFound(f"{inv.type}/{inv.id} is not known")
         resource = load_stored(current.body)
     if mode == "delete":

@@ -1,0 +1,205 @@
+"""Whether the caller may see a stored resource: the one place read, vread, history, includes,
+compartments and ``$everything`` ask (the grant's :meth:`~server.access.grant.Grant.visible`
+condition, decided for versions already in hand).
+
+A hidden resource must look exactly like a missing one, so callers turn "not visible" into the
+same 404 they answer for "not there".
+
+How a version is decided:
+
+- the open grant: always visible, at no cost (nothing here runs);
+- a condition built only of index tests (``Match``, ``Missing``, ``ResourceTest``, ``And``/``Or``/
+  ``Not``, ``Always``; e.g. the source-institution tag, a query-restricted scope, a patient's
+  compartment) is evaluated in memory on the version's own index entries, computed only for the
+  parameters the condition names (no store round trip: reads stay as cheap as they can);
+- a condition with a chain or ``_has`` (it needs other resources) is put to the store as one
+  query on the resource's id, so it decides on the resource's *current* state; a resource whose
+  current version is deleted is then hidden.
+
+A deletion (no body) is visible when the version before it was: the caller who could see a
+resource may see that it was deleted (410); anyone else sees nothing (404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from server.access.grant import How
+from server.fhir.json import load_stored
+from server.interactions.services import Services
+from server.search.model import (
+    Always,
+    And,
+    Chain,
+    Condition,
+    Entry,
+    FieldTest,
+    Has,
+    Match,
+    Missing,
+    Not,
+    Or,
+    Query,
+    ResourceTest,
+)
+from server.stores.base import Version
+
+
+class _NeedsStore(Exception):
+    """The condition cannot be decided from the version alone (a chain or ``_has``)."""
+
+
+def _params(where: Condition, out: set[str]) -> None:
+    """The parameter codes ``where`` tests (raises :class:`_NeedsStore` for chains and ``_has``)."""
+    if isinstance(where, Match | Missing):
+        out.add(where.param)
+    elif isinstance(where, And | Or):
+        for item in where.items:
+            _params(item, out)
+    elif isinstance(where, Not):
+        _params(where.item, out)
+    elif isinstance(where, Chain | Has):
+        raise _NeedsStore
+
+
+def _field(op: str, have: object, want: object) -> bool:
+    if op == "eq":
+        return have == want
+    if have is None:
+        return False
+    if op == "in":
+        return isinstance(want, tuple | list | set | frozenset) and have in want
+    if op == "prefix":
+        return isinstance(have, str) and isinstance(want, str) and have.startswith(want)
+    if op == "contains":
+        return isinstance(have, str) and isinstance(want, str) and want in have
+    try:
+        if op == "lt":
+            return have < want  # type: ignore[operator]
+        if op == "le":
+            return have <= want  # type: ignore[operator]
+        if op == "gt":
+            return have > want  # type: ignore[operator]
+        if op == "ge":
+            return have >= want  # type: ignore[operator]
+    except TypeError:
+        return False
+    return False
+
+
+def _entry_passes(entry: Entry, tests: Sequence[FieldTest]) -> bool:
+    fields = entry.as_dict()
+    return all(_field(t.op, fields.get(t.field), t.value) for t in tests)
+
+
+def holds(where: Condition, version: Version, entries: Sequence[Entry]) -> bool:
+    """``where`` on a version with these index entries, in memory (chains and ``_has`` excluded)."""
+    if isinstance(where, Always):
+        return True
+    if isinstance(where, Match):
+        return any(e.table == where.table and e.param == where.param and _entry_passes(e, where.tests)
+                   for e in entries)
+    if isinstance(where, Missing):
+        present = any(e.table == where.table and e.param == where.param for e in entries)
+        return present != where.missing
+    if isinstance(where, ResourceTest):
+        have: object = {"id": version.id, "last_updated": version.last_updated, "type": version.type}[where.field]
+        return _field(where.op, have, where.value)
+    if isinstance(where, And):
+        return all(holds(item, version, entries) for item in where.items)
+    if isinstance(where, Or):
+        return any(holds(item, version, entries) for item in where.items)
+    if isinstance(where, Not):
+        return not holds(where.item, version, entries)
+    raise _NeedsStore
+
+
+def _entries(svc: Services, resource: dict[str, Any], params: set[str]) -> list[Entry]:
+    """The index entries of ``resource`` for ``params`` only (what the condition tests)."""
+    return svc.indexer.entries(resource, only=params) if params else []
+
+
+async def _live(svc: Services, version: Version) -> Version | None:
+    """The version whose content decides ``version``: itself, or for a deletion the one before it."""
+    if not version.deleted and version.body is not None:
+        return version
+    number = version.version - 1
+    while number >= 1:
+        before = await svc.store.vread(version.type, version.id, number)
+        if before is None:
+            return None
+        if not before.deleted and before.body is not None:
+            return before
+        number -= 1
+    return None
+
+
+async def _in_store(svc: Services, type_: str, ids: Iterable[str], where: Condition) -> set[str]:
+    """Which of ``ids`` the store finds visible now (one query)."""
+    wanted = tuple(sorted(set(ids)))
+    if not wanted:
+        return set()
+    query = Query((type_,), And((ResourceTest("id", "in", wanted), where)), count=len(wanted))
+    result = await svc.store.search(query)
+    return {v.id for v in result.rows}
+
+
+async def can_see(svc: Services, version: Version | None, how: How = "read") -> bool:
+    """Whether the caller may see the resource ``version`` belongs to (as of that version)."""
+    if version is None:
+        return False
+    grant = svc.grant
+    if grant.open:
+        return True
+    where = grant.visible(version.type, how)
+    if where is None:
+        return False
+    if isinstance(where, Always):
+        return True
+    params: set[str] = set()
+    try:
+        _params(where, params)
+    except _NeedsStore:
+        return bool(await _in_store(svc, version.type, (version.id,), where))
+    live = await _live(svc, version)
+    if live is None or live.body is None:
+        return False
+    return holds(where, live, _entries(svc, load_stored(live.body), params))
+
+
+async def visible_versions(svc: Services, versions: Sequence[Version], how: How = "read") -> list[Version]:
+    """The versions of ``versions`` the caller may see, in order (history pages, includes):
+    evaluated in memory where the condition allows, else one store query per type."""
+    grant = svc.grant
+    if grant.open or not versions:
+        return list(versions)
+    kept: dict[int, bool] = {}
+    by_store: dict[str, list[int]] = {}
+    conditions: dict[str, Condition | None] = {}
+    for index, version in enumerate(versions):
+        if version.type not in conditions:
+            conditions[version.type] = grant.visible(version.type, how)
+        where = conditions[version.type]
+        if where is None:
+            kept[index] = False
+            continue
+        if isinstance(where, Always):
+            kept[index] = True
+            continue
+        params: set[str] = set()
+        try:
+            _params(where, params)
+        except _NeedsStore:
+            by_store.setdefault(version.type, []).append(index)
+            continue
+        live = await _live(svc, version)
+        kept[index] = live is not None and live.body is not None and holds(
+            where, live, _entries(svc, load_stored(live.body), params))
+    for type_, indexes in by_store.items():
+        where = conditions[type_]
+        assert where is not None
+        seen = await _in_store(svc, type_, (versions[i].id for i in indexes), where)
+        for i in indexes:
+            kept[i] = versions[i].id in seen
+    return [v for i, v in enumerate(versions) if kept.get(i)]
