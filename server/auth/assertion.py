@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import jwt
-from jwt.exceptions import InvalidTokenError, PyJWKError
+from jwt.exceptions import InvalidTokenError, PyJWKError, PyJWTError
 
 from server.auth.clients import ClientRecord, get_client
 from server.auth.jwks import JwksCache, JwksUnavailable, find_keys
@@ -90,7 +90,7 @@ async def authenticate(store: Store, settings: Settings, cache: JwksCache, form:
             raise _fail(f"client_assertion aud must be the token URL {token_url}") from None
         except jwt.MissingRequiredClaimError as error:
             raise _fail(f"client_assertion lacks the {error.claim} claim") from None
-        except (InvalidTokenError, PyJWKError, ValueError, TypeError) as error:
+        except (InvalidTokenError, PyJWKError, PyJWTError, ValueError, TypeError) as error:
             raise _fail(f"client_assertion is not valid: {error}") from None
     if claims is None:
         raise _fail("client_assertion signature does not verify with the client's registered keys")

@@ -98,7 +98,7 @@ def check_url(url: str, what: str) -> None:
 def check_jwks(jwks: Any) -> None:
     """A public JWKS with at least one key usable for RS384 or ES384 client assertions."""
     from jwt import PyJWK
-    from jwt.exceptions import PyJWKError
+    from jwt.exceptions import PyJWKError, PyJWTError
 
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
         raise BadRequest("jwks must be a JWK Set: {\"keys\": [...]} with at least one key", expression=("jwks",))
@@ -119,7 +119,7 @@ def check_jwks(jwks: Any) -> None:
             continue
         try:
             PyJWK(key, algorithm=wanted)
-        except (PyJWKError, ValueError, TypeError, KeyError) as error:
+        except (PyJWKError, PyJWTError, ValueError, TypeError, KeyError) as error:
             raise BadRequest(f"jwks key {n} is not a valid {kty} public key: {error}", expression=("jwks",)) from None
         usable += 1
     if not usable:

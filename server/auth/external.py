@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from jwt.exceptions import InvalidTokenError, PyJWKError
+from jwt.exceptions import InvalidTokenError, PyJWKError, PyJWTError
 
 from server.access.principal import ROLES, Principal, Role
 from server.auth.jwks import JwksCache, JwksUnavailable, find_keys
@@ -98,7 +98,7 @@ async def verify_external(token: str, header: dict[str, Any], config: ExternalIs
             break
         except jwt.InvalidSignatureError:
             continue
-        except (InvalidTokenError, PyJWKError, ValueError, TypeError) as error:
+        except (InvalidTokenError, PyJWKError, PyJWTError, ValueError, TypeError) as error:
             raise Unauthenticated(f"The access token is not valid: {error}") from None
     if claims is None:
         raise Unauthenticated("The access token's signature does not verify")
