@@ -79,9 +79,10 @@ async def world(store: Store) -> AsyncIterator[World]:
     run = unique("lk").replace("-", "")
     app = create_app(Settings(base_url=BASE, log_requests=False), store=store)
     inst_a, inst_b = f"A{run}", f"B{run}"
-    app.state.auth = FakeAuth({"a": institution("a", inst_a), "b": institution("b", inst_b),
-                               "platform": Principal("p", "client", "platform", f"P{run}", ("system/*.*",),
-                                                     client_id="p")})
+    principals = {"a": institution("a", inst_a), "b": institution("b", inst_b),
+                  "platform": Principal("p", "client", "platform", f"P{run}", ("system/*.*",), client_id="p"),
+                  "d": Principal("d", "client", "district", f"D{run}", ("system/*.rs",), client_id="d")}
+    app.state.auth = FakeAuth(principals)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path="/fhir"), base_url=BASE)
     w = World(client, run)
     shared, has_code, own_code = f"shared{run}", f"has{run}", f"own{run}"
@@ -118,6 +119,18 @@ async def world(store: Store) -> AsyncIterator[World]:
     await w.create("b", obs(pB, f"del{run}"), "oBdel")
     r = await w.as_("b", "DELETE", f"/Observation/{w.ids['oBdel']}")
     assert r.status_code == 204
+    # a district commission D manages the patients of clinic C (partOf D); B wrote one of them
+    await w.create("platform", {"resourceType": "Organization", "identifier": [{"value": f"D{run}"}]}, "orgD")
+    await w.create("platform", {"resourceType": "Organization", "identifier": [{"value": f"C{run}"}],
+                                "partOf": {"reference": f"Organization/{w.ids['orgD']}"}}, "orgC")
+    await w.create("b", {"resourceType": "Patient", "name": [{"family": f"Managed{run}"}],
+                         "managingOrganization": {"reference": f"Organization/{w.ids['orgC']}"}}, "pD")
+    await w.create("b", obs(w.ids["pD"], f"dist{run}"), "oD")
+    await w.create("b", obs(w.ids["pD"], f"dist{run}"), "oDdel")
+    r = await w.as_("b", "DELETE", f"/Observation/{w.ids['oDdel']}")
+    assert r.status_code == 204
+    # a resident: A's patient, reading his own record
+    principals["r"] = Principal("r", "user", "resident", inst_a, ("patient/*.rs",), patient=pA, client_id="app")
     w.ids.update(shared=shared, has=has_code, own=own_code)
     yield w
     await client.aclose()
@@ -555,6 +568,43 @@ async def test_platform_sees_everything(world: World) -> None:
                                                                "_total": "accurate"})
     assert r.json()["total"] == 5
     assert (await w.as_("platform", "GET", f"/Observation/{w.ids['oBdel']}")).status_code == 410
+
+
+# --- other roles: a district (chains: decided by the store) and a resident (a compartment) ---------
+
+
+async def test_district_sees_managed_patients_only(world: World) -> None:
+    w = world
+    assert (await w.as_("d", "GET", f"/Patient/{w.ids['pD']}")).status_code == 200
+    assert (await w.as_("d", "GET", f"/Patient/{w.ids['pD']}/_history/1")).status_code == 200
+    assert (await w.as_("d", "GET", f"/Observation/{w.ids['oD']}")).status_code == 200
+    hidden = await w.as_("d", "GET", f"/Patient/{w.ids['pB']}")
+    missing = await w.as_("d", "GET", "/Patient/nope")
+    assert hidden.status_code == missing.status_code == 404
+    assert diagnostics(hidden).replace(w.ids["pB"], "X") == diagnostics(missing).replace("nope", "X")
+    assert (await w.as_("d", "GET", f"/Observation/{w.ids['oB1']}")).status_code == 404
+    assert (await w.as_("d", "GET", f"/Observation/{w.ids['oDdel']}")).status_code == 404  # deleted: gone from view
+    seen = await history_ids(w, "d", "/Observation/_history", 2)
+    assert w.ids["oD"] in seen and not set(seen) & (hidden_ids(w) - {w.ids["oD"], w.ids["oDdel"]})
+    r = await w.as_("d", "GET", "/Observation", params={"code": f"{SYS}|{w.ids['shared']}", "_total": "accurate"})
+    assert r.json()["total"] == 0
+    r = await w.as_("d", "GET", f"/Patient/{w.ids['pD']}/$everything")
+    assert set(ids_of(r.json())) >= {w.ids["pD"], w.ids["oD"]}
+    assert (await w.as_("d", "PUT", f"/Patient/{w.ids['pD']}", json={"resourceType": "Patient",
+                                                                    "id": w.ids["pD"]})).status_code == 403
+
+
+async def test_resident_sees_own_record_only(world: World) -> None:
+    w = world
+    assert (await w.as_("r", "GET", f"/Patient/{w.ids['pA']}")).status_code == 200
+    assert (await w.as_("r", "GET", f"/Observation/{w.ids['oBa']}")).status_code == 200  # his, whoever wrote it
+    assert (await w.as_("r", "GET", f"/Observation/{w.ids['oBx']}")).status_code == 404  # another's record
+    assert (await w.as_("r", "GET", f"/Patient/{w.ids['pB']}")).status_code == 404
+    r = await w.as_("r", "GET", "/Observation", params={"_total": "accurate", "code": f"{SYS}|{w.ids['shared']}"})
+    assert sorted(ids_of(r.json())) == sorted([w.ids["oA0"], w.ids["oA1"]])
+    seen = await history_ids(w, "r", "/_history", 5)
+    assert w.ids["oBa"] in seen and w.ids["pA"] in seen
+    assert not set(seen) & {w.ids["pB"], w.ids["oB1"], w.ids["oA2"]}
 
 
 # --- authorization off ------------------------------------------------------------------------------------
