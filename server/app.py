@@ -28,6 +28,7 @@ from profiles.required import for_terminology
 from profiles.validator import default_validator
 from server import __version__
 from server.access.policy import Policy
+from server.audit.log import install as install_audit
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
 from server.hooks import Hooks
 from server.http.docs import docs_page
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     app.state.policy = Policy(registry, core(), services.resource_types)
     app.state.operations = operations
     app.state.metrics = Metrics()
+    install_audit(app, services)  # AuditEvents for every request when auditing is on (issue 14)
     app.state.rate_limiter = RateLimiter(settings)  # per client, by role; /auth/* per IP (AuthThrottle)
 
     async def healthz(request: Request) -> Response:

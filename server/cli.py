@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from server.audit.cli import audit_app
 from server.settings import Settings, resolve_store
 
 HTTP_PROTOCOL = "server.http.protocol:UpgradeSafeHttpToolsProtocol"
@@ -391,6 +392,9 @@ def conformance_list() -> None:
     for found in suites():
         count = "generated" if found.generated else f"{len(found.scripts()):4} scripts"
         typer.echo(f"{found.name:12} {count:>12}  {found.description}")
+
+
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

@@ -25,6 +25,20 @@ class Access:
     client: str | None = None
     status: int | None = None
     """Set for audit (after the interaction); None for the access policy (before)."""
+    principal: object | None = None
+    """The ``server.access.principal.Principal`` the request acts as (None before authentication or
+    when it failed); typed loosely because hooks sit below the access layer."""
+    query: str = ""
+    """The raw query string of the request URL (searches: what was asked)."""
+    address: str | None = None
+    """The network address of the caller (the client socket's host)."""
+    outcome: str | None = None
+    """Why the request failed (the error's diagnostics); None when it succeeded."""
+    resource: object | None = None
+    """What the interaction read or wrote as the response body (a resource, a Bundle, or its JSON
+    bytes): audit takes the patients and entities involved from it."""
+    reference: str | None = None
+    """``Type/id/_history/n`` of the version the interaction produced or found (create, update, read …)."""
 
 
 AccessPolicy = Callable[[Access], Awaitable[None]]

@@ -78,6 +78,26 @@ class Settings(BaseSettings):
                                      "resident": 20}
     """Requests per second per client, by role (token bucket; bursts of twice the rate); 0 = no limit."""
 
+    # --- audit (server/audit, issue 14 §2) -----------------------------------------------------
+    audit: bool | None = None
+    """Write an AuditEvent for every request (``YIDANG_AUDIT``); unset: on exactly when ``auth`` is
+    ``smart``. Off costs nothing per request."""
+    audit_queue_size: int = 10_000
+    """Events spooled but not yet in the store beyond which requests are answered 503 (Retry-After)."""
+    audit_batch_size: int = 500
+    """Most events the writer stores in one store session."""
+    audit_batch_interval: float = 0.05
+    """Seconds the writer waits to fill a batch."""
+    audit_spool_dir: Path | None = None
+    """Where events are spooled (fsync'd) before the response; ``<data_dir>/audit`` when empty. Also
+    holds the Ed25519 key that signs checkpoints and prune anchors."""
+    audit_fsync: bool = True
+    """fsync the spool before answering (what makes an answered request's event survive a crash)."""
+    audit_checkpoint_every: int = 1000
+    """A signed checkpoint of the chain every this many events …"""
+    audit_checkpoint_seconds: float = 300.0
+    """… or after this many seconds with new events."""
+
 
 def resolve_store(settings: Settings) -> Settings:
     """``mongodb_uri`` alone selects MongoDB."""

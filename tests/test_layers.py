@@ -37,6 +37,7 @@ RANKS: dict[str, int] = {
     "server.bundles": 6,
     "server.auth": 6,
     "server.interactions": 7,
+    "server.audit": 7,  # AuditEvents: may use stores, search, fhir, access; the token endpoints may call it
     "server.stores.sqlite": 8,
     "server.stores.mongo": 8,
     "server.access": 8,

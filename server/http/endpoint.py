@@ -148,8 +148,9 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
         metrics: Metrics = request.app.state.metrics
         neg: Negotiated | None = None
         params = request.path_params
+        address = request.client.host if request.client else None
         access = Access(interaction, request.method, request.url.path, params.get("type"), params.get("id"),
-                        request.client.host if request.client else None)
+                        address, query=request.url.query, address=address)
         try:
             neg = negotiate(request)
             for name in ("type", "id"):
@@ -162,15 +163,22 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
                     limiter.hit(principal.client_id or principal.subject, principal.role)
                 svc = svc.for_grant(grant_for(request, principal))
                 access = replace(access, client=principal.client_id or principal.subject if not principal.is_open
-                                 else access.client)
+                                 else access.client, principal=principal)
                 svc.grant.check_interaction(interaction if interaction != "operation" else
                                             f"operation:{params.get('name', '')}", params.get("type"))
             await svc.hooks.check(access)
             call = Call(request, neg, svc, base_url(request, svc))
-            response = await render_off_loop(await handler(call), neg, base=call.base)
+            result = await handler(call)
+            if svc.hooks.audit_sinks:  # what was read or written, for the AuditEvent's entities and patients
+                found = result.version
+                access = replace(access, resource=result.body(), reference=None if found is None else
+                                 f"{found.type}/{found.id}/_history/{found.version}")
+            response = await render_off_loop(result, neg, base=call.base)
         except FhirError as error:
+            access = replace(access, outcome=error.message)
             response = error_response(error, neg)
         except Exception:
+            access = replace(access, outcome="Internal server error")
             log.exception("unexpected error in %s %s", request.method, request.url.path)
             response = error_response(FhirError("Internal server error; the request was not completed"), neg)
         elapsed = time.perf_counter() - started

@@ -1,0 +1,161 @@
+"""AuditEvents in the store: appending a batch to the chain, checkpoints, walking and pruning.
+
+Appends are serialised per store: the batch runs in one store session holding the lock
+:data:`CHAIN_LOCK` (SQLite's ``BEGIN IMMEDIATE`` already excludes every other writer, in every
+process; MongoDB's session lock is a lease across processes and servers). Inside it the chain head
+is the newest AuditEvent by ``meta.lastUpdated``, which the writer keeps strictly increasing along
+the chain, so no separate head record can drift from the events (a head record written outside the
+session could not commit with them). Clients cannot write AuditEvents (405), so every stored
+AuditEvent is a chain event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.audit.chain import GENESIS, Link, Walk, link_of, seal
+from server.audit.keys import AuditKey, message
+from server.fhir.instant import now_us, to_instant
+from server.fhir.json import dumps, load_stored
+from server.search.index import Indexer
+from server.search.model import Always, Condition, Query, ResourceTest, SortKey
+from server.stores.base import Store, Version, Write
+
+TYPE = "AuditEvent"
+CHAIN_LOCK = "audit-chain"
+SPACE = "audit"
+"""Key-value space of checkpoints (``checkpoint-<sequence>``) and the prune anchor (``anchor``)."""
+BY_TIME = SortKey("resource", "last_updated", "last_updated")
+PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    link: Link | None
+    last_updated: int
+
+
+async def head(store: Store) -> Head:
+    """The newest chained AuditEvent (None when the chain is empty)."""
+    result = await store.search(Query((TYPE,), sort=(SortKey("resource", "last_updated", "last_updated", True),),
+                                      count=1))
+    if not result.rows or result.rows[0].body is None:
+        return Head(None, 0)
+    row = result.rows[0]
+    return Head(link_of(load_stored(row.body or b"{}")), row.last_updated)
+
+
+async def anchor(store: Store) -> dict[str, Any] | None:
+    return await store.kv_get(SPACE, "anchor")
+
+
+async def append(store: Store, indexer: Indexer, events: Sequence[dict[str, Any]], *,
+                 dedupe: bool = False) -> Link | None:
+    """Chain and store ``events`` (dicts, changed in place: chain extension and meta) in one session;
+    with ``dedupe`` events already stored under their id are skipped (a replayed spool). Returns the
+    new head, None when nothing was written."""
+    last: Link | None = None
+    async with store.session() as session:
+        await session.lock(CHAIN_LOCK)
+        top = await head(store)
+        if top.link is None:
+            start = await anchor(store)
+            previous, sequence = (str(start["hash"]), int(start["sequence"])) if start else (GENESIS, 0)
+        else:
+            previous, sequence = top.link.hash, top.link.sequence
+        lu = top.last_updated
+        for event in events:
+            if dedupe and await session.read(TYPE, str(event["id"])) is not None:
+                continue
+            sequence += 1
+            lu = max(now_us(), lu + 1)
+            event.pop("meta", None)
+            last = seal(event, sequence, previous)
+            previous = last.hash
+            event["meta"] = {"versionId": "1", "lastUpdated": to_instant(lu)}
+            version = Version(TYPE, str(event["id"]), 1, lu, False, "POST", dumps(event))
+            await session.write(Write(version, indexer.entries(event), None))
+    return last
+
+
+async def checkpoint(store: Store, key: AuditKey, link: Link) -> None:
+    """A signed record of the chain's hash at ``link.sequence``."""
+    at = now_us()
+    await store.kv_put(SPACE, f"checkpoint-{link.sequence:012d}", {
+        "sequence": link.sequence, "hash": link.hash, "at": at, "key": key.key_id,
+        "signature": key.sign(message("checkpoint", link.sequence, link.hash, at))})
+
+
+async def events(store: Store, *, since: int | None = None, page: int = PAGE) -> AsyncIterator[Version]:
+    """Every stored AuditEvent in chain order (oldest first), ``since`` a time (µs) if given."""
+    after: tuple[object, ...] | None = None
+    where: Condition = ResourceTest("last_updated", "ge", since) if since is not None else Always()
+    while True:
+        query = Query((TYPE,), where, sort=(BY_TIME,), count=page, after=after)
+        result = await store.search(query)
+        for row in result.rows:
+            yield row
+        if result.next_after is None or not result.rows:
+            return
+        after = result.next_after
+
+
+@dataclass
+class Report:
+    count: int = 0
+    seconds: float = 0.0
+    broken: str | None = None
+    head: Link | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None
+
+
+async def verify(store: Store, key: AuditKey | None) -> Report:
+    """Walk the chain from its anchor (or the first event) and name the first broken link; check the
+    anchor's and the checkpoints' signatures and that the events at the checkpoints have their hash."""
+    started = time.perf_counter()
+    report = Report()
+    start = await anchor(store)
+    walk = Walk()
+    if start is not None:
+        if key is not None and not key.verify(message("anchor", int(start["sequence"]), str(start["hash"]),
+                                                      int(start["at"])), str(start.get("signature", ""))):
+            report.broken = "the prune anchor's signature is not valid (changed outside `yidang audit prune`?)"
+            return report
+        walk = Walk(start=int(start["sequence"]) + 1, previous=str(start["hash"]))
+        report.notes.append(f"chain starts after sequence {start['sequence']} (pruned before "
+                            f"{to_instant(int(start['before']))})")
+    points = [value for name, value in await store.kv_list(SPACE) if name.startswith("checkpoint-")]
+    walk.hashes = {int(p["sequence"]): "" for p in points}
+    async for row in events(store):
+        if row.body is None:
+            continue
+        if not walk.add(row.id, load_stored(row.body)):
+            break
+    report.count, report.broken, report.head = walk.count, walk.broken, walk.last
+    if report.broken is None:
+        for point in points:
+            seq = int(point["sequence"])
+            if seq < walk.start:
+                continue
+            if key is not None and point.get("key") == key.key_id and not key.verify(
+                    message("checkpoint", seq, str(point["hash"]), int(point["at"])), str(point.get("signature"))):
+                report.broken = f"the checkpoint at sequence {seq} has an invalid signature"
+                break
+            if walk.last is None or seq > walk.last.sequence:
+                report.broken = (f"events after sequence {walk.last.sequence if walk.last else 0} are missing: "
+                                 f"a signed checkpoint records sequence {seq}")
+                break
+            if walk.hashes.get(seq) != point["hash"]:
+                report.broken = f"the event at sequence {seq} differs from its signed checkpoint"
+                break
+        else:
+            report.notes.append(f"{len(points)} signed checkpoint(s) match")
+    report.seconds = time.perf_counter() - started
+    return report
