@@ -35,6 +35,7 @@ from terminology.service import Terminology
 NAMESPACE = uuid.UUID("6f1f0a52-4c1e-5b6e-9a57-79646a616e67")
 _PLACEHOLDER = re.compile(r"\{(@?[A-Za-z0-9_.]+)\}")
 SOURCE = "YD.SOURCE"
+CM_ID_TYPE = "http://yidang.org/fhir/ConceptMap/cn-id-document-type-to-v2-0203"
 
 
 @cache
@@ -146,6 +147,46 @@ def _criteria(spec: ResourceSpec, values: dict[str, Any]) -> str | None:
     return None
 
 
+COMPARATOR = re.compile(r"<=|>=|<|>|≤|≥")
+COMPARATORS = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "≤": "<=", "≥": ">="}
+"""``<0.1``, ``>100``, ``≤5`` as lab desks write them → Quantity.comparator (after NFKC, ``＜`` is ``<``)."""
+OTHER_ID = re.compile(r"[0-9A-Z][0-9A-Z\-]{0,49}")
+OTHER_ID_KEY = "YD.ID.OTHER"
+"""The value key of a 身份证件号码 of another document type (passport …); the patient keys name it."""
+OTHER_ID_SYSTEM = "http://yidang.org/fhir/sid/id-document/"
+"""+ the CV02.01.101 code: the identifier system of a document other than the 居民身份证 (no national OID)."""
+ORIGINAL_TEXT = "http://hl7.org/fhir/StructureDefinition/originalText"
+ID_TYPE_SYSTEM = "urn:oid:2.16.156.10011.2.3.1.1"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+_SPACES = re.compile(r"\s+")
+
+
+def desk_text(element: Element, text: str) -> str:
+    """A value as desks type it, made comparable: full-width characters as ASCII (NFKC) for everything but free
+    text, and no spaces inside ID and phone numbers. Free text (names, addresses) is left as written."""
+    if not text:
+        return text
+    free = formats.format_of(element.format).kind in ("A", "AN") and element.domain is None
+    if element.role in ("id_number", "phone"):
+        return _SPACES.sub("", formats.normalize(text))
+    return text if free else formats.normalize(text)
+
+
+def _quantity_path(element: Element) -> Write | None:
+    """The element's plain write to a Quantity's ``value`` (where a comparator can go), if any."""
+    return next((w for w in element.writes if w.kind == "value" and w.template is None
+                 and w.path.endswith("Quantity.value")), None)
+
+
+def _original_path(path: str) -> str | None:
+    """``a.b[0].birthDate`` → ``a.b[0]._birthDate.extension[url=originalText].valueString`` (a primitive's
+    extension, http://hl7.org/fhir/R4/json.html#primitive); None for a path ending in a list selector."""
+    head, _, last = path.rpartition(".")
+    if "[" in last:
+        return None
+    return (f"{head}." if head else "") + f"_{last}.extension[url={ORIGINAL_TEXT}].valueString"
+
+
 class Converter:
     """Converts the records of one data set; keeps run state (duplicates, open Bundles)."""
 
@@ -202,13 +243,29 @@ class Converter:
         issues: list[qc.Issue] = []
         n = record.number
         id_type = (record.fields.get(self.roles.get("id_type", [""])[0]) or "").strip() or None
+        id_type = formats.normalize(id_type) if id_type else None
         for element in self.dataset.elements:
-            text = (record.fields.get(element.id) or "").strip()
-            if not text and element.role == "source" and self.source:
-                text = self.source
+            raw = (record.fields.get(element.id) or "").strip()
+            if not raw and element.role == "source" and self.source:
+                raw = self.source
+            text = desk_text(element, raw)
             if not text:
                 if element.required:
                     issues.append(qc.issue(n, element.id, qc.ERROR, "required"))
+                continue
+            comparator = None
+            if formats.format_of(element.format).kind == "N" and (found_comparator := COMPARATOR.match(text)) \
+                    and _quantity_path(element) is not None:
+                comparator, text = COMPARATORS[found_comparator[0]], text[found_comparator.end():].strip()
+            if element.role == "id_number" and id_type not in (None, "01"):
+                # another 身份证件 (passport …): its own identifier with its type, never the 身份证号 (see _write)
+                other = text.upper()
+                if not OTHER_ID.fullmatch(other):
+                    issues.append(qc.issue(n, element.id, qc.ERROR, "format", "1–50 letters, digits or '-'"))
+                    continue
+                values[OTHER_ID_KEY] = other
+                if other != raw:
+                    issues.append(qc.issue(n, element.id, qc.WARNING, "format-nonstandard", raw))
                 continue
             if element.role == "id_number":
                 number, old, found = qc.identity_number(n, element.id, text, id_type, self.today)
@@ -227,8 +284,12 @@ class Converter:
                 issues.append(qc.issue(n, element.id, qc.ERROR, "out-of-range",
                                        f"{element.range[0]}–{element.range[1]}"))
                 continue
-            if parsed.nonstandard:
-                issues.append(qc.issue(n, element.id, qc.WARNING, "format-nonstandard"))
+            if parsed.nonstandard or desk_text(element, raw) != raw:
+                # normalised (a desk date, full-width digits, spaces): warned, the original kept (originalText)
+                issues.append(qc.issue(n, element.id, qc.WARNING, "format-nonstandard", raw))
+                values[element.id + "#original"] = raw
+            if comparator is not None:
+                values[element.id + "#comparator"] = comparator
             code = str(parsed.value)
             if any(w.kind == "icd10" for w in element.writes):  # what the cn-condition profile accepts
                 if (problem := icd10.problem(code)) is not None:
@@ -346,11 +407,49 @@ class Converter:
                     continue
                 if out is not None:
                     paths.put(made[write.resource].resource, write.path, out)
+        for element in self.dataset.elements:
+            if values.get(element.id) is None:
+                continue
+            if (comparator := values.get(element.id + "#comparator")) is not None:
+                quantity = _quantity_path(element)
+                if quantity is not None and quantity.resource in made:
+                    paths.put(made[quantity.resource].resource, quantity.path[:-len("value")] + "comparator",
+                              comparator)
+            if (original := values.get(element.id + "#original")) is not None:
+                plain = next((w for w in element.writes if w.kind == "value" and w.template is None), None)
+                where = _original_path(plain.path) if plain is not None else None
+                if plain is not None and where is not None and plain.resource in made:
+                    paths.put(made[plain.resource].resource, where, original)
+        self._identity_documents(made, values)
         old = values.get(self.roles.get("id_number", [""])[0] + "#old")
         patient = made.get(self.dataset.person)
         if old is not None and patient is not None:  # GB 11643-1989 number kept as an old identifier
             paths.put(patient.resource, "identifier[+]",
                       {"use": "old", "system": "urn:oid:2.16.156.10011.1.3", "value": old})
+
+    def _identity_documents(self, made: dict[str, Instance], values: dict[str, Any]) -> None:
+        """身份证件类别 on the person's document identifier: the 身份证号 (01) gets its type; another document
+        (passport 03 …) is its own identifier, system ``…/sid/id-document/{code}``, typed with the CV02.01.101 code
+        and its v2-0203 translation (PPN, DL …), so it is never taken for the national ID number."""
+        patient = made.get(self.dataset.person)
+        id_type_el = self.roles.get("id_type", [None])[0]
+        id_number_el = self.roles.get("id_number", [None])[0]
+        kind = values.get(id_type_el) if id_type_el else None
+        if patient is None or kind is None:
+            return
+        display = self.terminology.display(ID_TYPE_SYSTEM, str(kind))
+        coding = [{"system": t.system, "code": t.code, **({"display": t.display} if t.display else {})}
+                  for t in self._translations(Write("", "", "translate-coding", CM_ID_TYPE), ID_TYPE_SYSTEM,
+                                              str(kind))[:1]]
+        coding.append({"system": ID_TYPE_SYSTEM, "code": str(kind), **({"display": display} if display else {})})
+        typed = {"coding": coding, **({"text": display} if display else {})}
+        other = values.get(OTHER_ID_KEY)
+        if other is not None:
+            system = OTHER_ID_SYSTEM + str(kind)
+            paths.put(patient.resource, f"identifier[system={system}]",
+                      {"use": "official", "type": typed, "system": system, "value": other})
+        elif id_number_el and values.get(id_number_el) is not None:
+            paths.put(patient.resource, "identifier[system=urn:oid:2.16.156.10011.1.3].type", typed)
 
     # ---- whole runs ----------------------------------------------------------------------------
 

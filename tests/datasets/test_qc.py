@@ -33,7 +33,7 @@ OTHER_SEX = "2" if PERSON.sex == "1" else "1"
     ({"身份证件号码": ID[:17] + ("0" if ID[17] != "0" else "1")}, ("id-invalid", "error")),
     ({"身份证件号码": ID[:6] + "19990230" + ID[14:]}, ("id-invalid", "error")),
     ({"身份证件号码": "12345"}, ("id-invalid", "error")),
-    ({"身份证件类别代码": "03"}, ("id-type-unsupported", "error")),
+    ({"身份证件类别代码": "03", "身份证件号码": "E1234 5678"}, ("format-nonstandard", "warning")),  # a passport
     ({"出生日期": "19000101"}, ("id-birthdate-mismatch", "error")),
     ({"性别代码": OTHER_SEX}, ("id-sex-mismatch", "warning")),
     ({"性别代码": "7"}, ("code-unknown", "error")),

@@ -340,3 +340,36 @@ async def test_the_ingest_report_shows_what_was_stored(client: httpx.AsyncClient
                                                  "name": p.name})
         found += len(r.json().get("entry", []))
     assert found == report["records_stored"]
+
+
+async def test_desk_input_is_normalised_and_stored(client: httpx.AsyncClient) -> None:
+    """Full-width digits and spaces in ID and phone numbers, 年月日 and slashed dates, a passport beside a health
+    card, a ``<0.1`` lab value: stored normalised with the originals kept; ``03/05/2024`` is refused, not guessed."""
+    people = g.people(3, seed=1704)
+    wide = people[0].id_number.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    rows = [{**g.person_row(people[0], g.INSTITUTIONS[0], 1710), "身份证件号码": f"{wide[:6]} {wide[6:]}",
+             "出生日期": f"{people[0].born.year}年{people[0].born.month}月{people[0].born.day}日",
+             "本人电话号码": "１３９ １２３４ ５６７８", "建档日期": "2023/1/5"},
+            {**g.person_row(people[1], g.INSTITUTIONS[0], 1711), "身份证件类别代码": "03", "身份证件号码": "E7654321",
+             "居民健康卡号": unique("H")},
+            {**g.person_row(people[2], g.INSTITUTIONS[0], 1712), "建档日期": "03/05/2023"}]
+    r = await client.post("/$ingest-local", params={"dataset": "person"}, content=g.to_csv(rows),
+                          headers={"Content-Type": "text/csv"})
+    params = _params(r.json())
+    assert (params["records_stored"], params["records_rejected"], params["persons_failed"]) == (2, 1, 0), params
+    report = json.loads(params["report"])
+    assert "ambiguous" in report["records"][2]["reasons"][0]
+    patient = await _patient(client, people[0].id_number)
+    assert patient["telecom"][0]["value"] == "13912345678" and patient["birthDate"] == people[0].born.isoformat()
+    national = next(i for i in patient["identifier"] if i["system"] == "urn:oid:2.16.156.10011.1.3")
+    assert national["_value"]["extension"][0]["valueString"] == f"{wide[:6]} {wide[6:]}"
+    found = (await client.get("/Patient", params={"identifier": "http://yidang.org/fhir/sid/id-document/03|E7654321"}))
+    (passport_holder,) = [e["resource"] for e in found.json()["entry"]]
+    assert not [i for i in passport_holder["identifier"] if i["system"] == "urn:oid:2.16.156.10011.1.3"]
+    lab = [{**row, "检验定量结果": "<0.1" if row["检验项目代码"] == "GLU" else row["检验定量结果"],
+            "报告单编号": unique("JY")} for row in g.lab_rows(people[:1])]
+    r = await client.post("/$ingest-local", params={"dataset": "lab-report"}, content=g.to_csv(lab),
+                          headers={"Content-Type": "text/csv"})
+    assert _params(r.json())["records_stored"] == len(lab), r.json()
+    found = await client.get("/Observation", params={"subject": f"Patient/{patient['id']}", "value-quantity": "lt0.2"})
+    assert [e["resource"]["valueQuantity"]["comparator"] for e in found.json()["entry"]] == ["<"]
