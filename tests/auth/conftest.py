@@ -59,7 +59,8 @@ class AuthApp:
 def make_auth_app(store: Store, keys_dir: Path, **settings: Any) -> AuthApp:
     # the per-IP limit of /auth/* is tested by the hardening tests; here every test calls from one address
     settings.setdefault("rate_limits", {**Settings().rate_limits, "auth": 0})
-    config = Settings(base_url=BASE, log_requests=False, auth="smart", auth_keys_dir=keys_dir, **settings)
+    settings.setdefault("auth", "smart")
+    config = Settings(base_url=BASE, log_requests=False, auth_keys_dir=keys_dir, **settings)
     app = create_app(config, store=store)
     return AuthApp(app, wire_auth(app, config, store), store, config, keys_dir)
 

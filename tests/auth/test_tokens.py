@@ -205,3 +205,16 @@ async def test_public_endpoints_need_no_token(http: httpx.AsyncClient) -> None:
 async def test_the_scheme_is_case_insensitive(http: httpx.AsyncClient, auth_app: AuthApp, scheme: str) -> None:
     token = await forged(auth_app)
     assert (await http.get(READ, headers={"Authorization": f"{scheme} {token}"})).status_code == 200
+
+
+async def test_with_authorization_off_the_principal_is_open(store: object, tmp_path_factory: pytest.TempPathFactory
+                                                            ) -> None:
+    from server.access.principal import OPEN
+    from tests.auth.conftest import make_auth_app
+
+    open_app = make_auth_app(store, tmp_path_factory.mktemp("keys"), auth="off")  # type: ignore[arg-type]
+    async with open_app.client() as c:
+        assert (await c.get(READ)).status_code == 200
+        assert (await c.get("/.well-known/smart-configuration")).status_code == 200
+    request = type("R", (), {"headers": {}})()
+    assert await open_app.auth.principal(request) is OPEN  # type: ignore[arg-type]
