@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from server.audit.cli import audit_app
+from server.auth.cli import clients_app, keys_app, users_app
 from server.settings import Settings, resolve_store
 
 HTTP_PROTOCOL = "server.http.protocol:UpgradeSafeHttpToolsProtocol"
@@ -251,6 +252,9 @@ def terminology_load(
     raise typer.Exit(code)
 
 
+app.add_typer(clients_app, name="clients")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 
 mongo_app = typer.Typer(help="MongoDB deployment: collections, indexes, sharding.", no_args_is_help=True)
 app.add_typer(mongo_app, name="mongo")
