@@ -54,7 +54,7 @@ async def compartment_search(
             raise BadRequest(f"{type_} resources are never in a {comp.code} compartment")
     if not svc.grant.open:
         owner = await svc.store.read(compartment_type, owner_id)
-        if owner is None or owner.deleted or not await can_see(svc, owner):
+        if owner is None or owner.deleted or not await can_see(svc, owner, "search"):
             raise NotFound(f"{compartment_type}/{owner_id} is not known")
     types = (type_,) if type_ is not None else comp.types()
     return await search.search(
