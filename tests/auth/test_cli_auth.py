@@ -224,3 +224,18 @@ def test_console_script_beside_a_running_server(tmp_path: Path) -> None:
         assert "Traceback" not in again.stderr
         with urllib.request.urlopen(f"{server.base}/readyz", timeout=5) as response:
             assert response.status == 200
+
+
+def test_clients_and_users_on_mongodb(mongo_server_uri: str, tmp_path: Path) -> None:
+    from tests.conftest import database_uri
+
+    uri = database_uri(mongo_server_uri, f"cli_{uuid.uuid4().hex[:10]}")
+    code, _, err = yidang("clients", "add", "--id", "svc", "--role", "district", "--institution", INSTITUTION,
+                          "--scope", "system/Patient.rs", "--jwks", str(jwks_file(tmp_path)), "--mongodb-uri", uri)
+    assert code == 0, err
+    assert "store: mongo" in err and "@" not in err.split("store: mongo", 1)[1].splitlines()[0]
+    code, _, err = yidang("users", "add", "chen", "--role", "district", "--institution", INSTITUTION, "--scope",
+                          "user/Patient.rs", "--password-stdin", "--mongodb-uri", uri, input=PASSWORD + "\n")
+    assert code == 0, err
+    assert "svc" in yidang("clients", "list", "--mongodb-uri", uri)[1]
+    assert "chen" in yidang("users", "list", "--mongodb-uri", uri)[1]
