@@ -88,7 +88,7 @@ class Chain:
             with sqlite3.connect(self.data_dir / "yidang.db") as conn:
                 conn.execute("UPDATE versions SET body = ? WHERE type = 'AuditEvent' AND id = ?", (dumps(body), id_))
             return
-        db = MongoClient(self.uri).get_default_database()
+        db: Any = MongoClient(self.uri).get_default_database()
         for name in ("resources", "history"):
             db[name].update_many({"type": "AuditEvent", "id": id_}, {"$set": {"res": body}})
 
@@ -99,7 +99,7 @@ class Chain:
                 conn.execute("DELETE FROM versions WHERE type = 'AuditEvent' AND id = ?", (id_,))
                 conn.execute("DELETE FROM resources WHERE type = 'AuditEvent' AND id = ?", (id_,))
             return
-        db = MongoClient(self.uri).get_default_database()
+        db: Any = MongoClient(self.uri).get_default_database()
         for name in ("resources", "history"):
             db[name].delete_many({"type": "AuditEvent", "id": id_})
 

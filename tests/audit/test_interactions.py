@@ -147,7 +147,8 @@ async def test_bundles_write_one_event_naming_every_entry(audited: Audited) -> N
     """Each Bundle gets one event (subtype transaction or batch) whose entities name what every entry
     wrote; per-entry events are the Bundle processor's to emit (server/bundles)."""
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient"},
+         "request": {"method": "POST", "url": "Patient"}},
         {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                       "subject": {"reference": "urn:uuid:p"}}, "request": {"method": "POST", "url": "Observation"}}]}
     r, event = await audited.one("POST", "/", json=bundle)
