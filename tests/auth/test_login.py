@@ -362,3 +362,15 @@ async def test_a_removed_user_cannot_exchange(auth_app: AuthApp) -> None:
         await remove_user(auth_app.store, name)
         response = await http.post("/auth/token", data=exchange_form(client_id, code, verifier))
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+async def test_two_exchanges_at_once_only_one_wins(auth_app: AuthApp) -> None:
+    import asyncio
+
+    client_id = await public_client(auth_app)
+    name = await user(auth_app)
+    async with browser(auth_app) as http:
+        code, verifier, _ = await code_for(auth_app, http, client_id, name)
+        form = exchange_form(client_id, code, verifier)
+        responses = await asyncio.gather(*(http.post("/auth/token", data=form) for _ in range(4)))
+    assert sorted(r.status_code for r in responses) == [200, 400, 400, 400]
