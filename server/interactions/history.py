@@ -25,6 +25,8 @@ Position = tuple[int, str, str, int]
 SCAN_LIMIT = 5000
 """Under a restricted grant, most versions one history page reads while skipping what the caller
 may not see; past it the page ends early (shorter, with a ``next`` link from where it stopped)."""
+SCAN_BATCH = 100
+"""Versions read per store call while skipping hidden ones (at least a page and one)."""
 
 
 def _instant(name: str, value: str) -> int:
@@ -92,15 +94,19 @@ async def _visible_page(svc: Services, query: HistoryQuery, count: int) -> tuple
     from (None: no more). Reads on past hidden versions up to :data:`SCAN_LIMIT`, so neither hidden
     entries nor their number show. When the scan stops early the page is shorter, and continues
     from the instant of the last version read: a position that names no hidden resource (the
-    visible versions of that instant move to the next page)."""
+    visible versions of that instant move to the next page; the scan stops only past the page's
+    first instant, so the next page always starts earlier)."""
     if count <= 0:
         return [], None
     kept: list[Version] = []
     scanned = 0
+    first: int | None = None
     before = query.before
-    batch = max(count + 1, 100)
+    batch = max(count + 1, SCAN_BATCH)
     while True:
         rows = await svc.store.history(replace(query, count=batch, before=before))
+        if rows and first is None:
+            first = rows[0].last_updated
         scanned += len(rows)
         kept += await visible_versions(svc, rows)
         if len(kept) > count:
@@ -110,6 +116,6 @@ async def _visible_page(svc: Services, query: HistoryQuery, count: int) -> tuple
             return kept, None
         last = rows[-1]
         before = (last.last_updated, last.type, last.id, last.version)
-        if scanned >= SCAN_LIMIT:
+        if scanned >= SCAN_LIMIT and last.last_updated != first:
             instant = last.last_updated
             return [v for v in kept if v.last_updated != instant], (instant + 1, "", "", 0)

@@ -306,8 +306,9 @@ async def test_instance_history_of_hidden_is_404(world: World) -> None:
     assert len(r.json()["entry"]) == 2
 
 
-async def history_ids(w: World, who: str, path: str, count: int) -> list[str]:
-    """Every entry id of a history, page by page; for A, no cursor names a hidden resource."""
+async def history_ids(w: World, who: str, path: str, count: int, short: list[int] | None = None) -> list[str]:
+    """Every entry id of a history, page by page; for A, no cursor names a hidden resource.
+    ``short`` collects the sizes of pages shorter than ``count`` that have a ``next`` link."""
     r = await w.as_(who, "GET", path, params={"_count": str(count)})
     out: list[str] = []
     while True:
@@ -319,6 +320,8 @@ async def history_ids(w: World, who: str, path: str, count: int) -> list[str]:
         nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
         if not nxt:
             return out
+        if short is not None and len(bundle["entry"]) < count:
+            short.append(len(bundle["entry"]))
         token = nxt[0].split("_cursor=")[1]
         decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         assert who != "a" or not any(h in decoded for h in hidden_ids(w))  # names no hidden resource
@@ -644,3 +647,20 @@ async def test_open_principal_through_auth_is_open(store: Store) -> None:
 
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest.mark.parametrize("path", ["/Observation/_history", "/_history"])
+async def test_history_scan_limit_pages_lose_nothing(world: World, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page that stops scanning early (many hidden versions) is shorter and continues where it
+    stopped: following every link gives the same entries as large pages, none twice, and no cursor
+    names a hidden resource."""
+    w = world
+    full = await history_ids(w, "a", path, 1000)
+    from server.interactions import history
+
+    monkeypatch.setattr(history, "SCAN_LIMIT", 3)
+    monkeypatch.setattr(history, "SCAN_BATCH", 1)
+    for count in (1, 2):
+        short: list[int] = []
+        assert await history_ids(w, "a", path, count, short) == full
+        assert short  # the early stop did happen
