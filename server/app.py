@@ -29,6 +29,7 @@ from profiles.validator import default_validator
 from server import __version__
 from server.access.policy import Policy
 from server.audit.log import install as install_audit
+from server.auth.service import AuthService
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
 from server.hooks import Hooks
 from server.http.docs import docs_page
@@ -139,6 +140,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     app.state.policy = Policy(registry, core(), services.resource_types)
+    auth = AuthService(settings, store)
+    app.state.auth = auth
     app.state.operations = operations
     app.state.metrics = Metrics()
     install_audit(app, services)  # AuditEvents for every request when auditing is on (issue 14)
@@ -161,6 +164,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),  # OpenAPI 3 from the CapabilityStatement
         Route("/docs", docs_page, methods=["GET"]),
+        # the OAuth endpoints come before the FHIR routes (``GET /{type}/{id}`` would answer ``/.well-known/…``)
+        *(auth.routes() if auth.enabled else ()),
         *fhir_routes(),
     ])
 

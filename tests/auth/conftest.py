@@ -36,11 +36,8 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 def wire_auth(app: FastAPI, settings: Settings, store: Store) -> AuthService:
-    """What create_app will do with auth="smart": the service, and its routes ahead of the FHIR
-    routes (``GET /{type}/{id}`` would otherwise answer ``/.well-known/jwks.json``)."""
-    auth = AuthService(settings, store)
-    app.state.auth = auth
-    app.router.routes[0:0] = auth.routes()
+    """The service create_app wired (with auth="smart" its routes come ahead of the FHIR routes)."""
+    auth: AuthService = app.state.auth
     return auth
 
 

@@ -215,6 +215,8 @@ async def test_with_authorization_off_the_principal_is_open(store: object, tmp_p
     open_app = make_auth_app(store, tmp_path_factory.mktemp("keys"), auth="off")  # type: ignore[arg-type]
     async with open_app.client() as c:
         assert (await c.get(READ)).status_code == 200
-        assert (await c.get("/.well-known/smart-configuration")).status_code == 200
+        # nothing to discover: no token is needed, and none is issued
+        assert (await c.get("/.well-known/smart-configuration")).status_code == 404
+        assert (await c.post("/auth/token", data={"grant_type": "client_credentials"})).status_code in (404, 405)
     request = type("R", (), {"headers": {}})()
     assert await open_app.auth.principal(request) is OPEN  # type: ignore[arg-type]
