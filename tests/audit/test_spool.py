@@ -1,0 +1,159 @@
+"""Never lost, on both stores: while the store refuses writes, events are spooled (fsync'd) before
+each response and stored when it is back; a dead process's spool is replayed at the next start
+without duplicates; a full queue sheds requests with 503 + Retry-After instead of dropping events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server.app import create_app
+from server.audit import ledger
+from server.audit.keys import load_key
+from server.audit.log import AuditLog
+from server.errors import StoreUnavailable
+from server.settings import Settings
+from server.stores.base import Session, Store
+from tests.conftest import BASE
+
+
+class Switch:
+    """The store, except that write sessions fail while :attr:`down` (reads keep working)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.down = False
+
+    def session(self) -> AbstractAsyncContextManager[Session]:
+        if self.down:
+            raise StoreUnavailable("the store is down (test)")
+        return self.inner.session()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def app_on(store: Any, spool: Path, **settings: Any) -> Any:
+    return create_app(Settings(base_url=BASE, log_requests=False, audit=True, data_dir=spool.parent,
+                               audit_spool_dir=spool, audit_batch_interval=0.002, **settings), store=store)
+
+
+def client_of(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path="/fhir"), base_url=BASE)
+
+
+async def stored_ids(store: Store) -> list[str]:
+    return [row.id async for row in ledger.events(store)]
+
+
+def spooled_ids(spool: Path) -> list[str]:
+    return [json.loads(line)["id"] for path in sorted(spool.glob("spool-*.ndjson"))
+            for line in path.read_text().splitlines() if line.strip()]
+
+
+async def crash(audit: AuditLog) -> None:
+    """What kill -9 leaves: the writer gone mid-flight, the spool files closed (locks released)."""
+    assert audit._task is not None
+    audit._task.cancel()
+    await asyncio.gather(audit._task, return_exceptions=True)
+    audit.spool.close()
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    return tmp_path / "audit"
+
+
+async def test_spooled_while_the_store_is_down_then_stored(store: Store, spool: Path) -> None:
+    switch = Switch(store)
+    app = app_on(switch, spool)
+    audit: AuditLog = app.state.audit
+    before = await stored_ids(store)
+    async with client_of(app) as c:
+        switch.down = True
+        for _ in range(5):
+            assert (await c.get("/Patient?name=spooled")).status_code == 200
+        # each answered request's event is on disk already, none is in the store
+        assert len(spooled_ids(spool)) == 5
+        await asyncio.sleep(0.05)
+        assert await stored_ids(store) == before and audit.failures >= 1 and len(audit.backlog) == 5
+        switch.down = False
+        assert await audit.drain()
+    after = await stored_ids(store)
+    assert len(after) == len(before) + 5
+    assert set(after) - set(before) == set(spooled_ids(spool) or after[len(before):])
+    await audit.stop()
+    assert spooled_ids(spool) == []  # everything stored: the spool is emptied
+    report = await ledger.verify(store, load_key(spool))
+    assert report.ok, report.broken
+
+
+async def test_a_dead_process_spool_is_replayed_once(store: Store, spool: Path) -> None:
+    switch = Switch(store)
+    first = app_on(switch, spool)
+    async with client_of(first) as c:
+        switch.down = True
+        for _ in range(4):
+            assert (await c.get("/Patient?name=replayed")).status_code == 200
+    lost = spooled_ids(spool)
+    assert len(lost) == 4
+    await crash(first.state.audit)
+
+    second = app_on(store, spool)  # the next start on the same spool directory
+    async with client_of(second) as c:
+        assert (await c.get("/Patient?name=after")).status_code == 200
+        assert await second.state.audit.drain()
+    ids = await stored_ids(store)
+    assert set(lost) <= set(ids) and len(ids) == len(set(ids))
+    await second.state.audit.stop()
+
+    # a crash after the store committed but before the segment was deleted: replay stores nothing twice
+    spool.mkdir(exist_ok=True)
+    lines = [json.dumps({k: v for k, v in json.loads(row.body or b"{}").items() if k not in ("meta", "extension")})
+             async for row in ledger.events(store)]
+    (spool / "spool-1-1-1.ndjson").write_text("".join(line + "\n" for line in lines) + '{"torn": ')
+    count = len(await stored_ids(store))
+    third = app_on(store, spool)
+    async with client_of(third) as c:
+        assert (await c.get("/Patient?name=again")).status_code == 200
+        assert await third.state.audit.drain()
+    ids = await stored_ids(store)
+    assert len(ids) == count + 1 and len(set(ids)) == len(ids)
+    await third.state.audit.stop()
+    report = await ledger.verify(store, load_key(spool))
+    assert report.ok, report.broken
+
+
+async def test_a_full_queue_sheds_load_with_503(store: Store, spool: Path) -> None:
+    switch = Switch(store)
+    app = app_on(switch, spool, audit_queue_size=3)
+    audit: AuditLog = app.state.audit
+    async with client_of(app) as c:
+        switch.down = True
+        for _ in range(3):
+            assert (await c.get("/Patient?name=full")).status_code == 200
+        shed = await c.get("/Patient?name=full")
+        assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+        assert shed.json()["resourceType"] == "OperationOutcome" and "audit" in shed.text
+        assert len(audit.backlog) == 3 and len(spooled_ids(spool)) == 3  # the shed request did nothing
+        switch.down = False
+        assert await audit.drain()
+        assert (await c.get("/Patient?name=full")).status_code == 200
+        assert await audit.drain()
+    await audit.stop()
+
+
+async def test_the_lifespan_starts_and_stops_the_writer(store: Store, spool: Path) -> None:
+    app = app_on(store, spool)
+    async with app.router.lifespan_context(app):
+        assert app.state.audit._task is not None
+        await app.state.audit.authentication(success=True, subject="c1")
+    assert app.state.audit._task is None and not app.state.audit.backlog
+
