@@ -19,6 +19,7 @@ from urllib.parse import unquote
 import httpx
 
 from profiles.datasets.delivery import DEFAULT_BATCH_ENTRIES, Delivery, deliver, diagnostics
+from terminology.service import Terminology
 
 
 async def _find(client: httpx.AsyncClient, type_: str, criteria: list[str]) -> dict[str, dict[str, Any] | None]:
@@ -78,6 +79,27 @@ async def send(client: httpx.AsyncClient, bundles: Iterable[dict[str, Any]], *,
                          batch_entries=batch_entries, advance=advance)
 
 
+async def lab_maps(client: httpx.AsyncClient) -> Terminology:
+    """The regional terminology with the stored per-institution lab ConceptMaps (labmap.py) added, as the
+    server's own terminology service has them."""
+    from profiles.datasets import labmap
+    from profiles.datasets.convert import regional_terminology
+
+    terminology = regional_terminology()
+    url: str | None = "/ConceptMap?_count=500"
+    while url:
+        response = await client.get(url)
+        if response.status_code != 200:
+            break
+        page = response.json()
+        for entry in page.get("entry", []):
+            resource = entry.get("resource") or {}
+            if str(resource.get("url", "")).startswith(labmap.MAP_URL):
+                terminology.add(resource)
+        url = next((link["url"] for link in page.get("link", []) if link.get("relation") == "next"), None)
+    return terminology
+
+
 async def run_ingest(path: Any, *, dataset: str, source: str | None, server: str | None, data_dir: Any,
                      report_dir: Any, dry_run: bool,
                      batch_entries: int = DEFAULT_BATCH_ENTRIES) -> tuple[dict[str, Any], Delivery]:
@@ -94,10 +116,14 @@ async def run_ingest(path: Any, *, dataset: str, source: str | None, server: str
 
     data = path.read_bytes()
     dataset_spec = spec.load(dataset)
-    result = run(dataset_spec, data, kind=readers.sniff(data, path.name), source=source)
     sent = Delivery()
-    if not dry_run:
+    if dry_run:
+        result = run(dataset_spec, data, kind=readers.sniff(data, path.name), source=source)
+    else:
         async with target(server, data_dir, None) as client:
+            terminology = await lab_maps(client)  # the platform's local lab code → LOINC maps, as stored
+            result = run(dataset_spec, data, kind=readers.sniff(data, path.name), source=source,
+                         terminology=terminology)
             with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("persons"),
                           TimeElapsedColumn(), console=Console(stderr=True)) as progress:
                 task = progress.add_task("ingest", total=result.conversion.persons)

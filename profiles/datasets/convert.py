@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from profiles.datasets import formats, icd10, paths, qc
+from profiles.datasets import formats, icd10, labmap, paths, qc, units
 from profiles.datasets.names import split_chinese_name
 from profiles.datasets.spec import DataSet, Element, ResourceSpec, Write
 from profiles.regional import definitions
@@ -315,8 +315,58 @@ class Converter:
         for high, low in self.dataset.greater:
             if values.get(high) is not None and values.get(low) is not None and not values[high] > values[low]:
                 issues.append(qc.issue(n, high, qc.ERROR, "value-order", f"{high} > {low}"))
+        issues.extend(self._lab(n, values))
         issues.extend(qc.cross_checks(n, values, self.roles, self.today))
         return values, issues
+
+    def _role(self, role: str) -> str | None:
+        return next(iter(self.roles.get(role, ())), None)
+
+    def _loinc(self, source: str, code: str) -> str | None:
+        """The LOINC code the platform's map for ``source`` gives a local lab item code (labmap.py), or None."""
+        key = (labmap.ITEM_SYSTEM + source, code, labmap.LOINC)
+        if key not in self._translation_cache:
+            found = self.terminology.translations(key[0], code, target_system=labmap.LOINC)
+            self._translation_cache[key] = [t for t in found if t.is_match and t.system == labmap.LOINC]
+        matches = self._translation_cache[key]
+        return matches[0].code if matches else None
+
+    def _lab(self, n: int, values: dict[str, Any]) -> list[qc.Issue]:
+        """Lab results (elements with the roles lab_code, loinc, result_value, result_unit): the LOINC code from
+        the institution's map when the record has none, and the unit as UCUM, converted to the analyte's unit
+        (units.py) or the record rejected — never a value stored under the wrong unit."""
+        found: list[qc.Issue] = []
+        code_el, loinc_el = self._role("lab_code"), self._role("loinc")
+        value_el, unit_el = self._role("result_value"), self._role("result_unit")
+        source = values.get(SOURCE)
+        if code_el and loinc_el and values.get(loinc_el) is None and values.get(code_el) is not None and source:
+            loinc = self._loinc(str(source), str(values[code_el]))
+            if loinc is not None:
+                values[loinc_el] = loinc
+            else:
+                found.append(qc.issue(n, code_el, qc.WARNING, "code-unmapped",
+                                      f"{labmap.ITEM_SYSTEM}{source}#{values[code_el]} → LOINC "
+                                      f"({labmap.MAP_URL}{source}): stored with the local code only"))
+        if not (value_el and unit_el) or not isinstance(values.get(value_el), Decimal):
+            return found
+        unit = values.get(unit_el)
+        if unit is None:
+            values.pop(value_el)
+            return [*found, qc.issue(n, unit_el, qc.ERROR, "unit-unknown", "a quantitative result needs its unit")]
+        checked = units.check(values[value_el], str(unit), values.get(loinc_el) if loinc_el else None)
+        if checked.problem is not None:
+            values.pop(value_el)
+            return [*found, qc.issue(n, unit_el, qc.ERROR, "unit-mismatch", checked.problem)]
+        if checked.converted_from is not None:
+            values[value_el], values[unit_el] = checked.value, checked.unit
+            values[value_el + "#converted"] = checked.converted_from
+            found.append(qc.issue(n, value_el, qc.WARNING, "unit-converted",
+                                  f"{checked.converted_from} → {checked.value} {checked.unit}"))
+        if checked.unit is None:
+            found.append(qc.issue(n, unit_el, qc.WARNING, "unit-unknown", f"{unit}: stored as text only"))
+        else:
+            values[unit_el + "#ucum"] = checked.unit
+        return found
 
     def add(self, record: Record) -> Outcome:
         """Check one record and, when it has no error, write it into its person's Bundle."""
@@ -421,11 +471,29 @@ class Converter:
                 if plain is not None and where is not None and plain.resource in made:
                     paths.put(made[plain.resource].resource, where, original)
         self._identity_documents(made, values)
+        self._quantity(made, values)
         old = values.get(self.roles.get("id_number", [""])[0] + "#old")
         patient = made.get(self.dataset.person)
         if old is not None and patient is not None:  # GB 11643-1989 number kept as an old identifier
             paths.put(patient.resource, "identifier[+]",
                       {"use": "old", "system": "urn:oid:2.16.156.10011.1.3", "value": old})
+
+    def _quantity(self, made: dict[str, Instance], values: dict[str, Any]) -> None:
+        """A lab result's UCUM code beside its unit text, and the original of a converted value as a note."""
+        unit_el, value_el = self._role("result_unit"), self._role("result_value")
+        code = values.get(f"{unit_el}#ucum")
+        if unit_el is None or value_el is None or code is None:
+            return
+        unit_write = next((w for w in self.dataset.element(unit_el).writes if w.path.endswith(".unit")), None)
+        if unit_write is None or unit_write.resource not in made:
+            return
+        resource = made[unit_write.resource].resource
+        base = unit_write.path[:-len("unit")]
+        paths.put(resource, base + "system", units.UCUM)
+        paths.put(resource, base + "code", code)
+        if (original := values.get(value_el + "#converted")) is not None:
+            paths.put(resource, "note[+]", {"text": f"原始结果 original result: {original} (已换算 converted to "
+                                                    f"{_json(values[value_el])} {code})"})
 
     def _identity_documents(self, made: dict[str, Instance], values: dict[str, Any]) -> None:
         """身份证件类别 on the person's document identifier: the 身份证号 (01) gets its type; another document

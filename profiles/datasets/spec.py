@@ -25,7 +25,7 @@ MAPS = Path(__file__).parent / "maps"
 PROFILE_BASE = "http://yidang.org/fhir/StructureDefinition/"
 TERMINOLOGY_BASE = "http://yidang.org/fhir/"
 ROLES = frozenset({"name", "sex", "birth_date", "id_type", "id_number", "phone", "source", "event_date",
-                   "event_end"})
+                   "event_end", "lab_code", "loinc", "result_value", "result_unit"})
 WRITE_MODES = frozenset({"update", "create", "merge"})
 VALUE_KINDS = frozenset({"value", "coding", "concept", "translate", "translate-coding", "display", "reference",
                          "attachment", "family-name", "given-name", "icd10", "icd10-clinical"})

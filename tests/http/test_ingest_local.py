@@ -373,3 +373,47 @@ async def test_desk_input_is_normalised_and_stored(client: httpx.AsyncClient) ->
     assert _params(r.json())["records_stored"] == len(lab), r.json()
     found = await client.get("/Observation", params={"subject": f"Patient/{patient['id']}", "value-quantity": "lt0.2"})
     assert [e["resource"]["valueQuantity"]["comparator"] for e in found.json()["entry"]] == ["<"]
+
+
+async def test_lab_results_of_every_institution_are_found_by_loinc_with_ucum_units(client: httpx.AsyncClient) -> None:
+    """Each institution's local lab codes map to LOINC through its ConceptMap, loaded through the FHIR API; a
+    glucose in mg/dL is converted to mmol/L (the original in a note), a mg/dL value labelled mmol/L is refused."""
+    from profiles.datasets import labmap
+
+    people = g.people(2, seed=1705)
+    sources = [unique("LAB"), unique("LAB")]
+    for source, code in zip(sources, ("GLU", "0101"), strict=True):
+        cm = labmap.conceptmap(source, [(code, "14771-0", "空腹血糖"), (code + "H", "718-7", "血红蛋白")])
+        r = await client.put(f"/ConceptMap?url={cm['url']}", json=cm)
+        assert r.status_code in (200, 201), r.text
+    files = []
+    for n, (source, code, value, unit) in enumerate(((sources[0], "GLU", "96", "mg/dL"),
+                                                     (sources[1], "0101", "5.6", "mmol/L"))):
+        files.append([{**g._who(people[n], 0), "医疗卫生机构代码": source, "报告单编号": unique("JY"),
+                       "检验项目代码": code, "检验项目名称": "空腹血糖", "检验定量结果": value,
+                       "定量结果计量单位": unit,
+                       "标本采样日期时间": "20240502T080000", "检验报告日期": "20240502T140000"}])
+    files[1].append({**files[1][0], "检验项目代码": "0101H", "检验项目名称": "血红蛋白", "检验定量结果": "13.5",
+                     "定量结果计量单位": "mmol/L"})  # not a haemoglobin unit: refused with the reason
+    for rows in files:
+        r = await client.post("/$ingest-local", params={"dataset": "lab-report"}, content=g.to_csv(rows),
+                              headers={"Content-Type": "text/csv"})
+        params = _params(r.json())
+        assert params["persons_failed"] == 0 and params["records_stored"] == 1, params
+    assert "unit-mismatch" in json.loads(params["report"])["records"][1]["reasons"][0]
+    values = {}
+    for person in people:
+        patient = await _patient(client, person.id_number)
+        found = (await client.get("/Observation", params={"subject": f"Patient/{patient['id']}",
+                                                          "code": "http://loinc.org|14771-0"})).json()
+        (observation,) = [e["resource"] for e in found["entry"]]
+        quantity = observation["valueQuantity"]
+        assert (quantity["system"], quantity["code"]) == ("http://unitsofmeasure.org", "mmol/L")
+        values[person.id_number] = quantity["value"]
+        assert len(observation["code"]["coding"]) == 2  # the local code stays
+    assert values == {people[0].id_number: 5.33, people[1].id_number: 5.6}
+    found = await client.get("/Observation", params={"code": "http://loinc.org|14771-0",
+                                                     "value-quantity": "5.33|http://unitsofmeasure.org|mmol/L",
+                                                     "subject.identifier": f"urn:oid:2.16.156.10011.1.3|"
+                                                                           f"{people[0].id_number}"})
+    assert len(found.json()["entry"]) == 1
