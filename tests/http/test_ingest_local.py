@@ -366,7 +366,7 @@ async def test_desk_input_is_normalised_and_stored(client: httpx.AsyncClient) ->
     found = (await client.get("/Patient", params={"identifier": "http://yidang.org/fhir/sid/id-document/03|E7654321"}))
     (passport_holder,) = [e["resource"] for e in found.json()["entry"]]
     assert not [i for i in passport_holder["identifier"] if i["system"] == "urn:oid:2.16.156.10011.1.3"]
-    lab = [{**row, "检验定量结果": "<0.1" if row["检验项目代码"] == "GLU" else row["检验定量结果"],
+    lab = [{**row, "检验定量结果": "<0.1" if row["检验项目代码"] == "WBC" else row["检验定量结果"],
             "报告单编号": unique("JY")} for row in g.lab_rows(people[:1])]
     r = await client.post("/$ingest-local", params={"dataset": "lab-report"}, content=g.to_csv(lab),
                           headers={"Content-Type": "text/csv"})
