@@ -516,6 +516,11 @@ async def test_update_delete_patch_of_others_resource_is_403_and_unchanged(world
     after = (await w.as_("b", "GET", f"/Observation/{oid}")).json()
     assert after == body
     assert (await w.as_("a", "DELETE", f"/Observation/{w.ids['oBdel']}")).status_code == 204  # as if missing
+    patch = [{"op": "replace", "path": "/status", "value": "cancelled"}]
+    for who, status in (("a", 404), ("b", 410)):  # a hidden deletion is not there at all; B's own is gone
+        r = await w.as_(who, "PATCH", f"/Observation/{w.ids['oBdel']}", json=patch,
+                        headers={"Content-Type": "application/json-patch+json"})
+        assert r.status_code == status
 
 
 async def test_create_is_stamped(world: World) -> None:
