@@ -65,7 +65,7 @@ async def run(host: str, port: int, paths: Sequence[str], *, clients: int = 32, 
                 if now >= stop_at:
                     return
                 path = paths[rnd.randrange(len(paths))]
-                request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/fhir+json\r\n{extra}\r\n"
+                request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/fhir+json\r\n{extra}\r\n"
                 writer.write(request.encode())
                 await writer.drain()
                 status = await _read_response(reader)

@@ -29,6 +29,7 @@ from profiles.validator import default_validator
 from server import __version__
 from server.access.policy import Policy
 from server.audit.log import install as install_audit
+from server.auth.admin import admin_routes
 from server.auth.service import AuthService
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
 from server.hooks import Hooks
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         Route("/docs", docs_page, methods=["GET"]),
         # the OAuth endpoints come before the FHIR routes (``GET /{type}/{id}`` would answer ``/.well-known/…``)
         *(auth.routes() if auth.enabled else ()),
+        *admin_routes(auth),
         *fhir_routes(),
     ])
 

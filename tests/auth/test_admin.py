@@ -15,9 +15,7 @@ from argon2 import PasswordHasher
 from server.access.principal import Role
 from server.app import create_app
 from server.auth import passwords
-from server.auth.admin import admin_routes
 from server.auth.clients import ClientRecord, add_client
-from server.auth.service import AuthService
 from server.auth.users import add_user, check_password
 from server.settings import Settings
 from server.stores.base import Store
@@ -34,8 +32,7 @@ def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest_asyncio.fixture(scope="module")
 async def admin_app(store: Store, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AuthApp]:
-    wired = make_auth_app(store, tmp_path_factory.mktemp("keys"))
-    wired.app.router.routes[0:0] = admin_routes(wired.auth)
+    wired = make_auth_app(store, tmp_path_factory.mktemp("keys"))  # create_app mounts /admin/*
     await add_client(store, ClientRecord("admin-console", "platform", INSTITUTION, "user/*.cruds",
                                          redirect_uris=("https://console.example/cb",), public=True))
     yield wired
@@ -96,7 +93,6 @@ async def test_other_roles_are_403(admin_app: AuthApp, role: Role) -> None:
 async def test_with_authorization_off_it_is_open(store: Store, tmp_path_factory: pytest.TempPathFactory) -> None:
     settings = Settings(base_url=BASE, log_requests=False, auth_keys_dir=tmp_path_factory.mktemp("keys"))
     app = create_app(settings, store=store)
-    app.router.routes[0:0] = admin_routes(AuthService(settings, store))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path="/fhir"), base_url=BASE) as http:
         assert (await http.get("/admin/users")).status_code == 200
 
