@@ -39,7 +39,7 @@ async def fetch_rows(client: httpx.AsyncClient, dataset_name: str, *, source: st
     for type_ in dict.fromkeys(r.type for r in dataset.resources.values()):
         params = {"_lastUpdated": f"ge{since}"} if since and type_ == row_type else {}
         resources.extend(await _all(client, type_, params))
-    rows = export.rows(dataset, resources)
+    rows = export.rows(dataset, resources, source)  # institution-specific values of the asking institution
     return [r for r in rows if source is None or r.get("YD.SOURCE") == source]
 
 

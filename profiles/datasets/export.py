@@ -14,7 +14,9 @@ The map file is read backwards, so no per-data-set code is needed either way:
   template at the place its ``{this}`` stands; a Coding's or CodeableConcept's ``code``. Translated
   codes are skipped (the original Coding is another write). Dates return to D8/DT15, numbers to text.
 
-Elements with no FHIR target (QC-only, e.g. 身份证件类别代码) are exported empty.
+身份证件类别代码 is read from the type of the person's document identifier; a 身份证件号码 of another document
+from its ``use: official`` identifier. Institution-scoped identifiers are read for the row's institution (see
+:func:`rows`). Elements with no FHIR target (QC-only) are exported empty.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from profiles.datasets import paths
 from profiles.datasets.spec import DataSet, Element, ResourceSpec, Write
 
 _PLACEHOLDER = re.compile(r"(\{@?[A-Za-z0-9_.]+\})")
+ID_TYPE_SYSTEM = "urn:oid:2.16.156.10011.2.3.1.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +74,17 @@ class Reader:
     path: str
     prefix: str = ""
     attachment: bool = False
+    scoped: str | None = None
+    """For an institution-scoped identifier (its ``assigner`` is the sending institution): the path of the
+    identifier item; only the item the institution of the row assigned is read (two institutions' 病案号)."""
 
-    def read(self, resource: dict[str, Any]) -> list[Any]:
-        values = paths.get(resource, self.path)
+    def read(self, resource: dict[str, Any], institution: str | None = None) -> list[Any]:
+        if self.scoped is not None and institution is not None:
+            items = [i for i in paths.get(resource, self.scoped) if isinstance(i, dict)
+                     and ((i.get("assigner") or {}).get("identifier") or {}).get("value") == institution]
+            values = [v for i in items for v in paths.get(i, self.path[len(self.scoped) + 1:])]
+        else:
+            values = paths.get(resource, self.path)
         if self.attachment:
             return [base64.b64decode(v).decode() for v in values if isinstance(v, str)]
         return [v[len(self.prefix):] if self.prefix and isinstance(v, str) and v.startswith(self.prefix) else v
@@ -96,6 +107,10 @@ def read_paths(dataset: DataSet, element: Element) -> list[Reader]:
     """Every place the element can be read back from: its own writes first, then fixed values whose
     content at some place is the element (e.g. an identifier's assigner = ``{YD.SOURCE}``)."""
     found = [r for w in element.writes if (r := _reader(w)) is not None]
+    if element.role == "id_type":  # written by convert.py on the person's document identifier (01, or a passport …)
+        found.append(Reader(dataset.person, f"identifier[+].type.coding[system={ID_TYPE_SYSTEM}].code"))
+    if element.role == "id_number":  # a document other than the 居民身份证: its own identifier (use official)
+        found.append(Reader(dataset.person, "identifier[use=official].value"))
     for spec in dataset.resources.values():
         for fixed in spec.fixed:
             inner = _this_path(fixed.template, "", "{" + element.id + "}")
@@ -112,7 +127,11 @@ def reader(element: Element) -> Reader | None:
 def _reader(write: Write) -> Reader | None:
     if write.template is not None:
         inner = _this_path(write.template, "")
-        return Reader(write.resource, write.path + inner[0], inner[1]) if inner else None
+        if inner is None:
+            return None
+        scoped = _this_path(write.template, "", "{YD.SOURCE}")
+        return Reader(write.resource, write.path + inner[0], inner[1],
+                      scoped=write.path if scoped is not None and scoped[0].startswith(".assigner") else None)
     suffix = {"value": "", "coding": ".code", "concept": ".coding[0].code", "attachment": ".data", "icd10": "",
               "icd10-clinical": ".code"}.get(write.kind)
     if suffix is None:
@@ -215,8 +234,33 @@ def _agrees(candidate: dict[str, Any], alias: str, graph: list[Link], found: dic
     return True
 
 
-def rows(dataset: DataSet, resources: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One row per row resource, keyed by data-element id, from the resources fetched for the data set."""
+def _institution_of(dataset: DataSet, organization: dict[str, Any] | None) -> str | None:
+    source = dataset.by_role("source")
+    if organization is None or source is None:
+        return None
+    values = next((v for r in read_paths(dataset, source) if r.alias == _source_alias(dataset)
+                   and (v := r.read(organization))), [])
+    return str(values[0]) if values else None
+
+
+def _source_alias(dataset: DataSet) -> str | None:
+    """The alias of the resource the source institution's code is written on (the Organization)."""
+    source = dataset.by_role("source")
+    return next((w.resource for w in source.writes), None) if source else None
+
+
+def _assigned_by(resources: list[dict[str, Any]], institution: str) -> bool:
+    return any(((i.get("assigner") or {}).get("identifier") or {}).get("value") == institution
+               for r in resources for i in r.get("identifier") or () if isinstance(i, dict))
+
+
+def rows(dataset: DataSet, resources: list[dict[str, Any]], source: str | None = None) -> list[dict[str, str]]:
+    """One row per row resource, keyed by data-element id, from the resources fetched for the data set.
+
+    Institution-specific values (a 病案号, the institution's code and name) are those of ``source`` when the
+    row's resources carry an identifier that institution assigned (or it is the row's own institution), else of
+    the row's own institution (the Organization the row resource links to: the latest record's), never of
+    whichever institution wrote last."""
     if dataset.row is None:
         raise ValueError(f"data set {dataset.name} has no row resource: it cannot be exported")
     by_ref = {f"{r['resourceType']}/{r['id']}": r for r in resources}
@@ -257,9 +301,18 @@ def rows(dataset: DataSet, resources: list[dict[str, Any]]) -> list[dict[str, st
                     matching = [c for c in reverse(link).get(wanted, []) if _agrees(c, link.source, graph, found)]
                     if len(matching) == 1:
                         found[link.source], changed = matching[0], True
+        org_alias = _source_alias(dataset)
+        institution = _institution_of(dataset, found.get(org_alias or ""))
+        if source is not None and source != institution and _assigned_by(list(found.values()), source):
+            institution = source
+            asked = next((r for r in resources if org_alias and fits(dataset, specs[org_alias], r)
+                          and _institution_of(dataset, r) == source), None)
+            if asked is not None and org_alias:
+                found[org_alias] = asked
         record: dict[str, str] = {}
         for element in dataset.elements:
-            values = next((v for r in readers[element.id] if r.alias in found and (v := r.read(found[r.alias]))), [])
+            values = next((v for r in readers[element.id] if r.alias in found
+                           and (v := r.read(found[r.alias], institution))), [])
             record[element.id] = local_text(values[0] if values else None, element.format)
         out.append(record)
     return out

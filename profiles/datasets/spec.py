@@ -205,7 +205,10 @@ def load(name: str) -> DataSet:
         rules.setdefault(kind, []).extend(listed)
     elements.extend(raw.get("elements", ()))
     for alias, override in raw.get("resources", {}).items():  # an including file may refine a fragment's resource
-        resources[alias] = {**resources.get(alias, {}), **override}
+        base = resources.get(alias, {})
+        resources[alias] = {**base, **override}
+        if "fixed" in base and "fixed" in override:  # its fixed values are added to the fragment's
+            resources[alias]["fixed"] = [*base["fixed"], *override["fixed"]]
     specs = {alias: _resource(alias, r, f"{name}.resources.{alias}") for alias, r in resources.items()}
     built = tuple(_element(e, f"{name}.elements[{e.get('id')}]") for e in elements)
     for element in built:
