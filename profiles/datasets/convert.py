@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from profiles.datasets import formats, icd10, labmap, paths, qc, units
+from profiles.datasets import formats, icd10, labmap, paths, qc, transfer, units
 from profiles.datasets.names import split_chinese_name
 from profiles.datasets.spec import DataSet, Element, ResourceSpec, Write
 from profiles.regional import definitions
@@ -35,6 +35,8 @@ from terminology.service import Terminology
 NAMESPACE = uuid.UUID("6f1f0a52-4c1e-5b6e-9a57-79646a616e67")
 _PLACEHOLDER = re.compile(r"\{(@?[A-Za-z0-9_.]+)\}")
 SOURCE = "YD.SOURCE"
+RECORD_NUMBER, RECORD_DATE = "DE01.00.009.00", "YD.RECORD.DATE"
+"""健康档案编号 and 建档日期: a moved resident's numbers are settled by them (transfer.py)."""
 CM_ID_TYPE = "http://yidang.org/fhir/ConceptMap/cn-id-document-type-to-v2-0203"
 
 
@@ -438,6 +440,9 @@ class Converter:
                 instance = group[(spec.type, criteria)] = Instance(spec, criteria, full_url, resource)
             made[alias] = instance
         urls = {alias: inst.full_url for alias, inst in made.items()}
+        person = made.get(self.dataset.person)
+        numbers_before = [dict(i) for i in person.resource.get("identifier", [])
+                          if i.get("system") == transfer.RECORD_NO] if person is not None else []
         for instance in made.values():
             for fixed in instance.spec.fixed:
                 try:
@@ -471,12 +476,30 @@ class Converter:
                 if plain is not None and where is not None and plain.resource in made:
                     paths.put(made[plain.resource].resource, where, original)
         self._identity_documents(made, values)
+        if person is not None:
+            self._record_numbers(person.resource, numbers_before, values)
         self._quantity(made, values)
         old = values.get(self.roles.get("id_number", [""])[0] + "#old")
         patient = made.get(self.dataset.person)
         if old is not None and patient is not None:  # GB 11643-1989 number kept as an old identifier
             paths.put(patient.resource, "identifier[+]",
                       {"use": "old", "system": "urn:oid:2.16.156.10011.1.3", "value": old})
+
+    def _record_numbers(self, patient: dict[str, Any], before: list[dict[str, Any]], values: dict[str, Any]) -> None:
+        """Two records of one person with two 健康档案编号 (a moved resident): both kept, the older ``use: old``
+        (transfer.py); 建档日期 dates the number it came with (``period.start``)."""
+        identifiers = patient.get("identifier", [])
+        number = values.get(RECORD_NUMBER)
+        current = next((i for i in identifiers if i.get("system") == transfer.RECORD_NO
+                        and i.get("value") == number), None)
+        if current is not None and values.get(RECORD_DATE) is not None:
+            current.setdefault("period", {})["start"] = values[RECORD_DATE]
+        for old in before:
+            if not any(i.get("system") == transfer.RECORD_NO and i.get("value") == old.get("value")
+                       for i in identifiers):
+                identifiers.insert(identifiers.index(current) if current in identifiers else len(identifiers), old)
+        if identifiers:
+            patient["identifier"] = transfer.settle(identifiers)
 
     def _quantity(self, made: dict[str, Instance], values: dict[str, Any]) -> None:
         """A lab result's UCUM code beside its unit text, and the original of a converted value as a note."""

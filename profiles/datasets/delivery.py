@@ -23,6 +23,7 @@ from typing import Any
 from profiles import resident_id
 from profiles.datasets.qc import demographic_criteria, likely_duplicate, stored_name_conflict
 from profiles.datasets.run import Lookup, merge_criteria, prepare
+from profiles.datasets.transfer import close_moved_episodes
 
 Find = Callable[[str, list[str]], Awaitable[dict[str, "dict[str, Any] | None"]]]
 """``(type, [criteria, …])`` → for each criteria the one stored resource matching it, or None."""
@@ -153,6 +154,8 @@ async def deliver(bundles: Iterable[dict[str, Any]], *, find: Find, submit: Subm
         if search is not None:
             await _likely_duplicates(group, lookup, search, delivery)
         prepared = [await prepare(bundle, lookup, delivery.notice) for bundle in group]
+        if search is not None:  # a moved resident: the old district's enrolment is closed with the new one's
+            prepared = [await close_moved_episodes(bundle, search) for bundle in prepared]
         outcome = await submit(combine(prepared))
         delivery.transactions += 1
         if isinstance(outcome, list):
@@ -163,7 +166,10 @@ async def deliver(bundles: Iterable[dict[str, Any]], *, find: Find, submit: Subm
             delivery.failures[first] = outcome
         else:
             for n, bundle in enumerate(group):  # isolate the failing person(s); re-read what the batch did not write
-                single = await submit(await prepare(bundle, await _lookups([bundle], find)))
+                alone = await prepare(bundle, await _lookups([bundle], find))
+                if search is not None:
+                    alone = await close_moved_episodes(alone, search)
+                single = await submit(alone)
                 delivery.transactions += 1
                 if isinstance(single, list):
                     _count(delivery, single)

@@ -17,6 +17,7 @@ from typing import Any
 from profiles.datasets import qc, readers, report
 from profiles.datasets.convert import Conversion, Record, convert, resolve_headers
 from profiles.datasets.spec import DataSet
+from profiles.datasets.transfer import settle
 from terminology.service import Terminology
 
 
@@ -66,7 +67,7 @@ def merge_identifiers(stored: dict[str, Any], incoming: dict[str, Any]) -> dict[
         if _identity(identifier) not in seen:
             merged.append(identifier)
             seen.add(_identity(identifier))
-    return {**incoming, "identifier": merged}
+    return {**incoming, "identifier": settle(merged)}  # a moved resident: one current 档案编号, the other old
 
 
 Lookup = Callable[[str, str], Awaitable["dict[str, Any] | None"]]

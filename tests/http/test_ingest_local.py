@@ -417,3 +417,31 @@ async def test_lab_results_of_every_institution_are_found_by_loinc_with_ucum_uni
                                                      "subject.identifier": f"urn:oid:2.16.156.10011.1.3|"
                                                                            f"{people[0].id_number}"})
     assert len(found.json()["entry"]) == 1
+
+
+async def test_a_moved_resident_keeps_one_current_record_number_and_one_open_enrolment(
+        client: httpx.AsyncClient) -> None:
+    """Two districts' 健康档案编号 for one person: the older (by 建档日期) kept as ``use: old`` with its end, the
+    Patient managed by the new district, the old district's hypertension EpisodeOfCare closed (finished, end)."""
+    person = g.people(1, seed=1706)[0]
+    districts = [(unique("D"), "旧区社区卫生服务中心", unique("A"), "20190301"),
+                 (unique("D"), "新区社区卫生服务中心", unique("B"), "20240301")]
+    for n, (code, name, number, since) in enumerate(districts):
+        row = {**g.person_row(person, (code, name), 1720 + n), "DE01.00.009.00": number, "建档日期": since}
+        await _ingest(client, "person", [row])
+        visits = [{**v, "医疗卫生机构代码": code, "城乡居民健康档案编号": number, "随访记录编号": unique("F"),
+                   "随访日期": f"{2019 + 5 * n}0{4 + k}01", "下次随访日期": f"{2019 + 5 * n}0{7 + k}01"}
+                  for k, v in enumerate(g.followup_rows([person]))]
+        await _ingest(client, "hypertension-followup", visits)
+    patient = await _patient(client, person.id_number)
+    numbers = {i["value"]: i for i in patient["identifier"] if i["system"] == "urn:oid:2.16.156.10011.1.2"}
+    old, new = numbers[districts[0][2]], numbers[districts[1][2]]
+    assert old["use"] == "old" and old["period"] == {"start": "2019-03-01", "end": "2024-03-01"}
+    assert "use" not in new and new["period"] == {"start": "2024-03-01"}
+    managing = await client.get("/" + patient["managingOrganization"]["reference"])
+    assert managing.json()["identifier"][0]["value"] == districts[1][0]
+    episodes = (await client.get("/EpisodeOfCare", params={"patient": f"Patient/{patient['id']}"})).json()["entry"]
+    by_status = {e["resource"]["status"]: e["resource"] for e in episodes}
+    assert sorted(by_status) == ["active", "finished"] and len(episodes) == 2
+    assert districts[0][2] in by_status["finished"]["identifier"][0]["value"]
+    assert by_status["finished"]["period"]["end"] == "2024-04-01"
