@@ -22,13 +22,15 @@ from tests.served import Served, served
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = ("## Using it (curl)", "Validation and terminology")
+SECURED = ("### Secured setup, end to end",)
+"""Run against a server started with ``--auth smart``, in a scratch directory (it writes key files)."""
 STATUS = re.compile(r"^HTTP/[\d.]+ (\d{3})", re.MULTILINE)
 
 
-def readme_commands() -> list[str]:
+def readme_commands(blocks: tuple[str, ...] = BLOCKS) -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     commands: list[str] = []
-    for heading in BLOCKS:
+    for heading in blocks:
         start = text.index(heading)
         block = text[text.index("```sh\n", start) + 6: text.index("```\n", text.index("```sh\n", start) + 6)]
         current = ""
@@ -58,23 +60,44 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield s
 
 
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    env = {"YIDANG_RATE_LIMITS": '{"auth": 0}'}
+    with served(tmp_path_factory.mktemp("readme-secured"), "--auth", "smart", "--log-level", "warning",
+                env=env) as s:
+        yield s
+
+
 def test_the_readme_has_its_examples() -> None:
     commands = readme_commands()
     assert sum(c.startswith("curl") for c in commands) >= 20
     assert all(_expectation(c) is not None for c in commands if not re.match(r"^[A-Z]+=", c))
+    secured = readme_commands(SECURED)
+    assert all(_expectation(c) is not None for c in secured if not re.match(r"^[A-Z]+=", c))
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_commands_run_in_order(server: Served) -> None:
+    run_commands(readme_commands(), server, ROOT)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_secured_setup_runs(secured: Served, tmp_path: Path) -> None:
+    run_commands(readme_commands(SECURED), secured, tmp_path, data=secured.log.parent / "store")
+
+
+def run_commands(commands: list[str], server: Served, cwd: Path, *, data: Path | None = None) -> None:
     venv_bin = str(Path(sys.executable).parent)
     prelude: list[str] = []
-    for command in readme_commands():
+    for command in commands:
         if re.match(r"^[A-Z]+=", command):
             name = command.split("=", 1)[0]
-            prelude.append(f"{name}={server.base}" if name == "B" else command.split("  #")[0])
+            value = command.split("  #")[0].replace(".venv/bin/", venv_bin + "/")
+            prelude.append(f"{name}={server.base}" if name == "B" else f"{name}={data}" if name == "D" and data
+                           else value)
             continue
         script = "\n".join([*prelude, command.replace(".venv/bin/", venv_bin + "/")])
-        done = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120)
         statuses = [int(s) for s in STATUS.findall(done.stdout)] or (
             [int(done.stdout.strip())] if done.stdout.strip().isdigit() else [])
         assert all(s < 500 for s in statuses), f"{command}\n{done.stdout[-2000:]}"

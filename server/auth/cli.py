@@ -167,6 +167,37 @@ def clients_remove(id_: Annotated[str, typer.Argument(metavar="ID", help="Client
     typer.echo(f"client {id_} removed")
 
 
+@clients_app.command("keygen")
+def clients_keygen(
+    key: Annotated[Path, typer.Option(help="Where to write the client's private key (PEM, mode 0600)")],
+    jwks: Annotated[Path, typer.Option(help="Where to write its public JWK Set (give this to `clients add`)")],
+    alg: Annotated[str, typer.Option(help="ES384 (P-384) or RS384 (RSA 3072)")] = "ES384",
+) -> None:
+    """Make a key pair for a backend-services client (the private key stays with the client)."""
+    from server.auth.client_side import generate
+
+    if alg not in ("ES384", "RS384"):
+        raise CommandError(f"--alg must be ES384 or RS384, not {alg!r}")
+    made = generate(key, jwks, alg)  # type: ignore[arg-type]
+    typer.echo(f"private key {key}, public JWKS {jwks} (kid {made['keys'][0]['kid']})")
+
+
+@clients_app.command("token")
+def clients_token(
+    id_: Annotated[str, typer.Option("--id", help="Client id")],
+    key: Annotated[Path, typer.Option(help="The client's private key (PEM)")],
+    server: Annotated[str, typer.Option(help="The FHIR base URL")],
+    scope: Annotated[str, typer.Option(help="SMART scopes to ask for")] = "system/*.rs",
+    json_: Annotated[bool, typer.Option("--json", help="Print the whole token response")] = False,
+) -> None:
+    """Fetch an access token as a backend-services client (SMART client_credentials with a client
+    assertion signed by --key) and print it, for scripts and curl."""
+    from server.auth.client_side import fetch_token
+
+    response = fetch_token(server, id_, key, scope)
+    typer.echo(json.dumps(response) if json_ else response["access_token"])
+
+
 # --- users ------------------------------------------------------------------------------------------
 
 def read_password(from_stdin: bool) -> str:

@@ -9,8 +9,8 @@ that is not registered); other problems go back to the client as ``error`` (RFC 
 Codes are random, single use and valid :data:`CODE_LIFETIME_S`; only their SHA-256 is stored
 (kv space ``codes``). :func:`exchange_code` is the ``authorization_code`` grant of the token
 endpoint; a code presented a second time fails and revokes the token it was first exchanged for
-(RFC 6749 §4.1.2: it may have been stolen). Failed logins are throttled per user name and per client address (kv space ``logins``,
-so every worker and server sharing the store counts together).
+(RFC 6749 §4.1.2: it may have been stolen). Failed logins are throttled per user name and per
+client address (kv space ``logins``, so every worker and server sharing the store counts together).
 """
 
 from __future__ import annotations
