@@ -28,91 +28,13 @@ from typing import Any
 from server.access.grant import How
 from server.fhir.json import load_stored
 from server.interactions.services import Services
-from server.search.model import (
-    Always,
-    And,
-    Chain,
-    Condition,
-    Entry,
-    FieldTest,
-    Has,
-    Match,
-    Missing,
-    Not,
-    Or,
-    Query,
-    ResourceTest,
-)
+from server.search.memory import NeedsStore, Row, holds, tested_params
+from server.search.model import Always, And, Condition, Entry, Query, ResourceTest
 from server.stores.base import Version
 
 
-class _NeedsStore(Exception):
-    """The condition cannot be decided from the version alone (a chain or ``_has``)."""
-
-
-def _params(where: Condition, out: set[str]) -> None:
-    """The parameter codes ``where`` tests (raises :class:`_NeedsStore` for chains and ``_has``)."""
-    if isinstance(where, Match | Missing):
-        out.add(where.param)
-    elif isinstance(where, And | Or):
-        for item in where.items:
-            _params(item, out)
-    elif isinstance(where, Not):
-        _params(where.item, out)
-    elif isinstance(where, Chain | Has):
-        raise _NeedsStore
-
-
-def _field(op: str, have: object, want: object) -> bool:
-    if op == "eq":
-        return have == want
-    if have is None:
-        return False
-    if op == "in":
-        return isinstance(want, tuple | list | set | frozenset) and have in want
-    if op == "prefix":
-        return isinstance(have, str) and isinstance(want, str) and have.startswith(want)
-    if op == "contains":
-        return isinstance(have, str) and isinstance(want, str) and want in have
-    try:
-        if op == "lt":
-            return have < want  # type: ignore[operator]
-        if op == "le":
-            return have <= want  # type: ignore[operator]
-        if op == "gt":
-            return have > want  # type: ignore[operator]
-        if op == "ge":
-            return have >= want  # type: ignore[operator]
-    except TypeError:
-        return False
-    return False
-
-
-def _entry_passes(entry: Entry, tests: Sequence[FieldTest]) -> bool:
-    fields = entry.as_dict()
-    return all(_field(t.op, fields.get(t.field), t.value) for t in tests)
-
-
-def holds(where: Condition, version: Version, entries: Sequence[Entry]) -> bool:
-    """``where`` on a version with these index entries, in memory (chains and ``_has`` excluded)."""
-    if isinstance(where, Always):
-        return True
-    if isinstance(where, Match):
-        return any(e.table == where.table and e.param == where.param and _entry_passes(e, where.tests)
-                   for e in entries)
-    if isinstance(where, Missing):
-        present = any(e.table == where.table and e.param == where.param for e in entries)
-        return present != where.missing
-    if isinstance(where, ResourceTest):
-        have: object = {"id": version.id, "last_updated": version.last_updated, "type": version.type}[where.field]
-        return _field(where.op, have, where.value)
-    if isinstance(where, And):
-        return all(holds(item, version, entries) for item in where.items)
-    if isinstance(where, Or):
-        return any(holds(item, version, entries) for item in where.items)
-    if isinstance(where, Not):
-        return not holds(where.item, version, entries)
-    raise _NeedsStore
+def _row(version: Version) -> Row:
+    return Row(version.type, version.id, version.last_updated)
 
 
 def _entries(svc: Services, resource: dict[str, Any], params: set[str]) -> list[Entry]:
@@ -157,15 +79,14 @@ async def can_see(svc: Services, version: Version | None, how: How = "read") -> 
         return False
     if isinstance(where, Always):
         return True
-    params: set[str] = set()
     try:
-        _params(where, params)
-    except _NeedsStore:
+        params = tested_params(where)
+    except NeedsStore:
         return bool(await _in_store(svc, version.type, (version.id,), where))
     live = await _live(svc, version)
     if live is None or live.body is None:
         return False
-    return holds(where, live, _entries(svc, load_stored(live.body), params))
+    return holds(where, _row(live), _entries(svc, load_stored(live.body), params))
 
 
 async def visible_versions(svc: Services, versions: Sequence[Version], how: How = "read") -> list[Version]:
@@ -187,15 +108,14 @@ async def visible_versions(svc: Services, versions: Sequence[Version], how: How 
         if isinstance(where, Always):
             kept[index] = True
             continue
-        params: set[str] = set()
         try:
-            _params(where, params)
-        except _NeedsStore:
+            params = tested_params(where)
+        except NeedsStore:
             by_store.setdefault(version.type, []).append(index)
             continue
         live = await _live(svc, version)
         kept[index] = live is not None and live.body is not None and holds(
-            where, live, _entries(svc, load_stored(live.body), params))
+            where, _row(live), _entries(svc, load_stored(live.body), params))
     for type_, indexes in by_store.items():
         where = conditions[type_]
         assert where is not None
