@@ -158,7 +158,8 @@ def ingest(
     qc, sent = asyncio.run(run_ingest(file, dataset=dataset, source=source, server=server, data_dir=data_dir,
                                       report_dir=report, dry_run=dry_run, batch_entries=batch))
     typer.echo(f"records {qc['records_total']}: accepted {qc['records_accepted']}, rejected "
-               f"{qc['records_rejected']}; persons {sent.persons} in {sent.transactions} transactions "
+               f"{qc['records_rejected']}, stored {qc.get('records_stored', 0)}, failed {qc.get('records_failed', 0)}; "
+               f"persons {sent.persons} in {sent.transactions} transactions "
                f"(persons failed {sent.failed})")
     lines = rejections(qc)
     if lines:

@@ -34,7 +34,7 @@ def test_ingest_report_shows_what_the_store_holds(tmp_path: Path) -> None:
                                       "--report", str(tmp_path / "qc")])
     assert result.exit_code == 1, result.output  # a person failed
     report = json.loads((tmp_path / "qc" / "person.qc.json").read_text(encoding="utf-8"))
-    assert report["delivered"] is True
+    assert report["delivered"] is True and "stored 3, failed 1" in result.output
     assert (report["records_total"], report["records_accepted"], report["records_rejected"]) == (5, 4, 1)
     assert (report["records_stored"], report["records_failed"]) == (3, 1)
     statuses = {r["record"]: r["status"] for r in report["records"]}
