@@ -32,6 +32,7 @@ from server.audit.log import install as install_audit
 from server.auth.admin import admin_routes
 from server.auth.service import AuthService
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
+from server.grading.policy import load_policy
 from server.hooks import Hooks
 from server.http.docs import docs_page
 from server.http.observability import Metrics
@@ -120,6 +121,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         terminology=terminology,
         profiles=profile_registry,
     )
+    if settings.grading:
+        load_policy(settings.grading_policy)  # a mistake in the grading policy stops the start, named
     services.listeners.append(conformance_listener(services))
     services.listeners.append(search_parameters.listener(services))
     jobs = JobRunner(services, [ReindexJob()])

@@ -98,6 +98,16 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = 300.0
     """… or after this many seconds with new events."""
 
+    # --- data grading and masking (server/grading, issue 14 §3) ---------------------------------
+    grading: bool = True
+    """Stamp every write's GB/T 39725 level and category in ``meta.security`` and mask what is above
+    the reader's clearance in every response (with authorization off nothing is masked)."""
+    grading_policy: Path | None = None
+    """The grading policy (YAML); the shipped ``server/grading/policy.yaml`` when empty."""
+    clearance: dict[str, int] = {"platform": 5, "institution": 4, "district": 3, "resident": 5, "auditor": 2}
+    """The highest data level each role reads unmasked (``YIDANG_CLEARANCE`` as JSON)."""
+    clearance_clients: dict[str, int] = {}
+    """Per-client clearances overriding the role's, by client id (``YIDANG_CLEARANCE_CLIENTS`` as JSON)."""
 
 def resolve_store(settings: Settings) -> Settings:
     """``mongodb_uri`` alone selects MongoDB."""

@@ -41,6 +41,7 @@ RANKS: dict[str, int] = {
     "server.stores.sqlite": 8,
     "server.stores.mongo": 8,
     "server.access": 8,
+    "server.grading": 8,  # data grading and masking (issue 14 §3): pure, over a policy file
     "server.stores": 9,
     "server.search": 10,
     "server.fhir": 11,
@@ -63,6 +64,7 @@ BANNED = {
     "server.operations": ("fastapi", "starlette", "pymongo", "sqlite3"),
     "server.fhir": ("fastapi", "starlette", "pymongo", "sqlite3"),
     "server.access": ("fastapi", "starlette", "pymongo", "sqlite3", "httpx", "jwt"),
+    "server.grading": ("fastapi", "starlette", "pymongo", "sqlite3", "httpx"),
 }
 
 

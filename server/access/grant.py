@@ -63,5 +63,11 @@ class Grant:
     def stamp(self, resource: dict[str, Any]) -> None:
         """Set ``meta.source`` and the source-institution ``meta.tag`` on ``resource`` (in place)."""
 
+    def lifts(self, resource: dict[str, Any], level: int) -> bool:
+        """Whether ``resource``, graded ``level`` above the caller's clearance, is shown unmasked all the
+        same (issue 14 §3: level-5 data under a permitting Consent, or break-glass). The hook of the
+        consent rules; by default a break-glass purpose of use (``BTG``) lifts it."""
+        return self.principal.purpose == "BTG"
+
 
 OPEN_GRANT = Grant()

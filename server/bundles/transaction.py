@@ -25,6 +25,7 @@ from server.fhir.ids import new_id
 from server.fhir.json import dumps, load_stored
 from server.interactions.bundles import bundle
 from server.interactions.conditional import matches
+from server.interactions.masking import stamp
 from server.interactions.result import Result
 from server.interactions.retry import hold, resource_key, retried
 from server.interactions.services import Services
@@ -198,7 +199,7 @@ def _prepare(svc: Services, reqs: list[EntryRequest]) -> tuple[dict[int, str], d
         walk_references(req.resource, partial(_local, mapping=mapping, where=req.where))
         if req.method == "POST" and req.resource.get("resourceType") == req.type and req.type in svc.resource_types:
             req.resource.pop("id", None)
-            svc.grant.stamp(req.resource)  # before indexing: the source tag is searchable (create stamps alike)
+            stamp(svc, req.resource)  # before indexing: the stamps are searchable (create stamps alike)
             with _located(req):
                 prepared[req.index] = prepare(svc, req.resource)
     return assigned, prepared

@@ -24,6 +24,7 @@ from server.hooks import Access
 from server.http.negotiation import Format, Negotiated, check_content_type, negotiate
 from server.http.observability import Metrics, log_request
 from server.http.responses import error_response, render_off_loop
+from server.interactions.masking import mask_result
 from server.interactions.offload import off_loop
 from server.interactions.result import Result
 from server.interactions.services import Services
@@ -168,7 +169,7 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
                                             f"operation:{params.get('name', '')}", params.get("type"))
             await svc.hooks.check(access)
             call = Call(request, neg, svc, base_url(request, svc))
-            result = await handler(call)
+            result = mask_result(svc, await handler(call))  # what is above the caller's clearance
             if svc.hooks.audit_sinks:  # what was read or written, for the AuditEvent's entities and patients
                 found = result.version
                 access = replace(access, resource=result.body(), reference=None if found is None else

@@ -7,6 +7,7 @@ from typing import Any
 from server.errors import Issue, TooManyMatches
 from server.fhir.ids import new_id
 from server.interactions.conditional import condition, matches
+from server.interactions.masking import stamp
 from server.interactions.result import Result
 from server.interactions.retry import in_session
 from server.interactions.services import Services
@@ -36,7 +37,7 @@ async def create(
     check_type(svc, type_)
     check_body(resource, type_)
     resource.pop("id", None)  # the server assigns the id of a created resource (http.html#create)
-    svc.grant.stamp(resource)  # the source institution, before validating and indexing (its tag is searchable)
+    stamp(svc, resource)  # source institution and grading, before validating and indexing (both searchable)
     check_grant(svc, "create", type_, resource, None)
     if if_none_exist is not None:
         condition(svc, type_, if_none_exist)  # criteria that filter nothing: a 400 before any 422

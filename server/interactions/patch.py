@@ -14,6 +14,7 @@ import jsonpatch
 from server.errors import BadRequest, Gone, NotFound, TooManyMatches, Unprocessable
 from server.fhir.json import check_shape, load_stored
 from server.interactions.conditional import matches
+from server.interactions.masking import stamp
 from server.interactions.result import Result
 from server.interactions.retry import in_session, resource_key
 from server.interactions.services import Services
@@ -92,7 +93,7 @@ async def patch(
         check_grant(svc, "update", type_, None if svc.grant.open else load_stored(current.body), current)
         patched = apply_patch(load_stored(current.body), operations)
         check_shape(patched, what="patched resource")
-        svc.grant.stamp(patched)
+        stamp(svc, patched)
         check_grant(svc, "update", type_, patched, current)
         return await write_over(svc, s, patched, type_=type_, id_=id_, current=current, if_match=if_match,
                                 method="PATCH", warnings=None)

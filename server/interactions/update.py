@@ -8,6 +8,7 @@ from server.errors import BadRequest, Issue, TooManyMatches
 from server.fhir.ids import new_id
 from server.fhir.json import load_stored
 from server.interactions.conditional import matches
+from server.interactions.masking import stamp
 from server.interactions.result import Result
 from server.interactions.retry import in_session, resource_key
 from server.interactions.services import Services
@@ -39,7 +40,7 @@ async def update(
     check_type(svc, type_)
     check_body(resource, type_)
     check_update_id(resource, id_)
-    svc.grant.stamp(resource)  # the source institution, before validating and indexing (its tag is searchable)
+    stamp(svc, resource)  # source institution and grading, before validating and indexing (both searchable)
     # A lone update validates before it takes the write lock. Inside a transaction the lock is held
     # already: there validation waits until the update is known to change something.
     prepared = await prepare_large(svc, resource) if session is None else None  # in a thread (see .offload)
