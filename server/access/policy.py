@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from profiles.definitions import Definitions
 from server.access.grant import Grant, How, WriteKind
@@ -113,6 +114,14 @@ class Policy:
         self._grants.clear()
 
 
+def _literal(value: str) -> str:
+    """``value`` as one literal search value in a query string: its search syntax escaped (a comma
+    is an OR, ``|`` splits system and code) and URL-encoded (``&``, ``%``). An institution claim of
+    an external issuer is not checked like a registered one; it must never widen the criteria."""
+    escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
+    return quote(escaped, safe="")
+
+
 def _simplify_and(items: Sequence[Condition]) -> Condition:
     kept: list[Condition] = []
     for item in items:
@@ -181,7 +190,7 @@ class RestrictedGrant(Grant):
         return None if visible == NEVER else visible
 
     def _own(self, type_: str) -> Condition:
-        return self._criteria(type_, f"_tag={SOURCE_TAG_SYSTEM}|{self.principal.institution}")
+        return self._criteria(type_, f"_tag={SOURCE_TAG_SYSTEM}|{_literal(self.principal.institution)}")
 
     def _criteria(self, type_: str, query: str) -> Condition:
         try:
@@ -190,8 +199,7 @@ class RestrictedGrant(Grant):
             return NEVER  # a parameter this type lacks (or a scope query that does not parse): nothing
 
     def _managed_patients(self) -> Condition:
-        district = self.principal.institution.replace(",", "\\,")
-        org = self._criteria("Organization", f"identifier={district}")
+        org = self._criteria("Organization", f"identifier={_literal(self.principal.institution)}")
         return Chain("organization", "Organization", _simplify_or([org, Chain("partof", "Organization", org)]))
 
     def _in_compartment_of(self, type_: str, owner: Condition) -> Condition:

@@ -18,6 +18,7 @@ from server.interactions.write import (
     check_grant,
     check_type,
     check_update_id,
+    last_content,
     prepare_large,
     same_content,
     store_version,
@@ -51,7 +52,9 @@ async def update(
     async def attempt(s: Session) -> Result:
         current = await s.read(type_, id_)
         live = current is not None and not current.deleted
-        check_grant(svc, "update" if live else "create", type_, resource, current)
+        # over a deletion: decided as a create against the last content (it names the id's owner)
+        check_grant(svc, "update" if live else "create", type_, resource,
+                    current if live or svc.grant.open else await last_content(svc, current))
         return await write_over(svc, s, resource, type_=type_, id_=id_, current=current, if_match=if_match,
                                 method=method, warnings=warnings,
                                 entries=prepared.entries if prepared is not None else None)

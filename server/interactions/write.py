@@ -37,6 +37,19 @@ def check_grant(svc: Services, kind: WriteKind, type_: str, new: dict[str, Any] 
     svc.grant.check_write(kind, type_, new, old)
 
 
+async def last_content(svc: Services, current: Version | None) -> Version | None:
+    """``current``, or for a deletion the last version before it with content: whose source
+    institution a re-creation over the deleted id is decided against (an id and its history stay
+    its owner's, never taken over by an update-as-create of another institution)."""
+    if current is None or not current.deleted:
+        return current
+    for number in range(current.version - 1, 0, -1):
+        before = await svc.store.vread(current.type, current.id, number)
+        if before is not None and not before.deleted and before.body is not None:
+            return before
+    return None
+
+
 def check_body(resource: dict[str, Any], type_: str) -> None:
     if resource.get("resourceType") != type_:
         raise BadRequest(
