@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = 300.0
     """… or after this many seconds with new events."""
 
+    # --- consent (server/consent, issue 14 §1) -------------------------------------------------
+    consent_default: Literal["opt-out", "opt-in"] = "opt-out"
+    """The regional default where no Consent of the patient decides an access to another
+    institution's data about him or her: ``opt-out`` permits (unless the resident denies), ``opt-in``
+    denies (unless the resident permits)."""
+    consent_break_glass_roles: list[str] = ["institution"]
+    """Roles whose requests declaring purpose of use ``BTG`` or ``ETREAT`` override a denying Consent
+    (break-glass: flagged and always audited); institution clinicians by default."""
+
     # --- data grading and masking (server/grading, issue 14 §3) ---------------------------------
     grading: bool = True
     """Stamp every write's GB/T 39725 level and category in ``meta.security`` and mask what is above
@@ -108,6 +117,7 @@ class Settings(BaseSettings):
     """The highest data level each role reads unmasked (``YIDANG_CLEARANCE`` as JSON)."""
     clearance_clients: dict[str, int] = {}
     """Per-client clearances overriding the role's, by client id (``YIDANG_CLEARANCE_CLIENTS`` as JSON)."""
+
 
 def resolve_store(settings: Settings) -> Settings:
     """``mongodb_uri`` alone selects MongoDB."""

@@ -16,10 +16,13 @@ The interactions never look at roles or scopes; they ask the grant:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from server.access.principal import OPEN, Principal
 from server.search.model import Always, Condition, Query
+
+if TYPE_CHECKING:
+    from server.consent.evaluate import ConsentFacts
 
 How = Literal["read", "search"]
 WriteKind = Literal["create", "update", "delete"]
@@ -68,6 +71,31 @@ class Grant:
         same (issue 14 §3: level-5 data under a permitting Consent, or break-glass). The hook of the
         consent rules; by default a break-glass purpose of use (``BTG``) lifts it."""
         return self.principal.purpose == "BTG"
+
+    # --- consent (issue 14 §1) ----------------------------------------------------------------
+
+    @property
+    def consent_applies(self) -> bool:
+        """Whether this caller reaches other institutions' data about people, so the patients'
+        Consents must be fetched for its requests (:mod:`server.consent.load`)."""
+        return False
+
+    def consent_reach(self) -> Condition:
+        """Which Consents matter to this caller (those of the patients it can reach)."""
+        return Always()
+
+    def with_consent(self, facts: ConsentFacts) -> Grant:
+        """This grant for one request, with the Consents it must honour."""
+        return self
+
+    def without_consent(self) -> Grant:
+        """This grant before any Consent was applied (to tell "denied by consent" from "hidden")."""
+        return self
+
+    def consent_refusals(self, type_: str) -> tuple[tuple[str | None, Condition], ...]:
+        """Conditions under which a ``type_`` resource visible to the role is refused by consent,
+        each with the id of the refusing Consent (None: the opt-in default); empty when none."""
+        return ()
 
 
 OPEN_GRANT = Grant()

@@ -21,8 +21,18 @@ Scope (:mod:`server.access.scopes`)
 
 Writes: ``platform`` writes anything; ``institution`` creates what its scopes allow (not AuditEvent,
 not the definitional types) and changes or deletes only resources its institution is the source
-of; ``district``, ``auditor`` and ``resident`` write nothing clinical (consent and transfer work
-comes with their own operations).
+of; ``district``, ``auditor`` and ``resident`` write nothing clinical (transfer work comes with its
+own operations), except that a ``resident`` creates, changes and revokes his or her own Consents
+(``Consent.patient`` is the ``patient`` claim, before and after).
+
+Consent (issue 14 §1): where a role reaches *another institution's data about a person* — today the
+``district``'s reads of its residents' compartments — the patients' patient-privacy Consents decide
+too (:mod:`server.consent.evaluate`). The request fetches them once (:mod:`server.consent.load`) and
+:meth:`RestrictedGrant.with_consent` compiles the decisions, per type, into the same conditions: the
+resources of a patient whose Consent denies the caller are left out of searches (totals included),
+and a read of one is a 403 naming the Consent (:meth:`RestrictedGrant.consent_refusals`). The
+``platform`` (operations), an ``institution`` (its own records) and a ``resident`` (his or her own
+record) are not subject to Consents.
 
 Every condition is an ordinary :mod:`server.search.model` condition, so both stores compile it
 into the query: totals, paging and sort see only what may be seen.
@@ -30,6 +40,7 @@ into the query: totals, paging and sort see only what may be seen.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +50,7 @@ from profiles.definitions import Definitions
 from server.access.grant import Grant, How, WriteKind
 from server.access.principal import SOURCE_TAG_SYSTEM, SOURCE_URI_PREFIX, Principal
 from server.access.scopes import Scope, ScopeError, parse_scope
+from server.consent.evaluate import ConsentFacts, Label, label_cases, patient_of
 from server.errors import FhirError, Forbidden
 from server.search.compartment import OWNER, compartment, membership
 from server.search.model import (
@@ -46,7 +58,9 @@ from server.search.model import (
     And,
     Chain,
     Condition,
+    FieldTest,
     Has,
+    Match,
     Not,
     Or,
     Query,
@@ -165,6 +179,13 @@ class RestrictedGrant(Grant):
                 self.scopes.append(scope)
         self._visible: dict[tuple[str, str], Condition | None] = {}
         self._patient_comp = compartment(policy.definitions, "Patient")
+        self.consent: ConsentFacts | None = None
+        """The Consents this request honours (set by :meth:`with_consent`; None: not applied)."""
+        self.break_glass: set[str] = set()
+        """Consents (``Consent/id``, or ``default`` for the opt-in default) whose deny this request
+        overrode by break-glass: flagged for the audit."""
+        self._base: RestrictedGrant = self
+        self._consent_plans: dict[str, tuple[Condition, tuple[tuple[str | None, Condition], ...]]] = {}
 
     @property
     def open(self) -> bool:
@@ -229,7 +250,8 @@ class RestrictedGrant(Grant):
         if role == "institution":
             return self._own(type_)
         if role == "district":
-            return _simplify_or([self._own(type_), self._in_compartment_of(type_, self._managed_patients())])
+            managed = self._in_compartment_of(type_, self._managed_patients())
+            return _simplify_or([self._own(type_), _simplify_and([managed, self._consent_condition(type_)])])
         if role == "resident":
             if self.principal.patient is None or self._patient_comp is None:
                 return None
@@ -316,6 +338,11 @@ class RestrictedGrant(Grant):
 
     def _check_write_type(self, permission: str, type_: str) -> None:
         role = self.role
+        if role == "resident" and type_ == "Consent":  # his or her own (check_write checks whose)
+            if not any(s.covers(type_, permission) for s in self.scopes):
+                verb = {"c": "create", "u": "update", "d": "delete"}[permission]
+                raise Forbidden(f"The token's scopes do not allow to {verb} Consent resources")
+            return
         if role not in ("platform", "institution"):
             raise Forbidden(f"Role {role} may not change {type_} resources")
         if role == "institution" and (type_ in DEFINITIONAL or type_ in AUDIT_TYPES):
@@ -328,6 +355,13 @@ class RestrictedGrant(Grant):
                     old: dict[str, Any] | None) -> None:
         permission = "c" if kind == "create" or (kind == "update" and old is None) else kind[0]
         self._check_write_type(permission, type_)
+        if self.role == "resident":  # only Consents pass _check_write_type: they must be the resident's own
+            for resource in (new, old):
+                if resource is not None and (self.principal.patient is None
+                                             or patient_of(resource) != self.principal.patient):
+                    raise Forbidden("A resident may only write Consents whose patient is his or her own "
+                                    f"(Patient/{self.principal.patient})")
+            return
         if self.role == "institution" and old is not None and self._source(old) != self.principal.institution:
             raise Forbidden(f"{type_}/{old.get('id', '')} is another institution's resource; "
                             "only its source institution may change it")
@@ -369,4 +403,123 @@ class RestrictedGrant(Grant):
         tags.append({"system": SOURCE_TAG_SYSTEM, "code": institution})
         meta["tag"] = tags
         meta["source"] = SOURCE_URI_PREFIX + institution
+
+    # --- consent (issue 14 §1) ------------------------------------------------------------------
+
+    @property
+    def consent_applies(self) -> bool:
+        return self.role == "district"
+
+    def consent_reach(self) -> Condition:
+        if self.role == "district":
+            return self._in_compartment_of("Consent", self._managed_patients())
+        return NEVER
+
+    def with_consent(self, facts: ConsentFacts) -> RestrictedGrant:
+        grant = copy.copy(self)
+        grant.consent = facts
+        grant.break_glass = set()
+        grant._base = self._base
+        grant._visible = {}
+        grant._consent_plans = {}
+        return grant
+
+    def without_consent(self) -> RestrictedGrant:
+        return self._base
+
+    def consent_refusals(self, type_: str) -> tuple[tuple[str | None, Condition], ...]:
+        return self._consent_plan(type_)[1] if self.consent is not None else ()
+
+    def _consent_condition(self, type_: str) -> Condition:
+        return self._consent_plan(type_)[0] if self.consent is not None else Always()
+
+    def _consent_plan(self, type_: str) -> tuple[Condition, tuple[tuple[str | None, Condition], ...]]:
+        """What the Consents allow of ``type_``: the condition a resource must meet, and the refusals
+        (each condition with its Consent id) that a read names. Each patient's decision depends only
+        on which of the security labels its provisions name a resource carries, so it is decided once
+        per combination (:func:`~server.consent.evaluate.label_cases`) and compiled into index tests:
+        membership in the patient's compartment and ``_security``."""
+        if type_ in self._consent_plans:
+            return self._consent_plans[type_]
+        facts, comp = self.consent, self._patient_comp
+        if facts is None or comp is None or not comp.contains_type(type_):
+            plan: tuple[Condition, tuple[tuple[str | None, Condition], ...]] = (Always(), ())
+            self._consent_plans[type_] = plan
+            return plan
+        opt_in = facts.default == "opt-in"
+        denied: dict[str | None, list[str]] = {}        # Consent id -> patients denied whatever the labels
+        partly: dict[str | None, list[Condition]] = {}  # Consent id -> patient-and-labels conditions
+        permitted: list[str] = []
+        permitted_partly: list[Condition] = []
+        for patient in sorted(facts.by_patient):
+            cases = label_cases(facts.labels(patient))
+            outcomes = [(present, absent, facts.decide(patient, type_, present)) for present, absent in cases]
+            for _, _, decision in outcomes:
+                if decision.break_glass:
+                    self.break_glass.add(f"Consent/{decision.consent}" if decision.consent else "default")
+            deny = [(p, a, d) for p, a, d in outcomes if d.effect == "deny"]
+            if len(deny) == len(outcomes):
+                ids = {d.consent for _, _, d in deny}
+                if len(ids) == 1:
+                    denied.setdefault(next(iter(ids)), []).append(patient)
+                    continue
+            if not deny:
+                permitted.append(patient)
+                continue
+            member = self._patients_condition(type_, (patient,))
+            for present, absent, decision in outcomes:
+                branch = _simplify_and([member, self._labels_condition(type_, present, absent)])
+                if decision.effect == "deny":
+                    partly.setdefault(decision.consent, []).append(branch)
+                else:
+                    permitted_partly.append(branch)
+        refusals: list[tuple[str | None, Condition]] = []
+        for cid in sorted(set(denied) | set(partly), key=lambda c: c or ""):
+            whole = [self._patients_condition(type_, tuple(denied[cid]))] if cid in denied else []
+            refusals.append((cid, _simplify_or([*whole, *partly.get(cid, [])])))
+        if opt_in:
+            allowed = _simplify_or([self._patients_condition(type_, tuple(permitted)) if permitted else NEVER,
+                                    *permitted_partly])
+            if facts.break_glass:
+                self.break_glass.add("default")
+                allowed = Always()
+            refusals.append((None, _simplify_not(allowed)))
+            condition = allowed
+        else:
+            condition = _simplify_not(_simplify_or([c for _, c in refusals]))
+        plan = (condition, tuple((cid, c) for cid, c in refusals if c != NEVER))
+        self._consent_plans[type_] = plan
+        return plan
+
+    def _patients_condition(self, type_: str, patients: tuple[str, ...]) -> Condition:
+        """``type_`` resources in the compartment of any of ``patients`` (index tests only)."""
+        comp = self._patient_comp
+        if comp is None or not patients or not comp.contains_type(type_):
+            return NEVER
+        ids = tuple(sorted(set(patients)))
+        branches: list[Condition] = []
+        for param in comp.members[type_]:
+            if param == OWNER:
+                branches.append(ResourceTest("id", "in", ids) if len(ids) > 1 else ResourceTest("id", "eq", ids[0]))
+            else:
+                ref = FieldTest("ref_id", "in", ids) if len(ids) > 1 else FieldTest("ref_id", "eq", ids[0])
+                branches.append(Match("reference", param, (FieldTest("ref_type", "eq", "Patient"), ref)))
+        return _simplify_or(branches)
+
+    def _labels_condition(self, type_: str, present: frozenset[Label], absent: frozenset[Label]) -> Condition:
+        def has(label: Label) -> Condition:
+            system, code = label
+            value = f"{quote(system, safe='')}|{quote(code, safe='')}" if system else quote(code, safe="")
+            return self._criteria(type_, f"_security={value}")
+
+        return _simplify_and([*(has(lb) for lb in sorted(present)),
+                              *(_simplify_not(has(lb)) for lb in sorted(absent))])
+
+
+def _simplify_not(item: Condition) -> Condition:
+    if isinstance(item, Always):
+        return NEVER
+    if item == NEVER:
+        return Always()
+    return Not(item)
 

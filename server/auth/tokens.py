@@ -28,6 +28,8 @@ from server.auth import clients
 from server.auth.external import ExternalIssuer, issuers, verify_external
 from server.auth.jwks import JwksCache
 from server.auth.keys import KeyRing
+from server.consent.purpose import CLAIM as PURPOSE_CLAIM
+from server.consent.purpose import PURPOSES
 from server.errors import Unauthenticated
 from server.settings import Settings
 from server.stores.base import Store
@@ -78,8 +80,10 @@ class TokenService:
 
     # --- issuing -----------------------------------------------------------------------------
     async def issue(self, *, subject: str, client_id: str, kind: Literal["client", "user"], role: Role,
-                    institution: str, scope: str, patient: str | None, lifetime: int, audience: str) -> dict[str, Any]:
-        """Sign a token; the OAuth token response body."""
+                    institution: str, scope: str, patient: str | None, lifetime: int, audience: str,
+                    purpose: str | None = None) -> dict[str, Any]:
+        """Sign a token; the OAuth token response body. ``purpose``: the ``purpose_of_use`` claim
+        (a v3 PurposeOfUse code the token binds its requests to, issue 14)."""
         key = self.keys.signing_key()
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -89,6 +93,8 @@ class TokenService:
         }
         if patient:
             claims["patient"] = patient
+        if purpose:
+            claims[PURPOSE_CLAIM] = purpose
         token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
         body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": lifetime,
                                 "scope": scope}
@@ -200,7 +206,8 @@ class TokenService:
             subject=str(claims["sub"]), kind=kind, role=_role(claims.get("role")), institution=institution,
             scopes=tuple(scope.split()) if isinstance(scope, str) else (),
             patient=str(claims["patient"]) if claims.get("patient") else None, issuer=iss,
-            token_id=str(claims["jti"]), client_id=str(claims.get("client_id") or claims["sub"]))
+            token_id=str(claims["jti"]), client_id=str(claims.get("client_id") or claims["sub"]),
+            purpose=_purpose_claim(claims.get(PURPOSE_CLAIM)))
         return Verified(principal, claims, float(claims["exp"]) + self.settings.clock_skew, kid=key.kid)
 
     # --- revocation and introspection --------------------------------------------------------
@@ -241,3 +248,12 @@ class TokenService:
         if p.kind == "user":
             out["username"] = p.subject
         return out
+
+
+def _purpose_claim(value: object) -> str | None:
+    """The ``purpose_of_use`` claim (issue 14): a v3 PurposeOfUse code, or the token is not valid."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in PURPOSES:
+        raise Unauthenticated(f"The access token's {PURPOSE_CLAIM} claim {value!r} is not a v3 PurposeOfUse code")
+    return value

@@ -18,6 +18,9 @@ from profiles.fhirxml import FhirXmlError, XmlTooLarge, from_xml
 from profiles.numbers import json_decimal
 from server.access.grant import OPEN_GRANT, Grant
 from server.access.principal import OPEN, Principal
+from server.consent.load import with_consents
+from server.consent.purpose import HEADER as PURPOSE_HEADER
+from server.consent.purpose import declared_purpose
 from server.errors import BadRequest, FhirError, NotFound, PayloadTooLarge
 from server.fhir.json import Limits, check_shape, load_resource, loads
 from server.hooks import Access
@@ -159,6 +162,8 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
                     raise NotFound(f"Operation '{params[name]}' is not supported by this server")
             if interaction not in PUBLIC:
                 principal = await principal_of(request)
+                purpose = declared_purpose(request.headers.get(PURPOSE_HEADER), principal.purpose)
+                principal = principal if purpose == principal.purpose else replace(principal, purpose=purpose)
                 limiter = getattr(request.app.state, "rate_limiter", None)
                 if limiter is not None and not principal.is_open:
                     limiter.hit(principal.client_id or principal.subject, principal.role)
@@ -167,6 +172,7 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
                                  else access.client, principal=principal)
                 svc.grant.check_interaction(interaction if interaction != "operation" else
                                             f"operation:{params.get('name', '')}", params.get("type"))
+                svc = await with_consents(svc)  # the patients' Consents, for a caller subject to them
             await svc.hooks.check(access)
             call = Call(request, neg, svc, base_url(request, svc))
             result = mask_result(svc, await handler(call))  # what is above the caller's clearance

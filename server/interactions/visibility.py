@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from server.access.grant import How
+from server.errors import Forbidden
 from server.fhir.json import load_stored
 from server.interactions.services import Services
 from server.search.memory import NeedsStore, Row, holds, tested_params
@@ -68,7 +69,31 @@ async def _in_store(svc: Services, type_: str, ids: Iterable[str], where: Condit
 
 
 async def can_see(svc: Services, version: Version | None, how: How = "read") -> bool:
-    """Whether the caller may see the resource ``version`` belongs to (as of that version)."""
+    """Whether the caller may see the resource ``version`` belongs to (as of that version); 403
+    naming the Consent when the role may see it but the patient's Consent refuses the caller."""
+    seen = await _can_see(svc, version, how)
+    if not seen and version is not None and svc.grant.consent_refusals(version.type):
+        await _refuse_by_consent(svc, version, how)
+    return seen
+
+
+async def _refuse_by_consent(svc: Services, version: Version, how: How) -> None:
+    """Raise :class:`~server.errors.Forbidden` naming the refusing Consent (its id, not its content)
+    when ``version`` is visible to the caller's role and a refusal of its Consents holds."""
+    if not await _can_see(svc.for_grant(svc.grant.without_consent()), version, how):
+        return  # hidden for another reason: a 404 like any other
+    live = await _live(svc, version)
+    if live is None or live.body is None:
+        return
+    resource = load_stored(live.body)
+    for consent, where in svc.grant.consent_refusals(version.type):
+        if holds(where, _row(live), _entries(svc, resource, tested_params(where))):
+            reason = f"Consent/{consent} of the patient" if consent else \
+                "the regional default (opt-in): no Consent of the patient permits it"
+            raise Forbidden(f"Access to {version.type}/{version.id} is denied by {reason}")
+
+
+async def _can_see(svc: Services, version: Version | None, how: How = "read") -> bool:
     if version is None:
         return False
     grant = svc.grant
