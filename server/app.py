@@ -34,6 +34,7 @@ from server.auth.service import AuthService
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
 from server.grading.policy import load_policy
 from server.hooks import Hooks
+from server.identity import linking as identity_linking
 from server.http.docs import docs_page
 from server.http.observability import Metrics
 from server.http.openapi import openapi_json
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         load_policy(settings.grading_policy)  # a mistake in the grading policy stops the start, named
     services.listeners.append(conformance_listener(services))
     services.listeners.append(search_parameters.listener(services))
+    services.listeners.append(identity_linking.listener(services))  # Persons follow the Patients (issue 15)
     jobs = JobRunner(services, [ReindexJob()])
     services.jobs = jobs
 

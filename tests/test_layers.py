@@ -36,6 +36,7 @@ RANKS: dict[str, int] = {
     "server.jobs": 6,
     "server.bundles": 6,
     "server.auth": 6,
+    "server.identity": 6,  # the master patient index (issue 15): Persons, $match scoring, $merge
     "server.interactions": 7,
     "server.audit": 7,  # AuditEvents: may use stores, search, fhir, access; the token endpoints may call it
     "server.stores.sqlite": 8,

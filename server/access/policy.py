@@ -96,6 +96,32 @@ ADMIN_OPERATIONS = frozenset({"reindex"})
 WRITE_OPERATIONS = frozenset({"ingest-local", "convert-local"})
 """Operations that write clinical data (through the ordinary write path, which checks each write)."""
 
+# --- identity (issue 15 §1: the master patient index) ------------------------------------------
+IDENTITY_TYPES = frozenset({"Person"})
+"""The platform's Person records (which Patients of which institutions are one resident). Visible to
+the platform; to a district for the Persons linking a Patient it manages (R4's Patient compartment
+holds Person by ``link``); to a resident for his or her own; never to an institution (a Person names
+other institutions' Patient ids: institutions find their duplicates with ``Patient/$match``, which
+answers only Patients they may see). Written only by the platform (the linking listener, and
+operators linking a weak match)."""
+IDENTITY_PLATFORM_OPERATIONS = frozenset({"merge", "unmerge"})
+"""``Patient/$merge``/``$unmerge``: the platform's 重复建档 clean-up (they re-point every institution's
+references to the duplicate, so no one institution may run them); each write still passes check_write."""
+IDENTITY_SEARCH_OPERATIONS = frozenset({"match"})
+"""``Patient/$match`` is a search of Patients: the caller needs search permission on Patient, and its
+candidates are searched through the grant (only what the caller may see is scored)."""
+
+
+def _identity_operation_check(grant: RestrictedGrant, name: str, type_: str | None) -> None:
+    if name in IDENTITY_PLATFORM_OPERATIONS and grant.role != "platform":
+        raise Forbidden(f"${name} is a platform operation (the 重复建档 clean-up): role platform only, "
+                        f"not {grant.role}")
+    if name in IDENTITY_PLATFORM_OPERATIONS and type_ is not None:
+        grant._check_write_type("u", type_)
+    if name in IDENTITY_SEARCH_OPERATIONS and grant.visible(type_ or "Patient", "search") is None:
+        raise Forbidden(f"${name} searches Patients, which the token's scopes and role {grant.role} do not allow")
+# --- end identity ------------------------------------------------------------------------------
+
 READ_INTERACTIONS = frozenset({"read", "vread", "history-instance", "history-type"})
 SEARCH_INTERACTIONS = frozenset({"search-type", "search-compartment"})
 WRITES: dict[str, str] = {"create": "c", "update": "u", "patch": "u", "delete": "d"}
@@ -241,6 +267,8 @@ class RestrictedGrant(Grant):
         role = self.role
         if role == "platform":
             return Always()
+        if type_ in IDENTITY_TYPES and role == "institution":
+            return None  # a Person lists other institutions' Patients: institutions use Patient/$match instead
         if role == "auditor":
             return Always() if type_ in AUDIT_TYPES or type_ in DEFINITIONAL else None
         if type_ in AUDIT_TYPES:
@@ -321,6 +349,7 @@ class RestrictedGrant(Grant):
     def check_interaction(self, interaction: str, type_: str | None) -> None:
         if interaction.startswith("operation:"):
             name = interaction.partition(":")[2].lstrip("$")
+            self._check_identity_operation(name, type_)
             if name in ADMIN_OPERATIONS and self.role != "platform":
                 raise Forbidden(f"${name} is an administrative operation (role platform)")
             if name in WRITE_OPERATIONS and self.role not in ("platform", "institution"):
@@ -336,8 +365,14 @@ class RestrictedGrant(Grant):
         if interaction in WRITES:
             self._check_write_type(WRITES[interaction], type_)
 
+    def _check_identity_operation(self, name: str, type_: str | None) -> None:
+        _identity_operation_check(self, name, type_)
+
     def _check_write_type(self, permission: str, type_: str) -> None:
         role = self.role
+        if type_ in IDENTITY_TYPES and role != "platform":
+            raise Forbidden(f"{type_} resources are the platform's identity records (master patient index): "
+                            "role platform only")
         if role == "resident" and type_ == "Consent":  # his or her own (check_write checks whose)
             if not any(s.covers(type_, permission) for s in self.scopes):
                 verb = {"c": "create", "u": "update", "d": "delete"}[permission]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from server.operations import everything, ingest_local, reindex, terminology, validate
+from server.operations import match as patient_match
+from server.operations import merge as patient_merge
 from server.operations.registry import OperationTable
 
 
@@ -13,4 +15,6 @@ def operation_table() -> OperationTable:
         everything.OPERATION,
         reindex.OPERATION,
         *ingest_local.OPERATIONS,
+        patient_match.OPERATION,
+        *patient_merge.OPERATIONS,
     ])
