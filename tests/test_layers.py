@@ -37,6 +37,8 @@ RANKS: dict[str, int] = {
     "server.bundles": 6,
     "server.auth": 6,
     "server.identity": 6,  # the master patient index (issue 15): Persons, $match scoring, $merge
+    "server.recognition": 6,  # mutual recognition (issue 15 §3): catalogue, status rules, decisions, statistics
+    "server.recognition.cli": 1,  # yidang recognition import: runs the app in-process
     "server.interactions": 7,
     "server.audit": 7,  # AuditEvents: may use stores, search, fhir, access; the token endpoints may call it
     "server.stores.sqlite": 8,

@@ -350,6 +350,10 @@ class RestrictedGrant(Grant):
         if interaction.startswith("operation:"):
             name = interaction.partition(":")[2].lstrip("$")
             self._check_identity_operation(name, type_)
+            from server.access.lookup import RECOGNITION_OPERATIONS, check_recognition  # issue 15
+
+            if name in RECOGNITION_OPERATIONS:
+                return check_recognition(self, name)
             if name in ADMIN_OPERATIONS and self.role != "platform":
                 raise Forbidden(f"${name} is an administrative operation (role platform)")
             if name in WRITE_OPERATIONS and self.role not in ("platform", "institution"):

@@ -60,6 +60,10 @@ PATIENT_PARAMS = ("patient", "subject", "patient:Patient", "subject:Patient", "b
 MAX_PATIENTS = 100
 """At most this many patients are named in one event (a search page over many people)."""
 
+SHOWN_OPERATIONS = frozenset({"$cross-lookup"})
+"""Operations whose AuditEvent names each resource matched (the cross-institution look-up: which
+reports of which institutions were shown, for the recognition statistics)."""
+
 LOGIN = {"system": DCM, "code": "110122", "display": "Login"}
 LOGOUT = {"system": DCM, "code": "110123", "display": "Logout"}
 
@@ -215,6 +219,15 @@ def entities(access: Access, resource: Any, patient_refs: Iterable[str]) -> list
         if access.query:
             query["query"] = base64.b64encode(access.query.encode()).decode("ascii")
         out.append(query)
+    if isinstance(resource, dict) and resource.get("resourceType") == "Bundle" and access.interaction == "operation" \
+            and access.path.rsplit("/", 1)[-1] in SHOWN_OPERATIONS:  # the results a look-up showed (issue 15)
+        for entry in resource.get("entry") or ():
+            url = entry.get("fullUrl") if isinstance(entry, dict) and (entry.get("search") or {}).get("mode") == \
+                "match" else None
+            if isinstance(url, str) and url.count("/") >= 1:
+                out.append({"what": {"reference": "/".join(url.rsplit("/", 2)[-2:])},
+                            "type": _coding(ENTITY_TYPE, "2", "System Object"),
+                            "role": _coding(OBJECT_ROLE, "4", "Domain Resource")})
     if isinstance(resource, dict) and resource.get("resourceType") == "Bundle" and \
             access.interaction == "transaction":
         for entry in resource.get("entry") or ():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.operations import everything, ingest_local, reindex, terminology, validate
+from server.operations import cross_lookup, everything, ingest_local, recognition, reindex, terminology, validate
 from server.operations import match as patient_match
 from server.operations import merge as patient_merge
 from server.operations.registry import OperationTable
@@ -17,4 +17,6 @@ def operation_table() -> OperationTable:
         *ingest_local.OPERATIONS,
         patient_match.OPERATION,
         *patient_merge.OPERATIONS,
+        cross_lookup.OPERATION,
+        *recognition.OPERATIONS,
     ])
