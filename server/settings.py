@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     """Events spooled but not yet in the store beyond which requests are answered 503 (Retry-After)."""
     audit_batch_size: int = 500
     """Most events the writer stores in one store session."""
-    audit_batch_interval: float = 0.05
+    audit_batch_interval: float = 0.2
     """Seconds the writer waits to fill a batch."""
     audit_spool_dir: Path | None = None
     """Where events are spooled (fsync'd) before the response; ``<data_dir>/audit`` when empty. Also
@@ -117,6 +117,24 @@ class Settings(BaseSettings):
     """The highest data level each role reads unmasked (``YIDANG_CLEARANCE`` as JSON)."""
     clearance_clients: dict[str, int] = {}
     """Per-client clearances overriding the role's, by client id (``YIDANG_CLEARANCE_CLIENTS`` as JSON)."""
+
+    # --- bulk data $export / $import (server/bulk, issue 16 §2) --------------------------------
+    bulk_dir: Path | None = None
+    """Where export files are written (one directory per job); ``<data_dir>/bulk`` when empty."""
+    bulk_retention: float = 86400.0
+    """Seconds a finished bulk job's files and status are kept; then both are removed (status 404)."""
+    bulk_gzip: bool = False
+    """Store export files gzip-compressed (served with ``Content-Encoding: gzip`` to clients that
+    accept it, decompressed on the fly for the others)."""
+    bulk_import_dirs: list[Path] = []
+    """Directories ``$import`` may read ``input`` files from (``file://`` URLs or paths); empty: none,
+    only NDJSON uploads."""
+    bulk_page_size: int = 1000
+    """Resources per store page (and per saved cursor) of an export: what bounds its memory."""
+    bulk_file_resources: int = 500_000
+    """Resources per export file; a type with more is split over ``Type-2.ndjson`` …"""
+    job_lease_seconds: float = 60.0
+    """A background job whose process died is taken over after this many seconds without progress."""
 
 
 def resolve_store(settings: Settings) -> Settings:

@@ -21,12 +21,13 @@ builders are deterministic and the writer decides what "now" is.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from server.fhir.instant import to_instant
-from server.fhir.json import load_stored
+from server.fhir.json import dumps, load_stored
 from server.hooks import Access
 
 EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
@@ -147,8 +148,30 @@ def patient_reference(value: str) -> str | None:
     return None
 
 
+PATIENT_IN_JSON = re.compile(
+    rb'"(?:' + "|".join(PATIENT_ELEMENTS).encode() + rb')":\{[^{}]*?"reference":"([^"]*Patient/[^"]+)"')
+"""The patient references of a resource's compact JSON (as stored), found without parsing it."""
+
+
+def _json_patients(body: bytes) -> Iterator[str]:
+    if body.startswith(b'{"resourceType":"Patient"'):
+        patient = load_stored(body)
+        if isinstance(patient, dict) and isinstance(patient.get("id"), str):
+            yield f"Patient/{patient['id']}"
+        return
+    for match in PATIENT_IN_JSON.finditer(body):
+        found = patient_reference(match.group(1).decode("utf-8", "replace"))
+        if found:
+            yield found
+
+
 def _resource_patients(resource: Any) -> Iterator[str]:
+    if isinstance(resource, bytes | bytearray | memoryview):
+        yield from _json_patients(bytes(resource))
+        return
     if not isinstance(resource, dict):
+        if resource is not None and type(resource).__name__ == "Fragment":  # a stored resource in a Bundle
+            yield from _json_patients(dumps(resource))
         return
     kind = resource.get("resourceType")
     if kind == "Patient" and isinstance(resource.get("id"), str):
@@ -183,20 +206,13 @@ def _query_patients(access: Access) -> Iterator[str]:
 def patients(access: Access, resource: Any) -> list[str]:
     """The patients an interaction involved, in order of appearance, without repeats."""
     seen: dict[str, None] = {}
-    for ref in (*_query_patients(access), *_resource_patients(resource)):
+    written = access.reference or ""
+    own = [f"Patient/{written.split('/')[1]}"] if written.startswith("Patient/") else []
+    for ref in (*_query_patients(access), *own, *_resource_patients(resource)):
         seen.setdefault(ref, None)
         if len(seen) >= MAX_PATIENTS:
             break
     return list(seen)
-
-
-def _body(value: object) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        try:
-            return load_stored(bytes(value))
-        except ValueError:
-            return None
-    return value
 
 
 def entities(access: Access, resource: Any, patient_refs: Iterable[str]) -> list[dict[str, Any]]:
@@ -255,7 +271,7 @@ def rest_event(access: Access, *, event_id: str, recorded: int, base: str = "") 
     if access.status == 401:
         return authentication_event(event_id=event_id, recorded=recorded, base=base, principal=access.principal,
                                     address=access.address, success=False, description=access.outcome)
-    resource = _body(access.resource)
+    resource = access.resource
     involved = patients(access, resource)
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.audit.chain import GENESIS, Link, Walk, link_of, seal
+from server.audit.index import AuditIndexer
 from server.audit.keys import AuditKey, message
 from server.fhir.instant import now_us, to_instant
 from server.fhir.json import dumps, load_stored
@@ -29,6 +30,13 @@ CHAIN_LOCK = "audit-chain"
 SPACE = "audit"
 """Key-value space of checkpoints (``checkpoint-<sequence>``) and the prune anchor (``anchor``)."""
 BY_TIME = SortKey("resource", "last_updated", "last_updated")
+PURPOSE = {
+    "resourceType": "SearchParameter", "url": "http://yidang.org/fhir/SearchParameter/AuditEvent-purpose",
+    "name": "purpose", "status": "active", "code": "purpose", "base": ["AuditEvent"], "type": "token",
+    "description": "The purpose of use of the event or of its requestor (as R5's AuditEvent purpose)",
+    "expression": "AuditEvent.purposeOfEvent | AuditEvent.agent.purposeOfUse",
+}
+"""R4 has no ``purpose`` search parameter on AuditEvent; auditors search by it (issue 14)."""
 PAGE = 1000
 
 
@@ -52,12 +60,13 @@ async def anchor(store: Store) -> dict[str, Any] | None:
     return await store.kv_get(SPACE, "anchor")
 
 
-async def append(store: Store, indexer: Indexer, events: Sequence[dict[str, Any]], *,
+async def append(store: Store, indexer: Indexer | AuditIndexer, events: Sequence[dict[str, Any]], *,
                  dedupe: bool = False) -> Link | None:
     """Chain and store ``events`` (dicts, changed in place: chain extension and meta) in one session;
     with ``dedupe`` events already stored under their id are skipped (a replayed spool). Returns the
     new head, None when nothing was written."""
     last: Link | None = None
+    fast = indexer if isinstance(indexer, AuditIndexer) else AuditIndexer(indexer)
     async with store.session() as session:
         await session.lock(CHAIN_LOCK)
         top = await head(store)
@@ -77,7 +86,7 @@ async def append(store: Store, indexer: Indexer, events: Sequence[dict[str, Any]
             previous = last.hash
             event["meta"] = {"versionId": "1", "lastUpdated": to_instant(lu)}
             version = Version(TYPE, str(event["id"]), 1, lu, False, "POST", dumps(event))
-            await session.write(Write(version, indexer.entries(event), None))
+            await session.write(Write(version, fast.entries(event), None))
     return last
 
 

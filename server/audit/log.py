@@ -26,6 +26,7 @@ from typing import Any
 
 from server.audit import ledger
 from server.audit.events import authentication_event, rest_event
+from server.audit.index import AuditIndexer
 from server.audit.keys import AuditKey, load_key
 from server.audit.spool import Segment, Spool, orphans
 from server.errors import MethodNotAllowed, StoreUnavailable
@@ -57,13 +58,13 @@ class AuditLog:
     def __init__(self, settings: Settings, store: Store, indexer: Indexer) -> None:
         self.settings = settings
         self.store = store
-        self.indexer = indexer
+        self.indexer = AuditIndexer(indexer)
         self.base = settings.base_url.rstrip("/")
         self.directory = spool_dir(settings)
         self.spool = Spool(self.directory, fsync=getattr(settings, "audit_fsync", True))
         self.limit = int(getattr(settings, "audit_queue_size", 10_000))
         self.batch = int(getattr(settings, "audit_batch_size", 500))
-        self.interval = float(getattr(settings, "audit_batch_interval", 0.05))
+        self.interval = float(getattr(settings, "audit_batch_interval", 0.2))
         self.checkpoint_every = int(getattr(settings, "audit_checkpoint_every", 1000))
         self.checkpoint_seconds = float(getattr(settings, "audit_checkpoint_seconds", 300.0))
         self.backlog: deque[tuple[Segment, dict[str, Any]]] = deque()
@@ -222,6 +223,8 @@ def install(app: Any, services: Any) -> AuditLog | None:
     app.state.audit = None
     if not enabled(settings):
         return None
+    if services.registry.get("AuditEvent", "purpose") is None:
+        services.registry.add(ledger.PURPOSE)
     audit = AuditLog(settings, services.store, services.indexer)
     services.hooks.access_policies.append(audit.admit)
     services.hooks.audit_sinks.append(audit.sink)

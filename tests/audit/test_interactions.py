@@ -230,3 +230,22 @@ async def test_audit_off_writes_nothing(store: Store, tmp_path_factory: pytest.T
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path="/fhir"), base_url=BASE) as c:
         assert (await c.get("/Patient")).status_code == 200
     assert [row.id async for row in ledger.events(store)] == before
+
+
+async def test_the_fast_indexer_matches_the_generic_one(audited: Audited) -> None:
+    """The writer indexes our AuditEvents without FHIRPath (:mod:`server.audit.index`): exactly the
+    entries the generic indexer (and so ``$reindex``) computes, for every event written above."""
+    from server.audit.index import AuditIndexer
+    from server.search.index import Indexer
+    from server.search.registry import SearchRegistry
+
+    registry = SearchRegistry()
+    registry.add(ledger.PURPOSE)
+    generic = Indexer(registry, base_url=BASE)
+    fast = AuditIndexer(generic)
+    events = await audited.events()
+    assert len(events) > 20
+    for event in events:
+        assert set(fast.entries(event)) == set(generic.entries(event)), event["id"]
+        assert set(fast.entries(event)) == set(generic.entries(event))  # from the cache too
+    assert set(fast.entries({**events[0], "language": "zh"})) == set(generic.entries({**events[0], "language": "zh"}))

@@ -1,0 +1,116 @@
+"""Audit cost and ``yidang audit verify`` speed, on the embedded store.
+
+    python bench/audit.py [--seconds 10] [--clients 32] [--rounds 2] [--events 100000] [--skip-reads]
+
+1. Read-by-id throughput over HTTP (32 keep-alive clients, ``GET /Type/id`` of the Synthea
+   resources) with auditing off and on, alternating in the same run on the same data
+   (``YIDANG_AUDIT=false|true``): every audited read is fsync'd to the spool (group commit)
+   before its response and stored in the chain in batches.
+2. ``audit verify`` speed: ``--events`` AuditEvents chained into a fresh store (as the writer does,
+   batches of 500), then the chain walked and checked as ``yidang audit verify`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.common import server_process, synthea_bundles
+from bench.httpload import run
+from bench.read import load_and_list
+
+
+async def reads(seconds: float, clients: int, rounds: int) -> None:
+    from server.audit import ledger
+    from server.stores.sqlite import SqliteStore
+
+    bundles = synthea_bundles()
+    with tempfile.TemporaryDirectory() as tmp:
+        from server.stores.sqlite import SqliteStore as Store
+
+        targets = await load_and_list(Store(tmp), bundles)
+        rates: dict[str, list[float]] = {"off": [], "on": []}
+        for n in range(rounds):
+            for mode in ("off", "on"):
+                env = {"YIDANG_DATA_DIR": tmp, "YIDANG_AUDIT": "true" if mode == "on" else "false",
+                       "YIDANG_LOG_REQUESTS": "false"}
+                with server_process(env) as (host, port):
+                    result = await run(host, port, targets, clients=clients, seconds=seconds)
+                rates[mode].append(result.rate)
+                print(f"read  round {n + 1} audit {mode:3s} {result.rate:7.0f} reads/s  "
+                      f"p50 {result.percentile(50) * 1000:6.2f} ms  p99 {result.percentile(99) * 1000:6.2f} ms  "
+                      f"errors {result.errors}", flush=True)
+        off, on = sum(rates["off"]) / rounds, sum(rates["on"]) / rounds
+        print(f"read  audit on / off = {on:.0f} / {off:.0f} = {on / off:.2f}x")
+        store = SqliteStore(tmp)
+        await store.open()
+        count = sum([1 async for _ in ledger.events(store)])
+        await store.close()
+        spool = list((Path(tmp) / "audit").glob("spool-*.ndjson"))
+        print(f"read  {count} AuditEvents stored by the audited rounds; {len(spool)} spool segment(s) left")
+
+
+def event(n: int) -> dict[str, object]:
+    """An AuditEvent of a typical read (sizes as the server writes them)."""
+    return {
+        "resourceType": "AuditEvent", "id": str(uuid.uuid4()),
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}],
+        "action": "R", "recorded": "2026-01-01T00:00:00.000000Z", "outcome": "0",
+        "agent": [{"type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110153"}]},
+                   "who": {"identifier": {"system": "http://yidang.org/fhir/sid/client-id", "value": "emr"}},
+                   "requestor": True, "network": {"address": "10.0.0.1", "type": "2"}},
+                  {"type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110152"}]},
+                   "who": {"display": "Yidang FHIR server"}, "requestor": False}],
+        "source": {"site": "yidang", "observer": {"display": "Yidang FHIR server"},
+                   "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
+        "entity": [{"what": {"reference": f"Patient/p{n % 5000}"}, "type": {"code": "1"}, "role": {"code": "1"}},
+                   {"what": {"reference": f"Observation/o{n}/_history/1"}, "type": {"code": "2"},
+                    "role": {"code": "4"}}],
+    }
+
+
+async def verify(events: int) -> None:
+    from server.audit import ledger
+    from server.search.index import Indexer
+    from server.search.registry import SearchRegistry
+    from server.stores.sqlite import SqliteStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(tmp)
+        await store.open()
+        indexer = Indexer(SearchRegistry())
+        started = time.perf_counter()
+        for first in range(0, events, 500):
+            await ledger.append(store, indexer, [event(n) for n in range(first, min(first + 500, events))])
+        wrote = time.perf_counter() - started
+        print(f"chain {events} events appended in {wrote:.1f} s ({events / wrote:,.0f} events/s, batches of 500)",
+              flush=True)
+        report = await ledger.verify(store, None)
+        assert report.ok and report.count == events, report.broken
+        rate = report.count / report.seconds
+        print(f"verify {report.count} events in {report.seconds:.1f} s = {rate:,.0f} events/s"
+              + ("" if events >= 1_000_000 else f"; 1,000,000 events ≈ {1_000_000 / rate:.0f} s (extrapolated)"))
+        await store.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--skip-reads", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_reads:
+        await reads(args.seconds, args.clients, args.rounds)
+    if args.events:
+        await verify(args.events)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
