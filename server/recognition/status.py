@@ -163,4 +163,6 @@ def annotate(report: Mapping[str, Any], status: Status) -> dict[str, Any]:
         tags.append(dict(HR_TAG))
     if tags:
         meta["tag"] = tags
+    else:
+        meta.pop("tag", None)
     return out
