@@ -59,8 +59,10 @@ def test_best_of_several_items_and_own_code_first() -> None:
 
 
 def test_result_time_and_category() -> None:
-    assert result_time({"issued": "2025-01-02T03:04:05Z", "effectiveDateTime": "2024-01-01"})[1].startswith("2025")
-    assert result_time({"effectivePeriod": {"start": "2025-01-01", "end": "2025-01-03"}})[1] == "2025-01-03"
+    issued = result_time({"issued": "2025-01-02T03:04:05Z", "effectiveDateTime": "2024-01-01"})
+    period = result_time({"effectivePeriod": {"start": "2025-01-01", "end": "2025-01-03"}})
+    assert issued is not None and issued[1].startswith("2025")
+    assert period is not None and period[1] == "2025-01-03"
     assert result_time({}) is None
     assert category({"imagingStudy": [{"reference": "ImagingStudy/1"}]}) == "imaging"
     assert category({}, [{"category": [{"coding": [{"code": "laboratory"}]}]}]) == "laboratory"
