@@ -10,11 +10,11 @@ is refused (409): writing it back would store the masks over the real data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from server.errors import Conflict
+from server.fhir.json import dumps
 from server.grading.policy import Policy
 
 LEVEL_SYSTEM = "http://yidang.org/fhir/CodeSystem/data-level"
@@ -26,6 +26,7 @@ STAMPED_SYSTEMS = frozenset({LEVEL_SYSTEM, CATEGORY_SYSTEM, CONFIDENTIALITY_SYST
 LEVEL_DISPLAY = {1: "第1级", 2: "第2级", 3: "第3级", 4: "第4级", 5: "第5级"}
 CONFIDENTIALITY_DISPLAY = {"U": "unrestricted", "L": "low", "M": "moderate", "N": "normal", "R": "restricted",
                            "V": "very restricted"}
+CONFIDENTIALITY_ORDER = ("U", "L", "M", "N", "R", "V")
 _STAMP = re.compile(rb'"system":"' + re.escape(LEVEL_SYSTEM.encode()) + rb'","code":"L([1-5])"')
 
 
@@ -37,25 +38,37 @@ class Grade:
     """A code of the policy's sensitive lists raised the level."""
 
 
-def _codings(node: Any) -> Iterator[dict[str, Any]]:
-    """Every Coding-shaped object in ``node`` (a dict with ``system`` and ``code``), meta excluded."""
+def _codings(node: Any, out: list[tuple[str, str]]) -> None:
+    """Collect the (system, code) of every Coding-shaped object in ``node`` (a dict with ``system`` and
+    ``code``), meta excluded."""
     if isinstance(node, dict):
-        if isinstance(node.get("code"), str) and isinstance(node.get("system"), str):
-            yield node
+        system, code = node.get("system"), node.get("code")
+        if isinstance(code, str) and isinstance(system, str):
+            out.append((system, code))
         for key, value in node.items():
-            if key != "meta":
-                yield from _codings(value)
+            if key != "meta" and isinstance(value, dict | list):
+                _codings(value, out)
     elif isinstance(node, list):
         for item in node:
-            yield from _codings(item)
+            if isinstance(item, dict | list):
+                _codings(item, out)
+
+
+_SENSITIVE_SYSTEMS = (b"icd", b"ICD", b"snomed.info", b"loinc.org")
 
 
 def is_sensitive(resource: dict[str, Any], policy: Policy) -> bool:
     """Whether a coding of ``resource`` is on the policy's sensitive lists (ICD-10 by prefix, any
-    system naming ICD; SNOMED CT and LOINC exactly)."""
+    system naming ICD; SNOMED CT and LOINC exactly). A resource naming none of those systems is
+    decided from its serialised form (no walk)."""
+    text = dumps(resource)
+    if not any(marker in text for marker in _SENSITIVE_SYSTEMS):
+        return False
     sens = policy.sensitive
-    for coding in _codings(resource):
-        system, code = coding["system"].lower(), coding["code"]
+    found: list[tuple[str, str]] = []
+    _codings(resource, found)
+    for system, code in found:
+        system = system.lower()
         if "icd" in system:
             upper = code.upper()
             if any(upper.startswith(prefix) for prefix in sens.icd10):
@@ -119,7 +132,8 @@ def refuse_redacted(resource: dict[str, Any]) -> None:
 
 def stamp(resource: dict[str, Any], policy: Policy) -> Grade:
     """Set the level, category and confidentiality labels in ``resource.meta.security`` (in place),
-    replacing the client's labels of those systems; other labels stay. 409 for a REDACTED resource."""
+    replacing the client's labels of those systems (a stricter v3-Confidentiality code the client sent
+    is kept); other labels stay. 409 for a REDACTED resource."""
     refuse_redacted(resource)
     found = grade(resource, policy)
     meta = resource.get("meta")
@@ -127,8 +141,12 @@ def stamp(resource: dict[str, Any], policy: Policy) -> Grade:
         if meta is not None:
             return found  # not an object: validation reports it (or write.store_version refuses it)
         meta = resource["meta"] = {}
-    kept = [c for c in security(resource) if not (isinstance(c, dict) and c.get("system") in STAMPED_SYSTEMS)]
-    confidentiality = policy.confidentiality[found.level]
+    labels = security(resource)
+    kept = [c for c in labels if not (isinstance(c, dict) and c.get("system") in STAMPED_SYSTEMS)]
+    sent = [c.get("code") for c in labels if isinstance(c, dict) and c.get("system") == CONFIDENTIALITY_SYSTEM]
+    # the stricter of the level's and the client's own (a clinician may mark a record R; never lower)
+    confidentiality = max([policy.confidentiality[found.level], *(c for c in sent if c in CONFIDENTIALITY_ORDER)],
+                          key=CONFIDENTIALITY_ORDER.index)
     meta["security"] = [
         *kept,
         {"system": LEVEL_SYSTEM, "code": f"L{found.level}", "display": LEVEL_DISPLAY[found.level]},

@@ -137,6 +137,10 @@ async def test_client_labels_replaced_others_kept(world: World) -> None:
     assert {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"} in labels
     assert [c["code"] for c in labels if c["system"] == LEVEL] == ["L4"]
     assert [c["code"] for c in labels if c["system"] == CONF] == ["R"]
+    sent = patient(unique("x"))
+    sent["meta"] = {"security": [{"system": CONF, "code": "V"}]}  # stricter than the level's R: kept
+    assert [c["code"] for c in (await world.create("p", sent, "lab2"))["meta"]["security"] if c["system"] == CONF] \
+        == ["V"]
 
 
 async def test_stamped_on_update_and_patch(world: World) -> None:
