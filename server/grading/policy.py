@@ -6,7 +6,7 @@ a mistake in the file stops the server with the file, entry and reason named."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -80,7 +80,7 @@ class Policy:
             self._by_type[type_] = found
         return found
 
-    @property
+    @cached_property
     def top(self) -> int:
         """The highest level anything can be graded (a clearance at least this sees everything)."""
         return max([self.default.level, self.sensitive.level, *(g.level for g in self.types.values()),
