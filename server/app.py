@@ -36,6 +36,7 @@ from server.grading.policy import load_policy
 from server.hooks import Hooks
 from server.identity import linking as identity_linking
 from server.http.docs import docs_page
+from server.http.endpoint import grant_for
 from server.http.observability import Metrics
 from server.http.openapi import openapi_json
 from server.http.ratelimit import RateLimiter
@@ -157,11 +158,16 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        if auth.enabled and not settings.public_readyz:
+            await auth.principal(request)  # any valid token (401 otherwise)
         ok = await store.ping()
         return JSONResponse({"status": "ok" if ok else "unavailable", "store": store.kind},
                             status_code=200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
+        if auth.enabled and not settings.public_metrics:  # the policy decides who may (role platform)
+            principal = await auth.principal(request)
+            grant_for(request, principal).check_interaction("metrics", None)
         return app.state.metrics.response()
 
     app.router.routes.extend([

@@ -93,6 +93,8 @@ AUDIT_TYPES = frozenset({"AuditEvent"})
 
 ADMIN_OPERATIONS = frozenset({"reindex"})
 """Operations only the platform may invoke."""
+ADMIN_INTERACTIONS = frozenset({"metrics"})
+"""Server interactions beside FHIR only the platform may use (``/metrics`` unless it is public)."""
 WRITE_OPERATIONS = frozenset({"ingest-local", "convert-local"})
 """Operations that write clinical data (through the ordinary write path, which checks each write)."""
 
@@ -359,6 +361,8 @@ class RestrictedGrant(Grant):
             if name in WRITE_OPERATIONS and self.role not in ("platform", "institution"):
                 raise Forbidden(f"${name} writes clinical data, which role {self.role} may not")
             return
+        if interaction in ADMIN_INTERACTIONS and self.role != "platform":
+            raise Forbidden(f"{interaction} is for the role platform, not {self.role}")
         if type_ is None:
             return  # system search/history and Bundles: each type and entry is decided on its own
         if interaction in READ_INTERACTIONS and self.visible(type_, "read") is None:

@@ -109,8 +109,10 @@ def auth_routes(auth: AuthService) -> list[BaseRoute]:
         """Who calls introspect/revoke: a client assertion, or a bearer token of a registered client."""
         if form.get("client_assertion"):
             return await auth.authenticate_client(form, base)
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
+        headers = request.headers.getlist("authorization")
+        if len(headers) > 1:
+            raise OAuthError("invalid_client", "send one Authorization header, not several")
+        scheme, _, value = (headers[0] if headers else "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise OAuthError("invalid_client", "authenticate with a client_assertion or a client's bearer token")
         try:

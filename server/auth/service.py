@@ -76,7 +76,12 @@ class AuthService:
 
 
 def bearer(request: Request) -> str | None:
-    value = request.headers.get("authorization")
+    """The bearer token of ``request`` (None: no Authorization header); Unauthenticated for another
+    scheme, or for two headers (a proxy reading the other one would disagree about who asks)."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        raise Unauthenticated("Send one Authorization header, not several", error="invalid_request")
+    value = values[0] if values else None
     if not value:
         return None
     scheme, _, token = value.partition(" ")

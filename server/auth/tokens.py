@@ -53,6 +53,13 @@ class Verified:
     """The key of ours that signed it (its removal ends the token at the next check)."""
 
 
+def _same_authority(principal: Principal, record: dict[str, Any]) -> bool:
+    """Whether the stored client or user ``record`` still has the role, institution and patient the
+    token was issued with (a token never outlives a change of who its holder is)."""
+    return (record.get("role") == principal.role and record.get("institution") == principal.institution
+            and (record.get("patient") or None) == principal.patient)
+
+
 def _role(value: object) -> Role:
     for role in ROLES:
         if role == value:
@@ -68,7 +75,7 @@ class TokenService:
         self.jwks = jwks or JwksCache()
         self.external: dict[str, ExternalIssuer] = issuers(settings.oidc_issuers)
         self._cache: OrderedDict[tuple[str, str | None], Verified] = OrderedDict()
-        self._clients: dict[str, tuple[float, int, bool]] = {}
+        self._clients: dict[str, tuple[float, int, dict[str, Any] | None]] = {}
 
     # --- names -------------------------------------------------------------------------------
     def audience(self, base: str | None) -> str | None:
@@ -136,24 +143,30 @@ class TokenService:
             self._forget(principal.token_id)
             raise Unauthenticated("The access token has been revoked")
         if principal.kind in ("client", "user"):
-            if principal.client_id is None or not await self._client_exists(principal.client_id):
+            client = await self._client(principal.client_id) if principal.client_id is not None else None
+            if client is None:
                 raise Unauthenticated("The access token's client is no longer registered")
-            if principal.kind == "user" and await self.store.kv_get("users", principal.subject) is None:
-                raise Unauthenticated("The access token's user is no longer registered")
+            holder = client if principal.kind == "client" else await self.store.kv_get("users", principal.subject)
+            if holder is None:
+                raise Unauthenticated(f"The access token's {principal.kind} is no longer registered")
+            if not _same_authority(principal, holder):  # removed and registered anew with another role
+                raise Unauthenticated(f"The access token's {principal.kind} is now registered with another role, "
+                                      "institution or patient")
         entry.checked = time.monotonic()
         entry.generation = generation
 
-    async def _client_exists(self, client_id: str) -> bool:
+    async def _client(self, client_id: str) -> dict[str, Any] | None:
+        """The stored record of a client (None: not registered), cached for :data:`RECHECK_S`."""
         cached = self._clients.get(client_id)
         now = time.monotonic()
         if cached is not None and cached[1] == clients.generation and now - cached[0] < RECHECK_S:
             return cached[2]
         generation = clients.generation
-        exists = await self.store.kv_get(clients.SPACE, client_id) is not None
-        self._clients[client_id] = (now, generation, exists)
+        record = await self.store.kv_get(clients.SPACE, client_id)
+        self._clients[client_id] = (now, generation, record)
         if len(self._clients) > CACHE_SIZE:
             self._clients.clear()
-        return exists
+        return record
 
     async def _decode(self, token: str, base: str | None) -> Verified:
         try:
