@@ -5,12 +5,13 @@ says Consents apply to (:attr:`~server.access.grant.Grant.consent_applies`), one
 active patient-privacy Consents of the patients it can reach (the policy's
 :meth:`~server.access.grant.Grant.consent_reach`, not its scopes: a token without Consent scopes
 must not escape them), and one the ids of the caller's Organization (actor references by id).
-Everyone else costs nothing here.
+Everyone else costs nothing here. Break-glass is honoured only while the audit is on (it is always audited).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -69,7 +70,13 @@ async def with_consents(svc: Services) -> Services:
         return svc
     facts = await consent_facts(svc)
     if facts.break_glass:
-        log.warning("break-glass: %s (%s, %s) declares purpose %s", svc.grant.principal.subject,
-                    svc.grant.principal.role, svc.grant.principal.institution, facts.asker.purpose)
+        principal = svc.grant.principal
+        if not svc.hooks.audit_sinks:  # break-glass is always audited: with the audit off it is not honoured
+            log.warning("break-glass refused (audit off): %s (%s, %s) declares purpose %s", principal.subject,
+                        principal.role, principal.institution, facts.asker.purpose)
+            facts = replace(facts, break_glass_roles=frozenset())
+        else:
+            log.warning("break-glass: %s (%s, %s) declares purpose %s", principal.subject, principal.role,
+                        principal.institution, facts.asker.purpose)
     return svc.for_grant(svc.grant.with_consent(facts))
 
