@@ -13,7 +13,16 @@ import pytest
 from server.auth import tokens
 from server.auth.clients import ClientRecord, add_client, remove_client
 from server.auth.users import add_user, remove_user
-from tests.auth.conftest import INSTITUTION, AuthApp, get_token, make_auth_app, public_jwk, register, rsa_key, token_form
+from tests.auth.conftest import (
+    INSTITUTION,
+    AuthApp,
+    get_token,
+    make_auth_app,
+    public_jwk,
+    register,
+    rsa_key,
+    token_form,
+)
 from tests.conftest import BASE
 
 pytestmark = pytest.mark.asyncio
