@@ -32,6 +32,9 @@ from profiles.datasets.spec import DataSet, Element, ResourceSpec, Write
 from profiles.regional import definitions
 from terminology.service import Terminology
 
+ID_ONLY_ROLES = ("name", "sex", "birth_date")
+"""Demographics a clinical row may leave out when it names its person by identifier (issue 15)."""
+HEALTH_CARD_ELEMENT = "DE01.00.021.00"
 NAMESPACE = uuid.UUID("6f1f0a52-4c1e-5b6e-9a57-79646a616e67")
 _PLACEHOLDER = re.compile(r"\{(@?[A-Za-z0-9_.]+)\}")
 SOURCE = "YD.SOURCE"
@@ -252,7 +255,9 @@ class Converter:
                 raw = self.source
             text = desk_text(element, raw)
             if not text:
-                if element.required:
+                if element.required and self._by_identifier(element, record):  # issue 15: linked, not rejected
+                    issues.append(qc.issue(n, element.id, qc.WARNING, "person-by-identifier"))
+                elif element.required:
                     issues.append(qc.issue(n, element.id, qc.ERROR, "required"))
                 continue
             comparator = None
@@ -320,6 +325,15 @@ class Converter:
         issues.extend(self._lab(n, values))
         issues.extend(qc.cross_checks(n, values, self.roles, self.today))
         return values, issues
+
+    def _by_identifier(self, element: Element, record: Record) -> bool:
+        """Whether a missing demographic (name, sex, birth date) of a clinical row (not a person file) is
+        allowed because the row names its person by 身份证号 or 健康卡号: the row is then linked to the
+        person the platform knows (a conditional reference, :func:`transaction`), or refused there."""
+        if element.role not in ID_ONLY_ROLES or self.dataset.row in (None, self.dataset.person):
+            return False
+        keys = [*self.roles.get("id_number", ()), HEALTH_CARD_ELEMENT]
+        return any((record.fields.get(k) or "").strip() for k in keys)
 
     def _role(self, role: str) -> str | None:
         return next(iter(self.roles.get(role, ())), None)
@@ -564,8 +578,30 @@ def entry(instance: Instance) -> dict[str, Any]:
     return {"fullUrl": instance.full_url, "resource": instance.resource, "request": request}
 
 
+def _id_only(instance: Instance) -> bool:
+    """A Patient made only from identifier-only rows (no name): the known person is referred to instead."""
+    return instance.spec.type == "Patient" and instance.spec.mode == "create" and "name" not in instance.resource
+
+
+def _refer(node: Any, urls: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: (urls.get(v, v) if k == "reference" and isinstance(v, str) else _refer(v, urls))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_refer(v, urls) for v in node]
+    return node
+
+
 def transaction(instances: list[Instance]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [entry(i) for i in instances]}
+    """The person's transaction. An identifier-only person (issue 15) gets no Patient entry: its rows refer
+    to ``Patient?identifier=…`` (a conditional reference the server resolves to the one Patient it knows,
+    or refuses the transaction with a 412 naming it when it knows none)."""
+    urls = {i.full_url: f"{i.spec.type}?{i.criteria}" for i in instances if _id_only(i)}
+    kept = [i for i in instances if i.full_url not in urls]
+    entries = [entry(i) for i in kept]
+    if urls:
+        entries = [{**e, "resource": _refer(e["resource"], urls)} for e in entries]
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
 def convert(dataset: DataSet, records: Iterable[Record], *, source: str | None = None,

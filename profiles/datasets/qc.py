@@ -25,6 +25,9 @@ from profiles import resident_id
 ERROR, WARNING = "error", "warning"
 MESSAGES: dict[str, tuple[str, str]] = {
     "required": ("必填数据元缺失", "required data element is missing"),
+    "person-by-identifier": ("仅以身份证号/健康卡号标识患者, 缺少的人口学信息取自平台已有居民",
+                             "the person is named only by ID number or health card: linked to the person the "
+                             "platform knows (refused if it knows none)"),
     "required-one-of": ("以下数据元至少填写一项: {detail}", "at least one of these is required: {detail}"),
     "format": ("格式不符合WS 363规定: {detail}", "value does not match its WS 363 format: {detail}"),
     "format-nonstandard": ("格式非标准但可识别, 已规范化, 原值保留: {detail}",
