@@ -6,7 +6,7 @@ ours, from ``settings.oidc_issuers``:
 "subject": "sub"}, "algorithms": ["RS256"]}``
 
 A claim name may be a dotted path (``realm_access.roles``); a role claim holding a list is read as
-the one item that is a role. A token without a role or institution is refused naming the claim.
+the one item that is a role (several roles: refused). A token without a role or institution is refused naming the claim.
 """
 
 from __future__ import annotations
@@ -105,7 +105,11 @@ async def verify_external(token: str, header: dict[str, Any], config: ExternalIs
     names = config.claims
     role = claim(claims, names["role"])
     if isinstance(role, list):
-        role = next((r for r in role if r in ROLES), None)
+        roles = {r for r in role if r in ROLES}
+        if len(roles) > 1:  # which one would be a guess, and the order of a list is the issuer's
+            raise Unauthenticated(f"The access token's '{names['role']}' claim names several roles "
+                                  f"({', '.join(sorted(roles))}); one is expected")
+        role = next(iter(roles), None)
     if role is None:
         raise Unauthenticated(f"The access token has no '{names['role']}' claim (the role)")
     if role not in ROLES:

@@ -166,7 +166,8 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
                 principal = principal if purpose == principal.purpose else replace(principal, purpose=purpose)
                 limiter = getattr(request.app.state, "rate_limiter", None)
                 if limiter is not None and not principal.is_open:
-                    limiter.hit(principal.client_id or principal.subject, principal.role)
+                    # per client, and per user of a client (one person cannot use up an app's bucket)
+                    limiter.hit(f"{principal.client_id or ''}/{principal.subject}", principal.role)
                 svc = svc.for_grant(grant_for(request, principal))
                 access = replace(access, client=principal.client_id or principal.subject if not principal.is_open
                                  else access.client, principal=principal)

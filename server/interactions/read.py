@@ -54,11 +54,19 @@ async def vread(svc: Services, type_: str, id_: str, vid: str) -> Result:
     if not (vid.isascii() and vid.isdigit()) or len(vid) > 19 or int(vid) > MAX_VERSION:
         raise NotFound(f"{type_}/{id_} has no version '{vid}'")
     version = await svc.store.vread(type_, id_, int(vid)) if is_valid_id(id_) else None
-    if version is None or not (svc.grant.open or await can_see(svc, version)):
+    if version is None or not (svc.grant.open or await _may_see_version(svc, version)):
         raise NotFound(f"{type_}/{id_} has no version {vid}")
     if version.deleted:
         raise _deleted(version)
     return Result(200, version)
+
+
+async def _may_see_version(svc: Services, version: Version) -> bool:
+    """A version is seen only while its resource is: one that is hidden now (its source changed,
+    or it was transferred) answers 404 for its old versions too, exactly as a missing resource."""
+    current = await svc.store.read(version.type, version.id)
+    return await can_see(svc, version) and (current is None or current.version == version.version
+                                            or await can_see(svc, current))
 
 
 def subset(result: Result, params: Mapping[str, str]) -> Result:

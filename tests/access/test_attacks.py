@@ -182,3 +182,20 @@ async def test_if_none_exist_on_hidden_creates(world: World) -> None:
     r = await w.as_("a", "POST", "/Patient", json={"resourceType": "Patient"},
                     headers={"If-None-Exist": f"identifier={SYS}|pb{w.run}", "Prefer": "return=representation"})
     assert r.status_code == 201 and w.ids["pB"] not in r.text and w.ids["pB"] not in r.headers["location"]
+
+
+async def test_old_versions_of_a_resource_now_hidden_are_not_found(world: World) -> None:
+    """A wrote Patient/P; the platform then gave it to B (its source tag). A's read and history
+    answered 404, but the vread of A's own version 1 still answered 200: a hidden resource must look
+    missing on every path, its old versions too."""
+    w = world
+    pid = await w.create("a", {"resourceType": "Patient", "identifier": [{"system": SYS, "value": unique("mv")}]},
+                         "moved")
+    assert (await w.as_("a", "GET", f"/Patient/{pid}/_history/1")).status_code == 200
+    current = (await w.as_("p", "GET", f"/Patient/{pid}")).json()
+    current["meta"] = {"tag": [{"system": SOURCE_TAG_SYSTEM, "code": w.inst_b}]}
+    assert (await w.as_("p", "PUT", f"/Patient/{pid}", json=current)).status_code == 200
+    for path in (f"/Patient/{pid}", f"/Patient/{pid}/_history", f"/Patient/{pid}/_history/1",
+                 f"/Patient/{pid}/_history/2"):
+        assert (await w.as_("a", "GET", path)).status_code == 404, path
+    assert (await w.as_("b", "GET", f"/Patient/{pid}/_history/2")).status_code == 200

@@ -81,6 +81,8 @@ async def test_external_token_defects(idp_http: httpx.AsyncClient) -> None:
     refused(await read(idp_http, idp_token(org_id=None)), "'org_id' claim")
     refused(await read(idp_http, idp_token(realm_access={"roles": ["offline_access"]})), "'realm_access.roles'")
     refused(await read(idp_http, idp_token(realm_access=None)), "'realm_access.roles'")
+    # several roles: which one is meant would be a guess (the list order is the issuer's)
+    refused(await read(idp_http, idp_token(realm_access={"roles": ["resident", "platform"]})), "several roles")
     refused(await read(idp_http, idp_token(aud="someone-else")), "not valid")
     refused(await read(idp_http, idp_token(exp=int(time.time()) - 3600)), "expired")
     refused(await read(idp_http, idp_token(iss="https://evil.example/realms/health")), "issuer")
