@@ -31,6 +31,9 @@ from server.access.policy import Policy
 from server.audit.log import install as install_audit
 from server.auth.admin import admin_routes
 from server.auth.service import AuthService
+from server.bulk.jobs.export import Acting, ExportJob
+from server.bulk.jobs.imports import ImportJob
+from server.consent.load import with_consents
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
 from server.grading.policy import load_policy
 from server.hooks import Hooks
@@ -128,7 +131,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     services.listeners.append(conformance_listener(services))
     services.listeners.append(search_parameters.listener(services))
     services.listeners.append(identity_linking.listener(services))  # Persons follow the Patients (issue 15)
-    jobs = JobRunner(services, [ReindexJob()])
+    bulk = Acting(with_consents)  # bulk jobs act for the Principal that asked (issue 16 §2)
+    jobs = JobRunner(services, [ReindexJob(), ExportJob(bulk), ImportJob(bulk)], lease_s=settings.job_lease_seconds)
     services.jobs = jobs
 
     @asynccontextmanager

@@ -34,6 +34,8 @@ RANKS: dict[str, int] = {
     "server.http": 4,
     "server.operations": 5,
     "server.jobs": 6,
+    "server.bulk": 6,  # bulk data (issue 16 §2): the persisted request and the NDJSON files
+    "server.bulk.jobs": 5,  # the $export/$import job kinds (on server.jobs) and their status/files for HTTP
     "server.bundles": 6,
     "server.auth": 6,
     "server.identity": 6,  # the master patient index (issue 15): Persons, $match scoring, $merge

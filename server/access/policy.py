@@ -124,6 +124,23 @@ def _identity_operation_check(grant: RestrictedGrant, name: str, type_: str | No
         raise Forbidden(f"${name} searches Patients, which the token's scopes and role {grant.role} do not allow")
 # --- end identity ------------------------------------------------------------------------------
 
+# --- bulk data (issue 16 §2: $export / $import) ------------------------------------------------
+BULK_OPERATIONS = frozenset({"export", "import"})
+"""Bulk Data kick-offs. ``$export``: the platform, or a client with ``system/`` scopes (SMART Backend
+Services); what it exports is what its grant lets it search, compiled into every query of the job.
+``$import``: the roles that write clinical data (platform, institution) with a ``system/`` scope;
+every line is then an ordinary update, checked by :meth:`RestrictedGrant.check_write`."""
+
+
+def _bulk_operation_check(grant: RestrictedGrant, name: str) -> None:
+    if name not in BULK_OPERATIONS or grant.role == "platform":
+        return
+    if not any(s.context == "system" for s in grant.scopes):
+        raise Forbidden(f"${name} is for SMART Backend Services clients: the token has no system/ scope")
+    if name == "import" and grant.role != "institution":
+        raise Forbidden(f"$import writes clinical data, which role {grant.role} may not")
+# --- end bulk data -----------------------------------------------------------------------------
+
 READ_INTERACTIONS = frozenset({"read", "vread", "history-instance", "history-type"})
 SEARCH_INTERACTIONS = frozenset({"search-type", "search-compartment"})
 WRITES: dict[str, str] = {"create": "c", "update": "u", "patch": "u", "delete": "d"}
@@ -351,6 +368,7 @@ class RestrictedGrant(Grant):
     def check_interaction(self, interaction: str, type_: str | None) -> None:
         if interaction.startswith("operation:"):
             name = interaction.partition(":")[2].lstrip("$")
+            _bulk_operation_check(self, name)  # issue 16 §2
             self._check_identity_operation(name, type_)
             from server.access.lookup import RECOGNITION_OPERATIONS, check_recognition  # issue 15
 

@@ -34,4 +34,5 @@ async def invoke(call: Call, level: Level) -> Result:
     return await op.handler(Invocation(
         svc=call.svc, name=op.name, level=level, method=method, base=call.base, type=type_, id=path.get("id"),
         params=params, resource=resource, body=body, content_type=content_type, strict=call.neg.strict,
+        headers=call.request.headers,
     ))

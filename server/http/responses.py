@@ -7,7 +7,7 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from profiles.fhirxml import to_xml
 from server.errors import FhirError, Issue
@@ -54,6 +54,9 @@ def render(result: Result, neg: Negotiated, *, base: str) -> Response:
             headers["Location"] = url
         elif result.status in (200, 201):
             headers["Content-Location"] = url
+    if result.stream is not None:  # a file (bulk data): its own media type, streamed
+        return StreamingResponse(result.stream[1], status_code=result.status, headers=headers,
+                                 media_type=result.stream[0])
     if result.status in (204, 304):
         return fhir_response(result.status, None, neg, headers)
     prefer = neg.prefer_return

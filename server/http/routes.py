@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from server.bundles.transaction import process
 from server.errors import BadRequest
 from server.fhir.instant import parse_http_date
+from server.http.bulk import bulk_routes
 from server.http.endpoint import Call, base_url, endpoint
 from server.http.landing import landing_page, wants_html
 from server.http.operations import invoke
@@ -223,4 +224,4 @@ def fhir_routes() -> list[BaseRoute]:
 
         allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
         routes.append(Route(path, dispatch, methods=allowed))
-    return routes
+    return [*bulk_routes(), *routes]  # bulk data status and files (issue 16 §2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ class Result:
     created: bool = False
     """True when a Location header is due (201 Created)."""
     headers: dict[str, str] = field(default_factory=dict)
+    stream: tuple[str, AsyncIterator[bytes]] | None = None
+    """A body that is not FHIR, sent as is: (media type, chunks), e.g. a bulk data file (issue 16)."""
 
     def body(self) -> bytes | dict[str, Any] | None:
         if self.resource is not None:

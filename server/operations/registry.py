@@ -6,7 +6,7 @@ generated from, so an operation is either fully wired or not claimed at all.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +36,8 @@ class Invocation:
     body: bytes = b""
     content_type: str = ""
     strict: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The request's headers (``Prefer: respond-async`` of the asynchronous operations)."""
 
     def get(self, name: str) -> Any | None:
         for key, value in self.params:

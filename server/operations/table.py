@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from server.operations import cross_lookup, everything, ingest_local, recognition, reindex, terminology, validate
+from server.operations import bulk
 from server.operations import match as patient_match
 from server.operations import merge as patient_merge
 from server.operations.registry import OperationTable
@@ -19,4 +20,5 @@ def operation_table() -> OperationTable:
         *patient_merge.OPERATIONS,
         cross_lookup.OPERATION,
         *recognition.OPERATIONS,
+        *bulk.OPERATIONS,
     ])
