@@ -105,7 +105,7 @@ async def test_system_export_without_type_covers_every_stored_type(bulk_client: 
 
 async def test_patient_and_group_export(bulk_client: httpx.AsyncClient) -> None:
     c = bulk_client
-    code, ids = await seed(c, 3, 2)
+    _, ids = await seed(c, 3, 2)
     await put(c, {"resourceType": "Organization", "id": unique("org"), "name": "not in a compartment"})
     patient_level = await wait(c, await kick_off(c, "/Patient/$export"))
     types = {o["type"] for o in patient_level["output"]}

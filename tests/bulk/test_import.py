@@ -81,9 +81,11 @@ async def test_round_trip_into_another_store(store: Store, tmp_path: Path) -> No
     await target_store.open()
     try:
         async with make_client(target_store, bulk_dir=tmp_path / "dst", bulk_import_dirs=[tmp_path / "src"]) as target:
-            inputs = [{"name": "input", "part": [{"name": "type", "valueCode": o["type"]},
-                                                 {"name": "url", "valueUri": f"file://{tmp_path}/src/{job}/{o['url'].rsplit('/', 1)[1]}"}]}
-                      for o in manifest["output"]]
+            folder = tmp_path / "src" / job
+            inputs = [{"name": "input", "part": [
+                {"name": "type", "valueCode": o["type"]},
+                {"name": "url", "valueUri": f"file://{folder}/{o['url'].rsplit('/', 1)[1]}"}]}
+                for o in manifest["output"]]
             body = {"resourceType": "Parameters", "parameter": [
                 {"name": "inputFormat", "valueCode": "application/fhir+ndjson"}, *inputs]}
             response = await target.post("/$import", json=body, headers=ASYNC)
