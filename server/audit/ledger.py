@@ -67,6 +67,11 @@ async def append(store: Store, indexer: Indexer | AuditIndexer, events: Sequence
     new head, None when nothing was written."""
     last: Link | None = None
     fast = indexer if isinstance(indexer, AuditIndexer) else AuditIndexer(indexer)
+    # indexed before the chain lock is taken (neither meta nor the chain extension is indexed), so
+    # worker processes index in parallel and hold the lock only to chain and write
+    for event in events:
+        event.pop("meta", None)
+    entries = [fast.entries(event) for event in events]
     async with store.session() as session:
         await session.lock(CHAIN_LOCK)
         top = await head(store)
@@ -76,17 +81,16 @@ async def append(store: Store, indexer: Indexer | AuditIndexer, events: Sequence
         else:
             previous, sequence = top.link.hash, top.link.sequence
         lu = top.last_updated
-        for event in events:
+        for event, found in zip(events, entries, strict=True):
             if dedupe and await session.read(TYPE, str(event["id"])) is not None:
                 continue
             sequence += 1
             lu = max(now_us(), lu + 1)
-            event.pop("meta", None)
             last = seal(event, sequence, previous)
             previous = last.hash
             event["meta"] = {"versionId": "1", "lastUpdated": to_instant(lu)}
             version = Version(TYPE, str(event["id"]), 1, lu, False, "POST", dumps(event))
-            await session.write(Write(version, fast.entries(event), None))
+            await session.write(Write(version, found, None))
     return last
 
 
