@@ -157,3 +157,35 @@ async def test_the_lifespan_starts_and_stops_the_writer(store: Store, spool: Pat
         await app.state.audit.authentication(success=True, subject="c1")
     assert app.state.audit._task is None and not app.state.audit.backlog
 
+
+
+def second_store(store: Store) -> Store:
+    """Another connection to the same data, as a second worker process has."""
+    opened: Any = store
+    if store.kind == "sqlite":
+        from server.stores.sqlite import SqliteStore
+
+        return SqliteStore(opened.path.parent)
+    from server.stores.mongo import MongoStore
+
+    return MongoStore(opened._uri, database=opened._database)
+
+
+async def test_two_workers_append_to_one_gapless_chain(store: Store, tmp_path: Path) -> None:
+    """Two audit logs on two connections to one store (two worker processes) writing at once:
+    their appends are serialised by the chain lock, so the chain stays gapless and verifies."""
+    other = second_store(store)
+    await other.open()
+    try:
+        apps = [app_on(store, tmp_path / "a"), app_on(other, tmp_path / "b", audit_batch_size=3)]
+        before = len(await stored_ids(store))
+        async with client_of(apps[0]) as one, client_of(apps[1]) as two:
+            await asyncio.gather(*(c.get("/Patient?name=workers") for _ in range(15) for c in (one, two)))
+            assert await apps[0].state.audit.drain() and await apps[1].state.audit.drain()
+        assert len(await stored_ids(store)) == before + 30
+        for app in apps:
+            await app.state.audit.stop()
+        report = await ledger.verify(store, None)
+        assert report.ok, report.broken
+    finally:
+        await other.close()
