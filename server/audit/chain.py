@@ -78,6 +78,9 @@ class Walk:
     count: int = 0
     broken: str | None = None
     last: Link | None = None
+    unchained: int = 0
+    """AuditEvents without the chain extension stored before the chain's first event (written
+    before auditing was turned on): passed over, counted."""
     hashes: dict[int, str] | None = None
     """When set, the hash of every sequence listed in it is recorded (checkpoints to compare)."""
 
@@ -86,6 +89,9 @@ class Walk:
         if self.broken is not None:
             return False
         link = link_of(event)
+        if link is None and self.last is None:
+            self.unchained += 1
+            return True
         if link is None:
             self.broken = f"AuditEvent/{event_id} carries no chain extension (inserted outside the chain?)"
             return False

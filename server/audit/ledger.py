@@ -38,6 +38,7 @@ PURPOSE = {
 }
 """R4 has no ``purpose`` search parameter on AuditEvent; auditors search by it (issue 14)."""
 PAGE = 1000
+HEAD_PAGE = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +48,22 @@ class Head:
 
 
 async def head(store: Store) -> Head:
-    """The newest chained AuditEvent (None when the chain is empty)."""
-    result = await store.search(Query((TYPE,), sort=(SortKey("resource", "last_updated", "last_updated", True),),
-                                      count=1))
-    if not result.rows or result.rows[0].body is None:
-        return Head(None, 0)
-    row = result.rows[0]
-    return Head(link_of(load_stored(row.body or b"{}")), row.last_updated)
+    """The newest chained AuditEvent (None when the chain is empty). AuditEvents without the chain
+    extension (written by clients before auditing was on, or through a path that bypassed the 405)
+    are passed over, so they can never restart the chain."""
+    after: tuple[object, ...] | None = None
+    newest = 0
+    while True:
+        result = await store.search(Query((TYPE,), sort=(SortKey("resource", "last_updated", "last_updated", True),),
+                                          count=HEAD_PAGE, after=after))
+        for row in result.rows:
+            newest = max(newest, row.last_updated)
+            link = link_of(load_stored(row.body)) if row.body is not None else None
+            if link is not None:
+                return Head(link, newest)
+        if result.next_after is None or not result.rows:
+            return Head(None, newest)
+        after = result.next_after
 
 
 async def anchor(store: Store) -> dict[str, Any] | None:
@@ -152,6 +162,8 @@ async def verify(store: Store, key: AuditKey | None) -> Report:
         if not walk.add(row.id, load_stored(row.body)):
             break
     report.count, report.broken, report.head = walk.count, walk.broken, walk.last
+    if walk.unchained:
+        report.notes.append(f"{walk.unchained} AuditEvent(s) stored before the chain began were passed over")
     if report.broken is None:
         for point in points:
             seq = int(point["sequence"])

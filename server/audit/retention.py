@@ -53,10 +53,12 @@ async def _expunge(store: Store, before: int) -> int:
 async def prune(store: Store, indexer: Indexer, key: AuditKey, before: int, *, base: str = "") -> dict[str, Any]:
     """Remove the events stored before ``before``; returns what was done (also in the prune's AuditEvent)."""
     result = await store.search(Query((ledger.TYPE,), ResourceTest("last_updated", "lt", before),
-                                      sort=(LATEST_FIRST,), count=1))
+                                      sort=(LATEST_FIRST,), count=ledger.HEAD_PAGE))
     removed, last = 0, None
-    if result.rows and result.rows[0].body is not None:
-        last = link_of(load_stored(result.rows[0].body))
+    for row in result.rows:  # the newest chained event before the date
+        last = link_of(load_stored(row.body)) if row.body is not None else None
+        if last is not None:
+            break
     if last is not None:
         at = now_us()
         await store.kv_put(ledger.SPACE, "anchor", {

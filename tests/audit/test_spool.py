@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from server.app import create_app
 from server.audit import ledger
+from server.audit.chain import link_of
 from server.audit.keys import load_key
 from server.audit.log import AuditLog
 from server.errors import StoreUnavailable
+from server.fhir.json import load_stored
 from server.settings import Settings
 from server.stores.base import Session, Store
-from tests.conftest import BASE
+from tests.conftest import BASE, database_uri
 
 
 class Switch:
@@ -189,3 +194,46 @@ async def test_two_workers_append_to_one_gapless_chain(store: Store, tmp_path: P
         assert report.ok, report.broken
     finally:
         await other.close()
+
+
+@pytest_asyncio.fixture(params=["sqlite", "mongo"])
+async def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An empty store of each kind (the chain tests below need one to themselves)."""
+    if request.param == "sqlite":
+        from server.stores.sqlite import SqliteStore
+
+        made: Store = SqliteStore(tmp_path / "fresh")
+    else:
+        from server.stores.mongo import MongoStore
+
+        made = MongoStore(database_uri(request.getfixturevalue("mongo_server_uri"), f"f_{uuid.uuid4().hex[:12]}"))
+    await made.open()
+    yield made
+    await made.close()
+
+
+async def test_unchained_audit_events_never_restart_the_chain(fresh: Store, tmp_path: Path) -> None:
+    """AuditEvents clients wrote before auditing was on are passed over by verify; one written past
+    the 405 (a transaction entry) does not restart the chain and is named by verify."""
+    plain = create_app(Settings(base_url=BASE, log_requests=False, audit=False, data_dir=tmp_path), store=fresh)
+    foreign = {"resourceType": "AuditEvent", "type": {"code": "x"}, "recorded": "2026-01-01T00:00:00Z",
+               "source": {"observer": {"display": "other"}}, "agent": [{"requestor": True, "who": {"display": "a"}}]}
+    async with client_of(plain) as c:
+        assert (await c.post("/AuditEvent", json=foreign)).status_code == 201
+    app = app_on(fresh, tmp_path / "audit")
+    async with client_of(app) as c:
+        for _ in range(3):
+            assert (await c.get("/Patient")).status_code == 200
+        assert await app.state.audit.drain()
+        report = await ledger.verify(fresh, None)
+        assert report.ok and report.count == 3, report.broken
+        assert "1 AuditEvent(s) stored before the chain began were passed over" in report.notes
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": foreign, "request": {"method": "POST", "url": "AuditEvent"}}]}
+        await c.post("/", json=bundle)  # refused once server/bundles applies the 405; if not, still no harm
+        assert (await c.get("/Patient")).status_code == 200
+        assert await app.state.audit.drain()
+    sequences = [link.sequence for row in [r async for r in ledger.events(fresh)]
+                 if row.body and (link := link_of(load_stored(row.body))) is not None]
+    assert sequences == list(range(1, len(sequences) + 1)) and len(sequences) == 5
+    await app.state.audit.stop()
