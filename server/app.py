@@ -37,7 +37,6 @@ from server.consent.load import with_consents
 from server.errors import FhirError, Issue, MethodNotAllowed, NotFound, UpstreamError
 from server.grading.policy import load_policy
 from server.hooks import Hooks
-from server.identity import linking as identity_linking
 from server.http.docs import docs_page
 from server.http.endpoint import grant_for
 from server.http.observability import Metrics
@@ -46,6 +45,7 @@ from server.http.ratelimit import RateLimiter
 from server.http.responses import error_response
 from server.http.routes import fhir_routes
 from server.http.security import install as install_security
+from server.identity import linking as identity_linking
 from server.interactions import search_parameters
 from server.interactions.conformance import conformance_listener, load_stored
 from server.interactions.services import Services

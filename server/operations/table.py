@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from server.operations import cross_lookup, everything, ingest_local, recognition, reindex, terminology, validate
-from server.operations import bulk
+from server.operations import bulk, cross_lookup, everything, ingest_local, recognition, reindex, terminology, validate
 from server.operations import match as patient_match
 from server.operations import merge as patient_merge
 from server.operations.registry import OperationTable
