@@ -155,8 +155,8 @@ async def test_a_full_queue_sheds_load_with_503(store: Store, spool: Path) -> No
     await audit.stop()
 
 
-async def test_the_lifespan_starts_and_stops_the_writer(store: Store, spool: Path) -> None:
-    app = app_on(store, spool)
+async def test_the_lifespan_starts_and_stops_the_writer(fresh: Store, spool: Path) -> None:
+    app = app_on(fresh, spool)  # the app's lifespan closes its store at the end: not the module's
     async with app.router.lifespan_context(app):
         assert app.state.audit._task is not None
         await app.state.audit.authentication(success=True, subject="c1")
