@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     job_lease_seconds: float = 60.0
     """A background job whose process died is taken over after this many seconds without progress."""
 
+    # --- record transfer (server/transfer, issue 16 §1 档案转迁) -----------------------------------
+    transfer_record_number: Literal["keep", "reissue"] = "keep"
+    """What ``Patient/$transfer`` does with the 健康档案编号 (``urn:oid:2.16.156.10011.1.2``): ``keep`` it, or
+    ``reissue`` one for the receiving district (the old one stays on the Patient with ``use: old``)."""
+
 
 def resolve_store(settings: Settings) -> Settings:
     """``mongodb_uri`` alone selects MongoDB."""

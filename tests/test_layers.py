@@ -41,6 +41,7 @@ RANKS: dict[str, int] = {
     "server.identity": 6,  # the master patient index (issue 15): Persons, $match scoring, $merge
     "server.recognition": 6,  # mutual recognition (issue 15 §3): catalogue, status rules, decisions, statistics
     "server.recognition.cli": 1,  # yidang recognition import: runs the app in-process
+    "server.transfer": 6,  # record transfer and data return (issue 16 §1, §3); handlers registered by operations
     "server.interactions": 7,
     "server.audit": 7,  # AuditEvents: may use stores, search, fhir, access; the token endpoints may call it
     "server.stores.sqlite": 8,

@@ -51,7 +51,7 @@ from server.access.grant import Grant, How, WriteKind
 from server.access.principal import SOURCE_TAG_SYSTEM, SOURCE_URI_PREFIX, Principal
 from server.access.scopes import Scope, ScopeError, parse_scope
 from server.consent.evaluate import ConsentFacts, Label, label_cases, patient_of
-from server.errors import FhirError, Forbidden
+from server.errors import Conflict, FhirError, Forbidden
 from server.search.compartment import OWNER, compartment, membership
 from server.search.model import (
     Always,
@@ -140,6 +140,235 @@ def _bulk_operation_check(grant: RestrictedGrant, name: str) -> None:
     if name == "import" and grant.role != "institution":
         raise Forbidden(f"$import writes clinical data, which role {grant.role} may not")
 # --- end bulk data -----------------------------------------------------------------------------
+
+# --- transfer (issue 16 §1 档案转迁 and §3 数据回流: the workflow Tasks, $transfer, $data-return) -----
+TASK_CODE_SYSTEM = "http://yidang.org/fhir/CodeSystem/task-code"
+"""Yidang's Task codes: ``transfer-record`` (档案转迁: a receiving district asks the sending one for a
+resident's record) and ``data-return`` (数据回流: a district asks the platform for its residents' data)."""
+TRANSFER_TASK = "transfer-record"
+DATA_RETURN_TASK = "data-return"
+WORKFLOW_TASKS = frozenset({TRANSFER_TASK, DATA_RETURN_TASK})
+TRANSFER_OPERATIONS = frozenset({"transfer"})
+"""``Patient/{id}/$transfer``: the platform, or the sending district (the one that manages the Patient
+now: the operation checks that against the store); never an institution, auditor or resident."""
+TRANSFER_READ_OPERATIONS = frozenset({"transfer-history"})
+"""``Patient/{id}/$transfer-history``: whoever may read the Patient and search Provenance."""
+DATA_RETURN_OPERATIONS = frozenset({"data-return"})
+"""``Task/{id}/$data-return``: the requesting district of an approved data-return Task (the operation
+checks the Task), or the platform."""
+WORKFLOW_FIELDS = ("code", "for", "requester", "owner", "input", "focus")
+"""What a workflow Task names and no party may change once it is requested (only status, statusReason,
+businessStatus, note, output and lastModified move)."""
+TASK_TRANSITIONS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
+    TRANSFER_TASK: {
+        ("requested", "accepted"): frozenset({"owner"}),
+        ("requested", "rejected"): frozenset({"owner"}),
+        ("requested", "cancelled"): frozenset({"requester"}),
+        ("accepted", "rejected"): frozenset({"owner"}),
+        ("accepted", "cancelled"): frozenset({"requester", "owner"}),
+        ("accepted", "completed"): frozenset({"transfer"}),
+    },
+    DATA_RETURN_TASK: {
+        ("requested", "accepted"): frozenset({"approver"}),
+        ("requested", "rejected"): frozenset({"approver"}),
+        ("requested", "cancelled"): frozenset({"requester"}),
+        ("accepted", "cancelled"): frozenset({"requester", "approver"}),
+        ("accepted", "completed"): frozenset({"approver"}),
+    },
+}
+"""Who moves a workflow Task from one status to another. ``owner``/``requester``: a district whose
+institution is the identifier value in ``Task.owner``/``Task.requester`` (or the platform, which acts
+for either side); ``approver``: the platform; ``transfer``: only ``Patient/$transfer`` with the Task
+(it performs the transfer in the same transaction). A status kept as it was is allowed to either party
+(notes); anything else is a 409."""
+
+
+def task_code(task: dict[str, Any] | None) -> str | None:
+    """The workflow code (transfer-record | data-return) of a Task, or None for any other Task."""
+    code = task.get("code") if isinstance(task, dict) else None
+    for coding in code.get("coding") or () if isinstance(code, dict) else ():
+        if isinstance(coding, dict) and coding.get("system") == TASK_CODE_SYSTEM \
+                and coding.get("code") in WORKFLOW_TASKS:
+            return str(coding["code"])
+    return None
+
+
+def party_identifier(task: dict[str, Any], field_: str) -> str | None:
+    """The identifier value a workflow Task names its ``requester``/``owner`` Organization by."""
+    ref = task.get(field_)
+    ident = ref.get("identifier") if isinstance(ref, dict) else None
+    value = ident.get("value") if isinstance(ident, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _workflow_sides(grant: RestrictedGrant, task: dict[str, Any]) -> set[str]:
+    if grant.role == "platform":
+        return {"owner", "requester", "approver"}
+    if grant.role != "district":
+        return set()
+    mine = grant.principal.institution
+    return {side for side in ("owner", "requester") if party_identifier(task, side) == mine}
+
+
+def _check_workflow_task(grant: RestrictedGrant, kind: WriteKind, new: dict[str, Any] | None,
+                         old: dict[str, Any] | None) -> None:
+    """The policy of workflow Task writes (see :data:`TASK_TRANSITIONS`); raises when refused."""
+    code = task_code(old) or task_code(new)
+    assert code is not None
+    if grant.role not in ("platform", "district"):
+        raise Forbidden(f"{code} Tasks are between districts and the platform; role {grant.role} may not write them")
+    if new is None or kind == "delete":
+        if grant.role != "platform":
+            raise Forbidden(f"A {code} Task is cancelled (status cancelled), not deleted; only the platform deletes")
+        return
+    if task_code(new) != code:
+        raise Forbidden(f"The code of a {code} Task does not change")
+    for side in ("requester",) if code == DATA_RETURN_TASK else ("requester", "owner"):
+        if party_identifier(new, side) is None:
+            raise Forbidden(f"A {code} Task names its {side} Organization by identifier ({side}.identifier.value)")
+    if old is None:
+        if new.get("status") != "requested":
+            raise Forbidden(f"A {code} Task is created with status requested, not {new.get('status')}")
+        if code == TRANSFER_TASK and party_identifier(new, "requester") == party_identifier(new, "owner"):
+            raise Forbidden("A transfer-record Task's requester (receiving) and owner (sending) differ")
+        if "requester" not in _workflow_sides(grant, new):
+            raise Forbidden(f"A {code} Task is requested by the caller's own organization: requester.identifier "
+                            f"must be {grant.principal.institution}")
+        return
+    for name in WORKFLOW_FIELDS:
+        if old.get(name) != new.get(name):
+            raise Forbidden(f"Task.{name} of a {code} Task does not change once it is requested")
+    before, after = str(old.get("status")), str(new.get("status"))
+    sides = _workflow_sides(grant, old)
+    if before == after:
+        if not sides:
+            raise Forbidden(f"Only the parties of this {code} Task may change it")
+        return
+    allowed = TASK_TRANSITIONS[code].get((before, after))
+    if allowed is None:
+        raise Conflict(f"A {code} Task does not move from {before} to {after}")
+    if "transfer" in allowed:
+        facts = getattr(grant, "transfer_facts", None)
+        if facts is None or facts.task != old.get("id"):
+            raise Forbidden(f"A {code} Task is completed by Patient/$transfer with parameter task (which moves the "
+                            "record in the same transaction), not by a write of the Task")
+        return
+    if not sides & allowed:
+        who = " or ".join(sorted(allowed))
+        raise Forbidden(f"Only the {who} of this {code} Task (or the platform) may move it from {before} to {after}")
+
+
+class TransferFacts:
+    """What one ``$transfer`` writes, as the operation established it from the store under the caller's
+    grant: the Patient it moves (the caller manages it now) and the Task it completes, if any."""
+
+    __slots__ = ("patient", "task")
+
+    def __init__(self, patient: str, task: str | None = None) -> None:
+        self.patient = patient
+        self.task = task
+
+
+def transfer_grant(grant: Grant, facts: TransferFacts) -> Grant:
+    """``grant`` for the writes of one transfer: a sending district may then update that Patient's
+    managingOrganization/generalPractitioner/identifier, close and open its EpisodeOfCares, write the
+    Provenance and complete the Task — nothing else (every other write is decided as by ``grant``)."""
+    if grant.open:
+        return grant
+    derived = copy.copy(grant)
+    derived.transfer_facts = facts  # type: ignore[attr-defined]
+    return derived
+
+
+TRANSFER_PATIENT_FIELDS = frozenset({"managingOrganization", "generalPractitioner", "identifier", "meta"})
+
+
+def _is_transfer_write(grant: RestrictedGrant, kind: WriteKind, type_: str, new: dict[str, Any] | None,
+                       old: dict[str, Any] | None) -> bool:
+    facts: TransferFacts | None = getattr(grant, "transfer_facts", None)
+    if facts is None or new is None or kind == "delete" or grant.role not in ("platform", "district"):
+        return False
+    mine = f"Patient/{facts.patient}"
+    if type_ == "Patient":
+        if old is None or old.get("id") != facts.patient or new.get("id") != facts.patient:
+            return False
+        changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+        return changed <= TRANSFER_PATIENT_FIELDS
+    if type_ == "EpisodeOfCare":
+        return all((r.get("patient") or {}).get("reference") == mine for r in (new, old) if r is not None)
+    if type_ == "Provenance":
+        return old is None and any(str((t or {}).get("reference", "")).split("/_history/")[0] == mine
+                                   for t in new.get("target") or ())
+    if type_ == "Task":
+        return old is not None and facts.task is not None and old.get("id") == facts.task \
+            and task_code(old) == TRANSFER_TASK
+    return False
+
+
+def _transfer_check_write(grant: RestrictedGrant, kind: WriteKind, type_: str, new: dict[str, Any] | None,
+                          old: dict[str, Any] | None) -> bool:
+    """True when this write is allowed as part of a transfer or the workflow (decided); raises for a
+    workflow Task write the rules refuse; False when the ordinary rules decide."""
+    if type_ == "Task" and (task_code(new) or task_code(old)):
+        _check_workflow_task(grant, kind, new, old)
+        if _is_transfer_write(grant, kind, type_, new, old):
+            return True
+        if grant.role == "district":
+            permission = "c" if old is None else "d" if new is None else "u"
+            return _transfer_write_type(grant, permission, type_)
+        return False
+    return _is_transfer_write(grant, kind, type_, new, old)
+
+
+def _transfer_write_type(grant: RestrictedGrant, permission: str, type_: str) -> bool:
+    """A district writes Tasks (its workflow Tasks: check_write decides which) when its scopes allow."""
+    if grant.role != "district" or type_ != "Task":
+        return False
+    if not any(s.covers(type_, permission) and s.context != "patient" for s in grant.scopes):
+        verb = {"c": "create", "u": "update", "d": "delete"}[permission]
+        raise Forbidden(f"The token's scopes do not allow to {verb} Task resources")
+    return True
+
+
+def _transfer_visible(grant: RestrictedGrant, type_: str) -> Condition:
+    """A district sees the workflow Tasks it is a party of (requester or owner, by identifier)."""
+    if type_ != "Task" or grant.role != "district":
+        return NEVER
+    codes = ",".join(quote(f"{TASK_CODE_SYSTEM}|{c}", safe="") for c in sorted(WORKFLOW_TASKS))
+    mine = _literal(grant.principal.institution)
+    return _simplify_or([grant._criteria("Task", f"code={codes}&{side}:identifier={mine}")
+                         for side in ("requester", "owner")])
+
+
+def transfer_senders(grant: Grant) -> Condition | None:
+    """The Patients the caller may transfer away (None: any): the platform any, a district those it
+    manages (``managingOrganization`` its Organization or one ``partOf`` it), anyone else none."""
+    if grant.open or getattr(grant, "role", None) == "platform":
+        return None
+    if isinstance(grant, RestrictedGrant) and grant.role == "district":
+        return grant._managed_patients()
+    return NEVER
+
+
+def _transfer_operation_check(grant: RestrictedGrant, name: str) -> None:
+    if name == "export" and grant.role == "district":
+        raise Forbidden("A district receives data through an approved data-return Task (数据回流): "
+                        "POST Task/{id}/$data-return, not $export")
+    if name in TRANSFER_OPERATIONS and grant.role not in ("platform", "district"):
+        raise Forbidden(f"${name} moves a record between districts: the platform or the sending district, "
+                        f"not role {grant.role}")
+    if name in TRANSFER_OPERATIONS and grant.role == "district" \
+            and not any(s.covers("Patient", "u") and s.context != "patient" for s in grant.scopes):
+        raise Forbidden("$transfer changes the Patient: the token's scopes do not allow updating Patient")
+    if name in DATA_RETURN_OPERATIONS and grant.role not in ("platform", "district"):
+        raise Forbidden(f"$data-return delivers a district's approved data return, not to role {grant.role}")
+
+
+def _transfer_stamp(grant: RestrictedGrant, resource: dict[str, Any]) -> bool:
+    """Within a transfer, what the record already carries keeps its source institution (a district moving
+    a record does not become the source of the Patient or its episodes). True: leave it as it is."""
+    return getattr(grant, "transfer_facts", None) is not None and grant._source(resource) is not None
+# --- end transfer ----------------------------------------------------------------------------------
 
 READ_INTERACTIONS = frozenset({"read", "vread", "history-instance", "history-type"})
 SEARCH_INTERACTIONS = frozenset({"search-type", "search-compartment"})
@@ -298,7 +527,8 @@ class RestrictedGrant(Grant):
             return self._own(type_)
         if role == "district":
             managed = self._in_compartment_of(type_, self._managed_patients())
-            return _simplify_or([self._own(type_), _simplify_and([managed, self._consent_condition(type_)])])
+            return _simplify_or([self._own(type_), _simplify_and([managed, self._consent_condition(type_)]),
+                                 _transfer_visible(self, type_)])  # issue 16: its workflow Tasks
         if role == "resident":
             if self.principal.patient is None or self._patient_comp is None:
                 return None
@@ -369,6 +599,7 @@ class RestrictedGrant(Grant):
         if interaction.startswith("operation:"):
             name = interaction.partition(":")[2].lstrip("$")
             _bulk_operation_check(self, name)  # issue 16 §2
+            _transfer_operation_check(self, name)  # issue 16 §1, §3
             self._check_identity_operation(name, type_)
             from server.access.lookup import RECOGNITION_OPERATIONS, check_recognition  # issue 15
 
@@ -396,6 +627,8 @@ class RestrictedGrant(Grant):
 
     def _check_write_type(self, permission: str, type_: str) -> None:
         role = self.role
+        if _transfer_write_type(self, permission, type_):  # issue 16: a district's workflow Tasks
+            return
         if type_ in IDENTITY_TYPES and role != "platform":
             raise Forbidden(f"{type_} resources are the platform's identity records (master patient index): "
                             "role platform only")
@@ -414,6 +647,8 @@ class RestrictedGrant(Grant):
 
     def check_write(self, kind: WriteKind, type_: str, new: dict[str, Any] | None,
                     old: dict[str, Any] | None) -> None:
+        if _transfer_check_write(self, kind, type_, new, old):  # issue 16: transfers and workflow Tasks
+            return
         permission = "c" if kind == "create" or (kind == "update" and old is None) else kind[0]
         self._check_write_type(permission, type_)
         if self.role == "resident":  # only Consents pass _check_write_type: they must be the resident's own
@@ -455,6 +690,8 @@ class RestrictedGrant(Grant):
         meta = resource.get("meta")
         if not isinstance(meta, dict):
             meta = resource["meta"] = {}
+        if _transfer_stamp(self, resource):  # issue 16 §1: a transfer keeps the record's source
+            return
         if self.role == "platform" and self._source(resource) is not None:
             return  # the platform writes on an institution's behalf (ingest, transfer): its tag stays
         if not institution:

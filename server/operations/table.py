@@ -5,7 +5,8 @@ from __future__ import annotations
 from server.operations import bulk, cross_lookup, everything, ingest_local, recognition, reindex, terminology, validate
 from server.operations import match as patient_match
 from server.operations import merge as patient_merge
-from server.operations.registry import OperationTable
+from server.operations.registry import Operation, OperationTable
+from server.transfer import operations as transfer
 
 
 def operation_table() -> OperationTable:
@@ -20,4 +21,6 @@ def operation_table() -> OperationTable:
         cross_lookup.OPERATION,
         *recognition.OPERATIONS,
         *bulk.OPERATIONS,
+        Operation("transfer", frozenset({"instance"}), transfer.run_transfer, frozenset({"Patient"}), True),
+        Operation("transfer-history", frozenset({"instance"}), transfer.run_transfer_history, frozenset({"Patient"})),
     ])
