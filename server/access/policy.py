@@ -309,6 +309,8 @@ def _transfer_check_write(grant: RestrictedGrant, kind: WriteKind, type_: str, n
                           old: dict[str, Any] | None) -> bool:
     """True when this write is allowed as part of a transfer or the workflow (decided); raises for a
     workflow Task write the rules refuse; False when the ordinary rules decide."""
+    if type_ == "Task" and grant.role == "district" and not (task_code(new) or task_code(old)):
+        raise Forbidden("A district writes only its workflow Tasks (transfer-record, data-return)")
     if type_ == "Task" and (task_code(new) or task_code(old)):
         _check_workflow_task(grant, kind, new, old)
         if _is_transfer_write(grant, kind, type_, new, old):

@@ -54,6 +54,7 @@ def tested_params(where: Condition) -> set[str]:
 def _collect(where: Condition, out: set[str]) -> None:
     if isinstance(where, Match | Missing):
         out.add(where.param)
+        out.add(where.param.partition(":")[0])  # ``owner:identifier`` entries come from the ``owner`` parameter
     elif isinstance(where, And | Or):
         for item in where.items:
             _collect(item, out)

@@ -400,7 +400,11 @@ async def transfer(svc: Services, req: Request) -> Outcome:
             if party_identifier(task, "requester") not in identifier_values(target_org):
                 raise BadRequest(f"task: Task/{req.task}'s requester is not the target Organization/{target}",
                                  expression=("task",))
-            if source_org is None or party_identifier(task, "owner") not in identifier_values(source_org):
+            owners = identifier_values(source_org) if source_org is not None else set()
+            parent = ref_id((source_org or {}).get("partOf"), "Organization")
+            parent_org = body(await s.read("Organization", parent)) if parent is not None else None
+            owners |= identifier_values(parent_org) if parent_org is not None else set()
+            if party_identifier(task, "owner") not in owners:  # the managing district, as the policy defines it
                 raise Conflict(f"Task/{req.task}'s owner is not the organization that manages Patient/{req.patient} "
                                "now: the record moved since it was requested")
         effective = req.effective or to_instant(svc.clock())

@@ -13,6 +13,7 @@ from server.stores.base import Store
 from server.transfer import record as record_module
 from tests.transfer.helpers import RECORD, USCC, World, make_world, out, params
 
+
 @pytest_asyncio.fixture(scope="module")
 async def w(store: Store) -> AsyncIterator[World]:
     world = await make_world(store)
