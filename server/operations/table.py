@@ -6,6 +6,7 @@ from server.operations import bulk, cross_lookup, everything, ingest_local, reco
 from server.operations import match as patient_match
 from server.operations import merge as patient_merge
 from server.operations.registry import Operation, OperationTable
+from server.transfer import datareturn
 from server.transfer import operations as transfer
 
 
@@ -23,4 +24,5 @@ def operation_table() -> OperationTable:
         *bulk.OPERATIONS,
         Operation("transfer", frozenset({"instance"}), transfer.run_transfer, frozenset({"Patient"}), True),
         Operation("transfer-history", frozenset({"instance"}), transfer.run_transfer_history, frozenset({"Patient"})),
+        Operation("data-return", frozenset({"instance"}), datareturn.handler(bulk.export), frozenset({"Task"}), True),
     ])

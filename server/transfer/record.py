@@ -360,7 +360,7 @@ def provenance(svc: Services, written: list[Version], replaced: list[tuple[str, 
     return record
 
 
-async def _write(svc: Services, s: Session, type_: str, id_: str, current: Version | None,
+async def write(svc: Services, s: Session, type_: str, id_: str, current: Version | None,
                  resource: dict[str, Any]) -> Version:
     stamp(svc, resource)
     check_grant(svc, "update" if current is not None else "create", type_, resource, current)
@@ -427,7 +427,7 @@ async def transfer(svc: Services, req: Request) -> Outcome:
             new_patient["generalPractitioner"] = copy.deepcopy(req.practitioners)
         if svc.settings.transfer_record_number == "reissue":
             _reissued(new_patient, req.record_number, target_org)
-        writes: list[Version] = [await _write(acting, s, "Patient", req.patient, patient_v, new_patient)]
+        writes: list[Version] = [await write(acting, s, "Patient", req.patient, patient_v, new_patient)]
         replaced = [("Patient", req.patient, patient_v.version)]
         outcome = Outcome(new_patient, new_id(), source=source, target=target)
         if source is not None:
@@ -439,11 +439,11 @@ async def transfer(svc: Services, req: Request) -> Outcome:
                 episode = body(episode_v)
                 if episode_v is None or episode is None:
                     continue
-                writes.append(await _write(acting, s, "EpisodeOfCare", eid, episode_v,
+                writes.append(await write(acting, s, "EpisodeOfCare", eid, episode_v,
                                            _closed(episode, effective, req.reason)))
                 replaced.append(("EpisodeOfCare", eid, episode_v.version))
                 new_eid = new_id()
-                writes.append(await _write(acting, s, "EpisodeOfCare", new_eid, None,
+                writes.append(await write(acting, s, "EpisodeOfCare", new_eid, None,
                                            _opened(episode, eid, target, effective, req.practitioners)))
                 outcome.closed.append(eid)
                 outcome.opened.append(new_eid)
@@ -454,10 +454,10 @@ async def transfer(svc: Services, req: Request) -> Outcome:
             done["output"] = [*(task.get("output") or ()),
                               {"type": {"text": "provenance"},
                                "valueReference": {"reference": f"Provenance/{outcome.provenance}"}}]
-            writes.append(await _write(acting, s, "Task", task_v.id, task_v, done))
+            writes.append(await write(acting, s, "Task", task_v.id, task_v, done))
             replaced.append(("Task", task_v.id, task_v.version))
         record = provenance(svc, writes, replaced, req, source, target, effective)
-        await _write(acting, s, "Provenance", outcome.provenance, None, record)
+        await write(acting, s, "Provenance", outcome.provenance, None, record)
         return outcome
 
     keys = [resource_key("Patient", req.patient)] + ([resource_key("Task", req.task)] if req.task else [])
