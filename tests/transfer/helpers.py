@@ -40,6 +40,7 @@ class World:
         self.run = run
         self.d1, self.d2, self.inst = f"D1{run}", f"D2{run}", f"I{run}"
         self.org1 = self.org2 = self.clinic1 = ""
+        self.app: Any = None
 
     async def as_(self, who: str, method: str, url: str, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {who}", **kw.pop("headers", {})}
@@ -108,6 +109,7 @@ async def make_world(store: Store, **settings: Any) -> World:
     })
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path="/fhir"), base_url=BASE)
     w = World(client, run)
+    w.app = app
     w.org1 = await w.create("platform", {"resourceType": "Organization", "name": "一区卫健局",
                                          "identifier": [{"system": USCC, "value": w.d1}]})
     w.org2 = await w.create("platform", {"resourceType": "Organization", "name": "二区卫健局",
