@@ -136,24 +136,6 @@ class Settings(BaseSettings):
     job_lease_seconds: float = 60.0
     """A background job whose process died is taken over after this many seconds without progress."""
 
-    # --- bulk data $export / $import (server/bulk, issue 16 §2) --------------------------------
-    bulk_dir: Path | None = None
-    """Where export files are written (one directory per job); ``<data_dir>/bulk`` when empty."""
-    bulk_retention: float = 86400.0
-    """Seconds a finished bulk job's files and status are kept; then both are removed (status 404)."""
-    bulk_gzip: bool = False
-    """Store export files gzip-compressed (served with ``Content-Encoding: gzip`` to clients that
-    accept it, decompressed on the fly for the others)."""
-    bulk_import_dirs: list[Path] = []
-    """Directories ``$import`` may read ``input`` files from (``file://`` URLs or paths); empty: none,
-    only NDJSON uploads."""
-    bulk_page_size: int = 1000
-    """Resources per store page (and per saved cursor) of an export: what bounds its memory."""
-    bulk_file_resources: int = 500_000
-    """Resources per export file; a type with more is split over ``Type-2.ndjson`` …"""
-    job_lease_seconds: float = 60.0
-    """A background job whose process died is taken over after this many seconds without progress."""
-
     # --- record transfer (server/transfer, issue 16 §1 档案转迁) -----------------------------------
     transfer_record_number: Literal["keep", "reissue"] = "keep"
     """What ``Patient/$transfer`` does with the 健康档案编号 (``urn:oid:2.16.156.10011.1.2``): ``keep`` it, or

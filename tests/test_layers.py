@@ -47,9 +47,9 @@ RANKS: dict[str, int] = {
     "server.stores.sqlite": 8,
     "server.stores.mongo": 8,
     "server.access": 8,
-    "server.grading": 8,  # data grading and masking (issue 14 §3): pure, over a policy file
     "server.consent": 9,  # Consent decisions (pure): the policy compiles them
     "server.consent.load": 6,  # fetches a request's Consents from the store; called by server.http
+    "server.grading": 8,  # data grading and masking (issue 14 §3): pure, over a policy file
     "server.stores": 9,
     "server.search": 10,
     "server.fhir": 11,

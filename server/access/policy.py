@@ -600,9 +600,9 @@ class RestrictedGrant(Grant):
     def check_interaction(self, interaction: str, type_: str | None) -> None:
         if interaction.startswith("operation:"):
             name = interaction.partition(":")[2].lstrip("$")
+            self._check_identity_operation(name, type_)
             _bulk_operation_check(self, name)  # issue 16 §2
             _transfer_operation_check(self, name)  # issue 16 §1, §3
-            self._check_identity_operation(name, type_)
             from server.access.lookup import RECOGNITION_OPERATIONS, check_recognition  # issue 15
 
             if name in RECOGNITION_OPERATIONS:
