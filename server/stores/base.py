@@ -90,6 +90,13 @@ class Session(Protocol):
     async def write(self, write: Write) -> None:
         """Store a new version; raises :class:`VersionConflict` when ``write.expected`` is stale."""
 
+    async def append(self, writes: Sequence[Write]) -> None:
+        """Store brand-new resources in bulk (the audit writer's batches): each ``write`` creates a
+        resource whose id was never used (a fresh UUID; ``expected`` None), so no per-resource
+        compare-and-set is needed, only one existence check and one bulk insert per table. Raises
+        :class:`VersionConflict` when an id exists after all; the session must then be abandoned
+        (its writes roll back)."""
+
     async def reindex(self, type_: str, id_: str, version: int, entries: Sequence[Entry]) -> bool:
         """Replace the search entries (and sort values) of ``type_/id_`` without making a new
         version, only if ``version`` is still its current, non-deleted version; False otherwise

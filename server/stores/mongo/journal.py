@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
@@ -157,6 +158,22 @@ class JournalSession(MongoSession):
         if not allowed or (current is not None and v.version <= current):
             raise VersionConflict(v.type, v.id, current)
         self._pending[key] = _Pending(v, current_document(v, write.entries), current)
+
+    @mapped
+    async def append(self, writes: Sequence[Write]) -> None:
+        """One look-up of all the ids instead of one per resource; the writes are then pending like
+        :meth:`write`'s (claimed in bulk and committed through the journal)."""
+        await self._renew()
+        keys = [resource_key(w.version.type, w.version.id) for w in writes]
+        if len(set(keys)) != len(keys) or any(k in self._pending or k in self._seen for k in keys):
+            for write in writes:  # the session touched some already: the general path decides
+                await self.write(write)
+            return
+        found = await self._db[RESOURCES].find_one({"_id": {"$in": keys}}, {"type": 1, "id": 1, "version": 1})
+        if found is not None:
+            raise VersionConflict(str(found.get("type")), str(found.get("id")), found.get("version"))
+        for key, w in zip(keys, writes, strict=True):
+            self._pending[key] = _Pending(w.version, current_document(w.version, w.entries), None)
 
     async def _begin(self) -> None:
         """Insert the journal header (before any claim, so recovery can always find them)."""

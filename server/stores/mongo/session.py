@@ -38,6 +38,7 @@ from uuid import uuid4
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import (
+    BulkWriteError,
     ConfigurationError,
     DuplicateKeyError,
     InvalidOperation,
@@ -193,6 +194,37 @@ class MongoSession:
             # left by an interrupted earlier attempt at this version: the CAS above proves that
             # no committed write owns it, so it is replaced
             await self._db[HISTORY].replace_one({"_id": entry["_id"]}, entry)
+
+    @mapped
+    async def append(self, writes: Sequence[Write]) -> None:
+        """Inside a transaction: one look-up of all the ids and one ``insert_many`` per collection
+        (the transaction makes the batch atomic). Behind mongos (each id claimed cluster-wide) or
+        without a transaction: resource by resource through :meth:`write`."""
+        if self._s is None or self._sharded:
+            for write in writes:
+                await self.write(write)
+            return
+        if not writes:
+            return
+        await self._renew()
+        keys = [resource_key(w.version.type, w.version.id) for w in writes]
+        if len(set(keys)) != len(keys):
+            raise VersionConflict(writes[0].version.type, next(k for k in keys if keys.count(k) > 1), None)
+        resources = self._db[RESOURCES]
+        found = await resources.find_one({"_id": {"$in": keys}}, {"type": 1, "id": 1, "version": 1}, session=self._s)
+        if found is not None:
+            raise VersionConflict(str(found.get("type")), str(found.get("id")), found.get("version"))
+        docs = [current_document(w.version, w.entries) for w in writes]
+        history = []
+        for w, doc in zip(writes, docs, strict=True):
+            entry = history_document(w.version)
+            entry[SK] = doc[SK]
+            history.append(entry)
+        try:
+            await resources.insert_many(docs, session=self._s)
+        except (DuplicateKeyError, BulkWriteError):
+            raise VersionConflict(writes[0].version.type, writes[0].version.id, None) from None
+        await self._db[HISTORY].insert_many(history, session=self._s)
 
     @mapped
     async def reindex(self, type_: str, id_: str, version: int, entries: Sequence[Entry]) -> bool:

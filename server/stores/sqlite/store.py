@@ -45,6 +45,8 @@ hundreds of thousands of entry rows) runs in a worker thread, so it does not sta
 the write lock is held throughout, and the thread is waited for even if the request is cancelled."""
 KV_PURGE_ROWS = 100
 """Expired key-value rows removed by each key-value write (a bounded batch, so a write never stalls)."""
+APPEND_CHECK_IDS = 500
+"""Ids looked up per statement by :meth:`SqliteSession.append` (well under SQLite's bound-parameter limit)."""
 T = TypeVar("T")
 WAL_RESTART_BYTES = 64 * 1024 * 1024
 """Above this the WAL is copied back and truncated with this process's writes held (see _checkpoint_loop)."""
@@ -499,6 +501,49 @@ class SqliteSession:
         self._versions.append((v.type, v.id, v.version, v.last_updated, int(v.deleted), v.method, v.body))
         if not v.deleted:
             self._buffer_entries(rid, v.type, write.entries)
+
+    async def append(self, writes: Sequence[Write]) -> None:
+        """One ``executemany`` per table: ``rid`` values are given (the next after the highest, which
+        ``BEGIN IMMEDIATE`` keeps stable) instead of read back row by row; existing ids are looked
+        for first, so a conflict writes nothing."""
+        if not writes:
+            return
+        conn = self._conn
+        self.flush()
+        by_type: dict[str, list[str]] = {}
+        for w in writes:
+            by_type.setdefault(w.version.type, []).append(w.version.id)
+        for type_, ids in by_type.items():
+            for start in range(0, len(ids), APPEND_CHECK_IDS):
+                chunk = ids[start:start + APPEND_CHECK_IDS]
+                found = conn.execute(f"SELECT id, version FROM resources WHERE type = ? AND id IN "
+                                     f"({', '.join('?' * len(chunk))})", (type_, *chunk)).fetchone()
+                if found is not None:
+                    raise VersionConflict(type_, found[0], found[1])
+            if len(set(ids)) != len(ids):
+                raise VersionConflict(type_, next(i for i in ids if ids.count(i) > 1), None)
+        top = conn.execute("SELECT COALESCE(MAX(rid), 0) FROM resources").fetchone()[0]
+        rows = []
+        buffers = self._entries
+        names: dict[tuple[str, str], str] = {}
+        for n, w in enumerate(writes, start=top + 1):
+            v = w.version
+            rows.append((n, v.type, v.id, v.version, v.last_updated, int(v.deleted)))
+            self._versions.append((v.type, v.id, v.version, v.last_updated, int(v.deleted), v.method, v.body))
+            if v.deleted:
+                continue
+            if sum(e.table == "date" for e in w.entries) > 1:  # may need hull rows
+                self._buffer_entries(n, v.type, w.entries)
+                continue
+            for e in w.entries:
+                name = names.get((v.type, e.param))
+                if name is None:
+                    name = names[(v.type, e.param)] = f"{v.type}.{e.param}"
+                buffer = buffers.get(e.table)
+                if buffer is None:
+                    buffer = buffers[e.table] = []
+                buffer.append((n, name, *e.values))
+        conn.executemany("INSERT INTO resources (rid, type, id, version, lu, deleted) VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     async def reindex(self, type_: str, id_: str, version: int, entries: Sequence[Entry]) -> bool:
         row = self._conn.execute(
