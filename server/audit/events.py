@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -67,6 +68,25 @@ reports of which institutions were shown, for the recognition statistics)."""
 
 LOGIN = {"system": DCM, "code": "110122", "display": "Login"}
 LOGOUT = {"system": DCM, "code": "110123", "display": "Logout"}
+
+
+_second: tuple[int, str] = (-1, "")
+"""The last second :func:`instant` formatted and its text (most calls fall in the same second);
+replaced as one tuple, so a thread never sees a second with another's text."""
+EARLIEST_FAST, LATEST_FAST = 0, 253402300799
+"""Seconds since 1970 :func:`instant` formats itself (1970 to 9999); others go to ``to_instant``."""
+
+
+def instant(us: int) -> str:
+    """``to_instant(us)`` (``YYYY-MM-DDThh:mm:ss.ffffffZ``), its date-time part formatted once per second."""
+    global _second
+    second, fraction = divmod(us, 1_000_000)
+    if not EARLIEST_FAST <= second <= LATEST_FAST:
+        return to_instant(us)
+    last = _second
+    if last[0] != second:
+        last = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{last[1]}.{fraction:06d}Z"
 
 
 def outcome_code(status: int | None) -> str:
@@ -279,7 +299,7 @@ def rest_event(access: Access, *, event_id: str, recorded: int, base: str = "") 
         "type": _coding(EVENT_TYPE, "rest", "Restful Operation"),
         "subtype": subtypes(access, resource),
         "action": ACTIONS.get(access.interaction, "E"),
-        "recorded": to_instant(recorded),
+        "recorded": instant(recorded),
         "outcome": outcome_code(access.status),
     }
     if access.outcome:
@@ -305,7 +325,7 @@ def authentication_event(*, event_id: str, recorded: int, base: str = "", princi
         "type": _coding(DCM, "110114", "User Authentication"),
         "subtype": [LOGOUT if logout else LOGIN],
         "action": "E",
-        "recorded": to_instant(recorded),
+        "recorded": instant(recorded),
         "outcome": "0" if success else "4",
     }
     if description:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.audit.chain import GENESIS, Link, Walk, link_of, seal
+from server.audit.events import instant
 from server.audit.index import AuditIndexer
 from server.audit.keys import AuditKey, message
 from server.fhir.instant import now_us, to_instant
@@ -91,6 +92,7 @@ async def append(store: Store, indexer: Indexer | AuditIndexer, events: Sequence
         else:
             previous, sequence = top.link.hash, top.link.sequence
         lu = top.last_updated
+        writes: list[Write] = []
         for event, found in zip(events, entries, strict=True):
             if dedupe and await session.read(TYPE, str(event["id"])) is not None:
                 continue
@@ -98,9 +100,10 @@ async def append(store: Store, indexer: Indexer | AuditIndexer, events: Sequence
             lu = max(now_us(), lu + 1)
             last = seal(event, sequence, previous)
             previous = last.hash
-            event["meta"] = {"versionId": "1", "lastUpdated": to_instant(lu)}
+            event["meta"] = {"versionId": "1", "lastUpdated": instant(lu)}
             version = Version(TYPE, str(event["id"]), 1, lu, False, "POST", dumps(event))
-            await session.write(Write(version, found, None))
+            writes.append(Write(version, found, None))
+        await session.append(writes)  # fresh ids (uuid4): one bulk insert, no per-event compare-and-set
     return last
 
 
