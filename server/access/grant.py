@@ -43,6 +43,11 @@ class Grant:
     def visible(self, type_: str, how: How = "read") -> Condition | None:
         return Always()
 
+    @property
+    def redacts_audit(self) -> bool:
+        """Whether AuditEvents in responses show the individual people behind them masked."""
+        return False
+
     def restrict(self, query: Query, how: How = "search") -> Query:
         """``query`` limited to what may be seen, at every level: the top-level types, and the
         targets of its chains and sources of its ``_has`` (a filter over hidden resources must not

@@ -467,6 +467,12 @@ class RestrictedGrant(Grant):
     def open(self) -> bool:
         return False
 
+    @property
+    def redacts_audit(self) -> bool:
+        """A resident sees who read the record by institution and purpose, not by clinician
+        (:mod:`server.access.redact`)."""
+        return self.role == "resident"
+
     # --- what may be seen ---------------------------------------------------------------------
 
     def visible(self, type_: str, how: How = "read") -> Condition | None:
@@ -521,8 +527,8 @@ class RestrictedGrant(Grant):
             return None  # a Person lists other institutions' Patients: institutions use Patient/$match instead
         if role == "auditor":
             return Always() if type_ in AUDIT_TYPES or type_ in DEFINITIONAL else None
-        if type_ in AUDIT_TYPES:
-            return None
+        if type_ in AUDIT_TYPES and role != "resident":
+            return None  # a resident reads the AuditEvents about his or her own record (below)
         if type_ in SHARED:
             return Always()
         if role == "institution":

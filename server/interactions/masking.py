@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from server.fhir.json import dumps
+from server.access.redact import in_body
+from server.fhir.json import dumps, load_stored
 from server.grading.body import mask_body
 from server.grading.clearance import clearance
 from server.grading.grade import stamp as stamp_grade
@@ -45,7 +46,11 @@ def stamp(svc: Services, resource: dict[str, Any]) -> None:
 
 def mask_result(svc: Services, result: Result) -> Result:
     """``result`` with what is above the caller's clearance masked (the same object when nothing is)."""
-    if svc.grant.open or not svc.settings.grading or result.status >= 300:
+    if svc.grant.open or result.status >= 300:
+        return result
+    if svc.grant.redacts_audit:
+        result = _redact_audit(result)
+    if not svc.settings.grading:
         return result
     body = result.body()
     if body is None:
@@ -57,3 +62,18 @@ def mask_result(svc: Services, result: Result) -> Result:
     if result.resource is None and result.version is not None:  # keeps ETag, Location, Last-Modified
         return replace(result, version=replace(result.version, body=dumps(masked)))
     return replace(result, resource=masked)
+
+
+def _redact_audit(result: Result) -> Result:
+    """``result`` with the AuditEvents in it as a resident may read them (the clinicians masked)."""
+    body = result.body()
+    if isinstance(body, bytes):
+        if b'"AuditEvent"' not in body:
+            return result
+        body = load_stored(body)
+    redacted = in_body(body) if body is not None else None
+    if redacted is None:
+        return result
+    if result.resource is None and result.version is not None:
+        return replace(result, version=replace(result.version, body=dumps(redacted)))
+    return replace(result, resource=redacted)
