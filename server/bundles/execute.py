@@ -11,6 +11,7 @@ import orjson
 from server.bundles.entries import EntryRequest, create_condition
 from server.errors import BadRequest, FhirError, MethodNotAllowed
 from server.fhir.instant import parse_http_date, to_instant
+from server.hooks import Access
 from server.interactions import create, delete, history, patch, read, search, update
 from server.interactions.result import Result
 from server.interactions.services import Services
@@ -31,12 +32,16 @@ def interaction(req: EntryRequest) -> str:
     return "history-instance" if req.rest == ["_history"] else "vread"
 
 
-def check_entry(svc: Services, req: EntryRequest) -> None:
-    """403 for an entry whose interaction the caller's grant does not allow (each entry is checked
-    as its own request would be at the endpoint)."""
+async def check_entry(svc: Services, req: EntryRequest) -> None:
+    """403 for an entry whose interaction the caller's grant does not allow, and whatever the access
+    hooks refuse (405 for writing an AuditEvent while auditing): each entry is checked as its own
+    request would be at the endpoint."""
+    code = interaction(req)
     if not svc.grant.open:
-        code = interaction(req)
         svc.grant.check_interaction(code, None if code == "history-system" else req.type)
+    if svc.hooks.access_policies:
+        path = "/" + "/".join(p for p in (req.type, req.id or "", *req.rest) if p)
+        await svc.hooks.check(Access(code, req.method, path, req.type, req.id))
 
 
 async def run_entry(
@@ -44,7 +49,7 @@ async def run_entry(
     prepared: Prepared | None = None, matched: list[str] | None = None,
 ) -> Result:
     """One entry; ``matched``: the ids a transaction resolved for a conditional PUT's criteria."""
-    check_entry(svc, req)
+    await check_entry(svc, req)
     if_match = parse_etag(req.if_match)
     if req.method == "POST":
         if req.id is not None:

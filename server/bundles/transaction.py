@@ -23,6 +23,7 @@ from server.bundles.references import has_conditional_reference, is_conditional,
 from server.errors import BadRequest, FhirError, PreconditionFailed
 from server.fhir.ids import new_id
 from server.fhir.json import dumps, load_stored
+from server.hooks import Access
 from server.interactions.bundles import bundle
 from server.interactions.conditional import matches
 from server.interactions.masking import stamp
@@ -51,9 +52,15 @@ async def process(svc: Services, body: dict[str, Any], *, base: str, representat
             return await _transaction(svc, _entries(source, base), base=base, representation=representation,
                                       rerun=n > 1)
 
-        return await retried(attempt)
+        result = await retried(attempt)
+        if svc.hooks.audit_sinks:  # the entries as they were sent (processing rewrote ids and references)
+            await audit_entries(svc, _entries(load_stored(pristine), base), result)
+        return result
     if kind == "batch":
-        return await _batch(svc, _entries(body, base), base=base, representation=representation)
+        reqs = _entries(body, base)
+        result = await _batch(svc, reqs, base=base, representation=representation)
+        await audit_entries(svc, reqs, result)
+        return result
     raise BadRequest(f"Bundle.type must be 'batch' or 'transaction' to be processed, not '{kind}'",
                      expression=("Bundle.type",))
 
@@ -228,7 +235,7 @@ async def _transaction(
     results: dict[int, dict[str, Any]] = {}
     for req in reqs:  # an entry the caller may not run fails the whole transaction before anything is written
         with _located(req):
-            check_entry(svc, req)
+            await check_entry(svc, req)
     ordered = sorted(reqs, key=lambda r: (ORDER[r.method], r.index))
     reads = [r for r in ordered if r.method in ("GET", "HEAD")]
     simple = _is_simple(reqs)
@@ -269,3 +276,38 @@ async def _transaction(
             results[req.index] = error_entry(error)
     out = [results[r.index] for r in reqs]
     return Result(200, resource=bundle("transaction-response", out, total=None, links=[]))
+
+
+ENTRY_INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def _interaction(req: EntryRequest) -> str:
+    if req.method in ENTRY_INTERACTIONS:
+        return ENTRY_INTERACTIONS[req.method]
+    if req.id is None:
+        return "search-type"
+    return "vread" if req.rest else "read"
+
+
+async def audit_entries(svc: Services, reqs: list[EntryRequest], result: Result) -> None:
+    """One audit record per entry of a batch or a committed transaction (the request's own record
+    covers the Bundle; a transaction that failed ran none of its entries)."""
+    if not svc.hooks.audit_sinks or not isinstance(result.resource, dict):
+        return
+    responses = result.resource.get("entry", [])
+    for req, entry in zip(reqs, responses, strict=False):
+        response = entry.get("response", {}) if isinstance(entry, dict) else {}
+        status_text = str(response.get("status", "")).split(" ")[0]
+        outcome = response.get("outcome")
+        diagnostics = None
+        if isinstance(outcome, dict):
+            issues = outcome.get("issue") or [{}]
+            diagnostics = issues[0].get("diagnostics") if isinstance(issues[0], dict) else None
+        location = response.get("location")
+        await svc.hooks.audit(Access(
+            _interaction(req), req.method, "/" + "/".join(p for p in (req.type, req.id or "", *req.rest) if p),
+            req.type, req.id or (location.split("/")[1] if isinstance(location, str) and "/" in location else None),
+            principal=svc.grant.principal, status=int(status_text) if status_text.isdigit() else None,
+            query=req.query, outcome=diagnostics if not status_text.startswith("2") else None,
+            resource=entry.get("resource") if isinstance(entry, dict) else None,
+            reference=location if isinstance(location, str) else None))

@@ -143,21 +143,30 @@ async def test_every_interaction_writes_one_event(audited: Audited) -> None:
     assert r.status_code == 404 and event["outcome"] == "4"
 
 
-async def test_bundles_write_one_event_naming_every_entry(audited: Audited) -> None:
+async def test_bundles_write_one_event_per_entry_and_one_naming_them_all(audited: Audited) -> None:
     """Each Bundle gets one event (subtype transaction or batch) whose entities name what every entry
-    wrote; per-entry events are the Bundle processor's to emit (server/bundles)."""
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+    wrote, and each entry its own event (create, read …) as if it had been sent alone."""
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient"},
          "request": {"method": "POST", "url": "Patient"}},
         {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                       "subject": {"reference": "urn:uuid:p"}}, "request": {"method": "POST", "url": "Observation"}}]}
-    r, event = await audited.one("POST", "/", json=bundle)
-    assert r.status_code == 200 and codes(event) == ("transaction", "E", "0")
-    assert len(references(event, "4")) == 2
+    before = len(await audited.events())
+    r = await audited.client.post("/", json=bundle)
+    assert r.status_code == 200
+    added = (await audited.events())[before:]
+    assert len(added) == 3, [codes(e) for e in added]
+    whole = next(e for e in added if codes(e)[0] == "transaction")
+    assert codes(whole) == ("transaction", "E", "0") and len(references(whole, "4")) == 2
+    assert sorted(codes(e) for e in added if e is not whole) == [("create", "C", "0"), ("create", "C", "0")]
+    patient = r.json()["entry"][0]["response"]["location"].split("/_history")[0]
     bundle["type"] = "batch"
-    bundle["entry"] = bundle["entry"][:1]
-    r, event = await audited.one("POST", "/", json=bundle)
-    assert codes(event) == ("batch", "E", "0")
+    bundle["entry"] = [{"request": {"method": "GET", "url": patient}},
+                       {"request": {"method": "GET", "url": "Patient/not-there"}}]
+    before = len(await audited.events())
+    r = await audited.client.post("/", json=bundle)
+    added = (await audited.events())[before:]
+    assert sorted(codes(e) for e in added) == [("batch", "E", "0"), ("read", "R", "0"), ("read", "R", "4")]
 
 
 async def test_agents_name_client_user_institution_address_and_purpose(audited: Audited) -> None:
@@ -211,6 +220,26 @@ async def test_audit_events_are_append_only(audited: Audited, method: str) -> No
     assert r.json()["resourceType"] == "OperationOutcome" and "append-only" in r.text
     assert event["outcome"] == "4"
     assert (await audited.events())[0] == events[0]
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+async def test_bundle_entries_cannot_write_audit_events(audited: Audited, kind: str) -> None:
+    """The Bundle path is held to the same rule as a direct request (the platform's token too)."""
+    events = await audited.events()
+    forged = {**events[0], "outcome": "0"}
+    forged.pop("id", None)
+    bundle = {"resourceType": "Bundle", "type": kind, "entry": [
+        {"resource": forged, "request": {"method": "POST", "url": "AuditEvent"}},
+        {"request": {"method": "DELETE", "url": f"AuditEvent/{events[0]['id']}"}}]}
+    r = await audited.client.post("/", json=bundle)
+    if kind == "transaction":
+        assert r.status_code == 405, r.text
+    else:
+        assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["405", "405"]
+    after = await audited.events()
+    assert after[0] == events[0]
+    assert not [e for e in after if e.get("outcome") == "0" and e.get("id") not in {x["id"] for x in events}
+                and e["subtype"][0]["code"] == "create" and "AuditEvent" in str(e.get("entity"))]
 
 
 async def test_the_chain_verifies(audited: Audited) -> None:
