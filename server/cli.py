@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from server.audit.cli import audit_app
 from server.auth.cli import clients_app, keys_app, users_app
+from server.bulk.cli import mount as mount_bulk
 from server.recognition.cli import recognition_app
 from server.settings import Settings, resolve_store
 
@@ -402,6 +403,7 @@ def conformance_list() -> None:
 
 app.add_typer(audit_app, name="audit")
 app.add_typer(recognition_app, name="recognition")
+mount_bulk(app)  # yidang export / import (issue 16 §4)
 
 
 def main() -> None:

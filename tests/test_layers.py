@@ -36,6 +36,7 @@ RANKS: dict[str, int] = {
     "server.jobs": 6,
     "server.bulk": 6,  # bulk data (issue 16 §2): the persisted request and the NDJSON files
     "server.bulk.jobs": 5,  # the $export/$import job kinds (on server.jobs) and their status/files for HTTP
+    "server.bulk.cli": 1,  # yidang export / import: a Bulk Data client, or the app in-process
     "server.bundles": 6,
     "server.auth": 6,
     "server.identity": 6,  # the master patient index (issue 15): Persons, $match scoring, $merge
