@@ -44,7 +44,7 @@ def write(path: Path, lines: list[bytes], gz: bool = False) -> Path:
     return path
 
 
-def cli(*args: str) -> Any:
+def cli(*args: str | Path) -> Any:
     """``yidang ARGS`` in this process (stdout and stderr apart)."""
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
