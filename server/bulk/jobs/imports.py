@@ -1,6 +1,7 @@
 """The ``$import`` job: NDJSON lines upserted with their ids, through the ordinary write path.
 
-Every line is a PUT of ``Type/id`` (:func:`server.interactions.update.update`) under the grant of
+Every line is a PUT of ``Type/id`` (:func:`server.interactions.update.update`), written
+:data:`SAVE_EVERY` lines to a store session (:func:`upsert_many`), under the grant of
 the Principal that asked (rebuilt when the job runs): validated, stamped, checked by the grant,
 indexed and versioned like any update. A line that is not JSON, not a resource of the input's type,
 has no id, or is refused by the write path is reported — one OperationOutcome line naming the input
@@ -67,8 +68,8 @@ def error_line(source: str, number: int, message: str) -> bytes:
     }]})
 
 
-async def upsert(svc: Services, expected: str | None, line: bytes) -> str:
-    """Store one NDJSON line as a PUT; returns its type. Raises ValueError/FhirError naming the problem."""
+def parse_line(svc: Services, expected: str | None, line: bytes) -> dict[str, Any]:
+    """One NDJSON line as a resource to PUT. Raises ValueError naming the problem."""
     if len(line) > MAX_LINE:
         raise ValueError(f"the line is longer than {MAX_LINE} bytes")
     try:
@@ -84,8 +85,48 @@ async def upsert(svc: Services, expected: str | None, line: bytes) -> str:
         raise ValueError(f"'{type_}' is not a resource type")
     if not is_valid_id(resource.get("id")):
         raise ValueError("the resource has no valid id (an import keeps ids)")
-    await update.update(svc, type_, resource["id"], resource)
-    return str(type_)
+    return resource
+
+
+async def upsert(svc: Services, expected: str | None, line: bytes) -> str:
+    """Store one NDJSON line as a PUT; returns its type. Raises ValueError/FhirError naming the problem."""
+    resource = parse_line(svc, expected, line)
+    await update.update(svc, resource["resourceType"], resource["id"], resource)
+    return str(resource["resourceType"])
+
+
+async def upsert_many(svc: Services, expected: str | None, batch: list[tuple[int, bytes]]
+                      ) -> list[tuple[int, str | None, str | None]]:
+    """Store a run of lines: (line number, type stored or None, error message or None) for each.
+
+    The lines that parse are written in one store session (one commit instead of one per line: the
+    commit is most of an import's cost); when that session fails — a line the write path refuses, a
+    lost race — it is rolled back whole and its lines are written one by one, so only the bad line
+    fails and is named, as if each had been sent alone."""
+    out: list[tuple[int, str | None, str | None]] = []
+    parsed: list[tuple[int, dict[str, Any]]] = []
+    for number, line in batch:
+        try:
+            parsed.append((number, parse_line(svc, expected, line)))
+        except ValueError as error:
+            out.append((number, None, str(error)))
+    if len(parsed) > 1:
+        try:
+            async with svc.session() as session:
+                for _, resource in parsed:
+                    await update.update(svc, resource["resourceType"], resource["id"], dict(resource),
+                                        session=session)
+            out.extend((number, str(resource["resourceType"]), None) for number, resource in parsed)
+            return sorted(out, key=lambda item: item[0])
+        except FhirError:
+            pass  # below, line by line
+    for number, resource in parsed:
+        try:
+            await update.update(svc, resource["resourceType"], resource["id"], resource)
+            out.append((number, str(resource["resourceType"]), None))
+        except FhirError as error:
+            out.append((number, None, error.message))
+    return sorted(out, key=lambda item: item[0])
 
 
 class ImportJob:
@@ -119,21 +160,29 @@ class ImportJob:
             if not path.is_file():
                 failed.append(error_line(shown, 0, "the input file cannot be read"))
             else:
+                batch: list[tuple[int, bytes]] = []
                 for number, line in lines(path, skip):
                     if line:
-                        try:
-                            type_ = await upsert(svc, expected or None, line)
-                            counts[type_] = counts.get(type_, 0) + 1
-                        except (ValueError, FhirError) as error:
-                            message = error.message if isinstance(error, FhirError) else str(error)
-                            failed.append(error_line(shown, number, message))
-                        processed += 1
+                        batch.append((number, line))
                     if number % SAVE_EVERY == 0:
+                        for line_number, type_, message in await upsert_many(svc, expected or None, batch):
+                            if type_ is not None:
+                                counts[type_] = counts.get(type_, 0) + 1
+                            else:
+                                failed.append(error_line(shown, line_number, message or "refused"))
+                            processed += 1
+                        batch = []
                         size = files.append(directory / ERRORS, failed, size, False)[0] if failed else size
                         errors += len(failed)
                         failed = []
                         await job.progress(processed=processed, cursor={"i": i, "line": number, "counts": counts,
                                                                         "errors": errors, "size": size})
+                for line_number, type_, message in await upsert_many(svc, expected or None, batch):
+                    if type_ is not None:
+                        counts[type_] = counts.get(type_, 0) + 1
+                    else:
+                        failed.append(error_line(shown, line_number, message or "refused"))
+                    processed += 1
             if failed:
                 size = files.append(directory / ERRORS, failed, size, False)[0]
                 errors += len(failed)
