@@ -505,7 +505,9 @@ class SqliteSession:
     async def append(self, writes: Sequence[Write]) -> None:
         """One ``executemany`` per table: ``rid`` values are given (the next after the highest, which
         ``BEGIN IMMEDIATE`` keeps stable) instead of read back row by row; existing ids are looked
-        for first, so a conflict writes nothing."""
+        for first, so a conflict writes nothing. The rows are written at once, on the event loop
+        (``executemany`` binding holds the GIL row by row, so a worker thread would only contend for
+        it): callers pass batches of a few hundred rows and yield between them."""
         if not writes:
             return
         conn = self._conn
@@ -544,6 +546,7 @@ class SqliteSession:
                     buffer = buffers[e.table] = []
                 buffer.append((n, name, *e.values))
         conn.executemany("INSERT INTO resources (rid, type, id, version, lu, deleted) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self.flush()  # here, on the event loop: a worker thread at commit would fight it for the GIL row by row
 
     async def reindex(self, type_: str, id_: str, version: int, entries: Sequence[Entry]) -> bool:
         row = self._conn.execute(
