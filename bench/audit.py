@@ -7,6 +7,8 @@
    (``YIDANG_AUDIT=false|true``): every audited read is fsync'd to the spool (group commit)
    before its response and stored in the chain in batches; and audited with ``YIDANG_AUDIT_FSYNC=false``
    (written to the spool before the response, not fsync'd: still safe against kill -9, not power loss).
+   Also the server's CPU time per read (user + system of the server process, from ``/proc``, including
+   the writer storing the last batch), so the audit's cost per event shows apart from the load generator.
 2. ``audit verify`` speed: ``--events`` AuditEvents chained into a fresh store (as the writer does,
    batches of 500), then the chain walked and checked as ``yidang audit verify`` does.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import tempfile
 import time
 import uuid
@@ -35,26 +39,57 @@ async def reads(seconds: float, clients: int, rounds: int) -> None:
 
         targets = await load_and_list(Store(tmp), bundles)
         rates: dict[str, list[float]] = {"off": [], "on": [], "on, no fsync": []}
+        cpu: dict[str, list[float]] = {mode: [] for mode in rates}
         for n in range(rounds):
             for mode in rates:
                 env = {"YIDANG_DATA_DIR": tmp, "YIDANG_AUDIT": "false" if mode == "off" else "true",
                        "YIDANG_AUDIT_FSYNC": "false" if "no fsync" in mode else "true", "YIDANG_LOG_REQUESTS": "false"}
                 with server_process(env) as (host, port):
+                    before = server_cpu()
                     result = await run(host, port, targets, clients=clients, seconds=seconds)
+                    await asyncio.sleep(1.0)  # the writer stores the last batch: part of the reads' cost
+                    used = server_cpu() - before
                 rates[mode].append(result.rate)
+                cpu[mode].append(used / max(result.requests, 1))
                 print(f"read  round {n + 1} audit {mode:12s} {result.rate:7.0f} reads/s  "
                       f"p50 {result.percentile(50) * 1000:6.2f} ms  p99 {result.percentile(99) * 1000:6.2f} ms  "
-                      f"errors {result.errors}", flush=True)
+                      f"server CPU {used / max(result.requests, 1) * 1000:5.3f} ms/read  errors {result.errors}",
+                      flush=True)
         off = sum(rates["off"]) / rounds
+        off_cpu = sum(cpu["off"]) / rounds
         for mode in ("on", "on, no fsync"):
             on = sum(rates[mode]) / rounds
-            print(f"read  audit {mode} / off = {on:.0f} / {off:.0f} = {on / off:.2f}x")
+            on_cpu = sum(cpu[mode]) / rounds
+            print(f"read  audit {mode} / off = {on:.0f} / {off:.0f} = {on / off:.2f}x; server CPU per read "
+                  f"{on_cpu * 1000:.3f} vs {off_cpu * 1000:.3f} ms (audit {(on_cpu - off_cpu) * 1000:+.3f} ms)")
         store = SqliteStore(tmp)
         await store.open()
         count = sum([1 async for _ in ledger.events(store)])
         await store.close()
         spool = list((Path(tmp) / "audit").glob("spool-*.ndjson"))
         print(f"read  {count} AuditEvents stored by the audited rounds; {len(spool)} spool segment(s) left")
+
+
+def server_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process's child processes and theirs (the server)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def children(pid: str) -> list[str]:
+        found = []
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                found += (task / "children").read_text().split()
+        return found
+
+    total = 0.0
+    todo = children("self")
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            todo += children(pid)
+    return total
 
 
 def event(n: int) -> dict[str, object]:

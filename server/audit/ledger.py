@@ -11,6 +11,7 @@ AuditEvent is a chain event.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ PURPOSE = {
 """R4 has no ``purpose`` search parameter on AuditEvent; auditors search by it (issue 14)."""
 PAGE = 1000
 HEAD_PAGE = 20
+APPEND_SLICE = 50
+"""Events stored per ``Session.append`` call (~800 index rows: a few ms of the event loop on SQLite)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,12 @@ async def append(store: Store, indexer: Indexer | AuditIndexer, events: Sequence
             event["meta"] = {"versionId": "1", "lastUpdated": instant(lu)}
             version = Version(TYPE, str(event["id"]), 1, lu, False, "POST", dumps(event))
             writes.append(Write(version, found, None))
-        await session.append(writes)  # fresh ids (uuid4): one bulk insert, no per-event compare-and-set
+        # fresh ids (uuid4): bulk inserts, no per-event compare-and-set; in slices, letting requests
+        # run between them (the chain lock is held throughout, so the batch stays one append)
+        for first in range(0, len(writes), APPEND_SLICE):
+            if first:
+                await asyncio.sleep(0)
+            await session.append(writes[first:first + APPEND_SLICE])
     return last
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
@@ -41,6 +42,24 @@ log = logging.getLogger("yidang.audit")
 BUSY = "The audit log is behind (its queue is full); retry shortly"
 WRITES = frozenset({"create", "update", "patch", "delete"})
 MAX_BACKOFF_S = 5.0
+
+
+class EventIds:
+    """Random (version 4) UUIDs for the events, drawn from ``os.urandom`` 256 at a time: one system
+    call per 256 events instead of one each. A forked child refills its own pool (the pid changes),
+    so no two processes hand out the same id."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        self._pid = -1
+
+    def __call__(self) -> str:
+        if self._at >= len(self._pool) or self._pid != os.getpid():
+            self._pool, self._at, self._pid = os.urandom(16 * 256), 0, os.getpid()
+        raw = self._pool[self._at:self._at + 16]
+        self._at += 16
+        return str(uuid.UUID(bytes=raw, version=4))
 
 
 def enabled(settings: Settings) -> bool:
@@ -77,6 +96,7 @@ class AuditLog:
         self._key: AuditKey | None = None
         self._checkpointed = (0, 0.0)
         self.closing = False
+        self.new_id = EventIds()
 
     # --- hooks ------------------------------------------------------------------------------------
 
@@ -92,7 +112,7 @@ class AuditLog:
         """Audit sink: the request's event is durable when this returns."""
         if access.status == 503 and access.outcome == BUSY:
             return
-        await self.record_event(rest_event(access, event_id=str(uuid.uuid4()), recorded=now_us(), base=self.base))
+        await self.record_event(rest_event(access, event_id=self.new_id(), recorded=now_us(), base=self.base))
 
     async def authentication(self, *, success: bool, principal: object | None = None, subject: str | None = None,
                              address: str | None = None, description: str | None = None,
@@ -100,7 +120,7 @@ class AuditLog:
         """Record a token issued (``success``, with the principal it was issued for), a failed
         authentication (``subject``: the client id or user name tried, ``description``: why), or a
         revocation (``logout``). For the token endpoints (``request.app.state.audit``)."""
-        event = authentication_event(event_id=str(uuid.uuid4()), recorded=now_us(), base=self.base,
+        event = authentication_event(event_id=self.new_id(), recorded=now_us(), base=self.base,
                                      principal=principal, address=address, success=success,
                                      description=description, subject=subject, logout=logout)
         await self.record_event(event)
