@@ -24,7 +24,7 @@ Context = Literal["patient", "user", "system"]
 Permission = Literal["c", "r", "u", "d", "s"]
 
 V1 = {"read": frozenset("rs"), "write": frozenset("cud"), "*": frozenset("cruds")}
-_RESOURCE = re.compile(r"^(patient|user|system)/(\*|[A-Z][A-Za-z]*)\.([a-z*]+)(\?.*)?$")
+_RESOURCE = re.compile(r"^(patient|user|system)/(\*|[A-Z][A-Za-z]{1,63})\.([a-z*]+)(\?\S+)?$")
 _V2 = re.compile(r"^c?r?u?d?s?$")
 OTHER = frozenset({"launch", "launch/patient", "launch/encounter", "openid", "fhirUser", "profile",
                    "offline_access", "online_access"})
@@ -52,9 +52,9 @@ def parse_scope(text: str) -> Scope | None:
     neither a known non-resource scope nor a well-formed resource scope."""
     match = _RESOURCE.match(text)
     if match is None:
-        if text in OTHER or text.startswith("launch/"):
+        if text in OTHER:
             return None
-        raise ScopeError(f"'{text}' is not a SMART scope")
+        raise ScopeError(f"'{text}' is not a SMART scope (context/Type.permissions, e.g. system/Patient.rs)")
     context, type_, perms, query = match.groups()
     if perms in V1:
         if query:
@@ -63,7 +63,7 @@ def parse_scope(text: str) -> Scope | None:
     elif perms and _V2.match(perms):
         permissions = frozenset(perms)
     else:
-        raise ScopeError(f"'{text}': '{perms}' is not read, write, * or a subset of cruds in that order")
+        raise ScopeError(f"'{text}': permissions must be read, write, * or v2 letters in the order cruds")
     return Scope(context, type_, permissions, (query or "")[1:])  # type: ignore[arg-type]
 
 

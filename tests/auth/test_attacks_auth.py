@@ -104,9 +104,12 @@ async def test_header_injected_keys_and_kid_paths_are_ignored(http: httpx.AsyncC
 
 async def test_scope_escalation_at_the_token_endpoint(http: httpx.AsyncClient, auth_app: AuthApp) -> None:
     client = await register(auth_app.store, role="institution", scope="system/Observation.rs")
-    for asked in ("system/*.*", "system/Observation.cruds", "system/Patient.rs", "launch/patient"):
+    for asked in ("system/*.*", "system/Patient.rs", "launch/patient"):
         r = await http.post("/auth/token", data=token_form(client.assertion(), asked))
         assert r.status_code == 400 and r.json()["error"] == "invalid_scope", asked
+    # more permissions than registered: the server grants fewer (SMART lets it), never more
+    r = await http.post("/auth/token", data=token_form(client.assertion(), "system/Observation.cruds"))
+    assert r.status_code == 200 and r.json()["scope"] == "system/Observation.rs"
     r = await http.post("/auth/token", data=token_form(client.assertion(), "system/Observation.rs launch/patient"))
     assert r.status_code == 200 and r.json()["scope"] == "system/Observation.rs" and "patient" not in r.json()
 

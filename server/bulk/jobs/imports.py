@@ -137,6 +137,18 @@ class ImportJob:
     def __init__(self, acting: Acting) -> None:
         self.acting = acting
 
+    @staticmethod
+    async def _store(svc: Services, expected: str | None, batch: list[tuple[int, bytes]], shown: str,
+                     counts: dict[str, int]) -> list[bytes]:
+        """Write a run of lines, counting what was stored per type; the error lines of the rest."""
+        failed: list[bytes] = []
+        for number, type_, message in await upsert_many(svc, expected, batch):
+            if type_ is not None:
+                counts[type_] = counts.get(type_, 0) + 1
+            else:
+                failed.append(error_line(shown, number, message or "refused"))
+        return failed
+
     async def run(self, job: Job) -> None:
         await sweep(job.svc)
         req = BulkRequest.from_json(job.state.input("request")[0])
@@ -165,24 +177,16 @@ class ImportJob:
                     if line:
                         batch.append((number, line))
                     if number % SAVE_EVERY == 0:
-                        for line_number, type_, message in await upsert_many(svc, expected or None, batch):
-                            if type_ is not None:
-                                counts[type_] = counts.get(type_, 0) + 1
-                            else:
-                                failed.append(error_line(shown, line_number, message or "refused"))
-                            processed += 1
+                        failed += await self._store(svc, expected or None, batch, shown, counts)
+                        processed += len(batch)
                         batch = []
                         size = files.append(directory / ERRORS, failed, size, False)[0] if failed else size
                         errors += len(failed)
                         failed = []
                         await job.progress(processed=processed, cursor={"i": i, "line": number, "counts": counts,
                                                                         "errors": errors, "size": size})
-                for line_number, type_, message in await upsert_many(svc, expected or None, batch):
-                    if type_ is not None:
-                        counts[type_] = counts.get(type_, 0) + 1
-                    else:
-                        failed.append(error_line(shown, line_number, message or "refused"))
-                    processed += 1
+                failed += await self._store(svc, expected or None, batch, shown, counts)
+                processed += len(batch)
             if failed:
                 size = files.append(directory / ERRORS, failed, size, False)[0]
                 errors += len(failed)
