@@ -41,10 +41,12 @@ NUMBER = re.compile(r"\d+")
 MARKS = (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000)
 
 
-def rss_mib() -> float:
-    """Current resident set of this process (``VmRSS``), MiB."""
+def rss_mib(kind: str = "VmRSS") -> float:
+    """This process's resident set now, MiB: ``VmRSS`` (all), ``RssAnon`` (heap and other private memory)
+    or ``RssFile`` (mapped files: the store's 1 GiB SQLite ``mmap`` of the database, pages the kernel may
+    drop at any time)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(kind + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -70,11 +72,11 @@ async def export(directory: Path, work: Path) -> Path:
     await store.open()
     bulk = work / "export"
     app = create_app(Settings(base_url=BASE, log_requests=False, data_dir=directory, bulk_dir=bulk), store=store)
-    samples: list[tuple[int, float, float]] = []
+    samples: list[tuple[int, float, float, float]] = []
     started = 0.0
 
     def sample(done: int) -> None:
-        samples.append((done, time.perf_counter() - started, rss_mib()))
+        samples.append((done, time.perf_counter() - started, rss_mib("RssAnon"), rss_mib("RssFile")))
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path="/fhir"), base_url=BASE,
                                  timeout=600) as c:
@@ -85,21 +87,24 @@ async def export(directory: Path, work: Path) -> Path:
         assert kick.status_code == 202, kick.text
         manifest = await wait(c, kick.headers["Content-Location"], sample)
         elapsed = time.perf_counter() - started
+        count = sum(int(o["count"]) for o in manifest["output"])
+        sample(count)
     await store.close()
-    count = sum(int(o["count"]) for o in manifest["output"])
     types = len({o["type"] for o in manifest["output"]})
     print(f"export (in-process ASGI, system $export, {types} types): {count:,} resources in {elapsed:.1f} s = "
           f"{count / elapsed:,.0f} resources/s; RSS {base_rss:,.0f} MiB before, peak {peak_mib():,.0f} MiB "
           f"(peak before {base_peak:,.0f} MiB)")
     shown = 0
-    for done, at, rss in samples:
-        if shown < len(MARKS) and done >= MARKS[shown]:
-            print(f"  at {done:>9,} exported ({at:6.1f} s): RSS {rss:,.0f} MiB")
+    for done, at, anon, mapped in samples:
+        if (shown < len(MARKS) and done >= MARKS[shown]) or (done, at, anon, mapped) == samples[-1]:
+            print(f"  at {done:>9,} exported ({at:6.1f} s): RSS anonymous {anon:,.0f} MiB + mapped store file "
+                  f"{mapped:,.0f} MiB")
             while shown < len(MARKS) and done >= MARKS[shown]:
                 shown += 1
     if samples:
-        print(f"  last sample {samples[-1][0]:,}: RSS {samples[-1][2]:,.0f} MiB; max sampled RSS "
-              f"{max(s[2] for s in samples):,.0f} MiB")
+        anon_max, mapped_max = max(s[2] for s in samples), max(s[3] for s in samples)
+        print(f"  max sampled: anonymous {anon_max:,.0f} MiB, mapped {mapped_max:,.0f} MiB "
+              f"({len(samples)} samples, every 0.5 s)")
     jobs = [p for p in bulk.iterdir() if p.is_dir()]
     return max(jobs, key=lambda p: p.stat().st_mtime)
 
