@@ -9,7 +9,7 @@ What it writes (deterministic from ``--seed``; ids are stable, so a re-run resum
 - per person (about N/25 persons unless ``--persons``): a Patient at each of 1-3 institutions, with the
   institution's 门诊号 (``assigner`` = the institution), a valid 居民身份证号 (GB 11643 check character,
   birth date and sex as the number encodes them) for 90 % of persons, a 居民健康卡号 at some of them (the
-  only strong identifier of the rest, except 5 % who have none: the weak-match population of ``$match``),
+  only strong identifier of the rest, except 0.5 % who have none: no Person, found by ``$match`` alone),
   a Chinese name, phone and a GB/T 2260 address code; per Patient 1-3 Encounters, each with a lab
   DiagnosticReport (LOINC panel, ``performer`` = the institution) and its 3-6 Observations, and a
   Condition (GB/T 14396 ICD-10) for half of them;
