@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -52,7 +53,10 @@ async def target(
     """A client on ``server``, or on the app in-process over the local store; ``create=False`` for
     commands that only read (they refuse a store that does not exist). Says which store on stderr."""
     if server:
-        async with httpx.AsyncClient(base_url=server.rstrip("/"), timeout=300) as client:
+        # a server with authorization on: the bearer token in YIDANG_TOKEN (e.g. from `yidang clients token`)
+        token = os.environ.get("YIDANG_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(base_url=server.rstrip("/"), timeout=300, headers=headers) as client:
             yield client
         return
     from server.app import create_app, make_store

@@ -123,3 +123,28 @@ def test_a_removed_client_loses_its_tokens(server: Served, tmp_path: Path) -> No
     assert removed.returncode == 0, removed.stderr
     time.sleep(1.2)  # another process removed it: the server looks again within a second
     assert httpx.get(server.base + "/Patient?_count=1", headers=headers).status_code == 401
+
+
+def test_command_line_clients_use_the_token(server: Served, tmp_path: Path) -> None:
+    """`yidang load` / `export-local` against a server with authorization on: the token in YIDANG_TOKEN
+    (as `yidang clients token` prints it); what the command sees is what the token may see."""
+    import os
+
+    family = f"Zhou{uuid.uuid4().hex[:8]}"
+    patient = tmp_path / "p.json"
+    patient.write_text(json.dumps({"resourceType": "Patient", "name": [{"text": family, "family": family}], "identifier": [
+        {"system": "urn:oid:2.16.156.10011.1.3", "value": "11010519491231002X"}]}))
+    env = {**os.environ, "YIDANG_TOKEN": token(server.base, "his-a", "system/*.cruds")}
+    loaded = subprocess.run([str(YIDANG), "load", str(patient), "--server", server.base], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    refused = subprocess.run([str(YIDANG), "load", str(patient), "--server", server.base], capture_output=True,
+                             text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "YIDANG_TOKEN"})
+    assert refused.returncode != 0
+    for who, expected in (("his-a", 1), ("his-b", 0)):
+        out = tmp_path / f"{who}.csv"
+        env["YIDANG_TOKEN"] = token(server.base, who, "system/*.rs")
+        done = subprocess.run([str(YIDANG), "export-local", "--dataset", "person", "--out", str(out), "--server",
+                               server.base], capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert out.read_text(encoding="utf-8-sig").count(family) == expected, who
