@@ -169,8 +169,10 @@ def endpoint(interaction: str, handler: Handler) -> Callable[[Request], Awaitabl
                     # per client, and per user of a client (one person cannot use up an app's bucket)
                     limiter.hit(f"{principal.client_id or ''}/{principal.subject}", principal.role)
                 svc = svc.for_grant(grant_for(request, principal))
-                access = replace(access, client=principal.client_id or principal.subject if not principal.is_open
-                                 else access.client, principal=principal)
+                # built anew, not dataclasses.replace: this runs for every request
+                access = Access(interaction, request.method, access.path, access.resource_type, access.resource_id,
+                                access.client if principal.is_open else principal.client_id or principal.subject,
+                                principal=principal, query=access.query, address=address)
                 svc.grant.check_interaction(interaction if interaction != "operation" else
                                             f"operation:{params.get('name', '')}", params.get("type"))
                 svc = await with_consents(svc)  # the patients' Consents, for a caller subject to them

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from server.access.grant import OPEN_GRANT, Grant
@@ -85,7 +85,12 @@ class Services:
 
     def for_grant(self, grant: Grant) -> Services:
         """These services acting for one caller (a shallow copy: the store, caches and listeners are shared)."""
-        return self if grant is self.grant else replace(self, grant=grant)
+        if grant is self.grant:
+            return self
+        copied = object.__new__(Services)  # a plain field copy: dataclasses.replace re-runs __init__ (~30 µs)
+        copied.__dict__.update(self.__dict__)
+        copied.grant = grant
+        return copied
 
     @asynccontextmanager
     async def session(self, outer: Session | None = None) -> AsyncIterator[Session]:

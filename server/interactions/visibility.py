@@ -38,7 +38,7 @@ def _row(version: Version) -> Row:
     return Row(version.type, version.id, version.last_updated)
 
 
-def _entries(svc: Services, resource: dict[str, Any], params: set[str]) -> list[Entry]:
+def _entries(svc: Services, resource: dict[str, Any], params: frozenset[str]) -> list[Entry]:
     """The index entries of ``resource`` for ``params`` only (what the condition tests)."""
     return svc.indexer.entries(resource, only=params) if params else []
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from server.search.model import (
     Always,
@@ -43,12 +44,18 @@ class Row:
     last_updated: int = 0
 
 
-def tested_params(where: Condition) -> set[str]:
+def tested_params(where: Condition) -> frozenset[str]:
     """The parameter codes ``where`` tests, so that only those are indexed (raises
-    :class:`NeedsStore` for chains and ``_has``)."""
+    :class:`NeedsStore` for chains and ``_has``). Conditions are frozen values and a caller's
+    visibility condition is asked about on every read: the answer is cached."""
+    return _tested(where)
+
+
+@lru_cache(maxsize=4096)
+def _tested(where: Condition) -> frozenset[str]:
     out: set[str] = set()
     _collect(where, out)
-    return out
+    return frozenset(out)
 
 
 def _collect(where: Condition, out: set[str]) -> None:
