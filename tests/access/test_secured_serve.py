@@ -132,8 +132,9 @@ def test_command_line_clients_use_the_token(server: Served, tmp_path: Path) -> N
 
     family = f"Zhou{uuid.uuid4().hex[:8]}"
     patient = tmp_path / "p.json"
-    patient.write_text(json.dumps({"resourceType": "Patient", "name": [{"text": family, "family": family}], "identifier": [
-        {"system": "urn:oid:2.16.156.10011.1.3", "value": "11010519491231002X"}]}))
+    patient.write_text(json.dumps({
+        "resourceType": "Patient", "name": [{"text": family, "family": family}],
+        "identifier": [{"system": "urn:oid:2.16.156.10011.1.3", "value": "11010519491231002X"}]}))
     env = {**os.environ, "YIDANG_TOKEN": token(server.base, "his-a", "system/*.cruds")}
     loaded = subprocess.run([str(YIDANG), "load", str(patient), "--server", server.base], capture_output=True,
                             text=True, timeout=120, env=env)
