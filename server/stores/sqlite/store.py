@@ -16,6 +16,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -48,6 +49,8 @@ KV_PURGE_ROWS = 100
 APPEND_CHECK_IDS = 500
 """Ids looked up per statement by :meth:`SqliteSession.append` (well under SQLite's bound-parameter limit)."""
 T = TypeVar("T")
+CLOSE_WAIT_S = 30.0
+"""How long :meth:`SqliteStore.close` waits for worker-thread calls still using a connection."""
 WAL_RESTART_BYTES = 64 * 1024 * 1024
 """Above this the WAL is copied back and truncated with this process's writes held (see _checkpoint_loop)."""
 
@@ -79,6 +82,24 @@ class SqliteStore:
         self._local = threading.local()
         self._thread_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._in_flight = 0
+        """Worker-thread calls still running on a connection: :meth:`close` waits for them (closing a
+        connection another thread is using crashes the process)."""
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread, counted until the thread returns (also when the awaiting
+        task is cancelled and the thread runs on)."""
+
+        def tracked() -> T:
+            try:
+                return fn(*args)
+            finally:
+                with self._conns_lock:
+                    self._in_flight -= 1
+
+        with self._conns_lock:
+            self._in_flight += 1
+        return await asyncio.to_thread(tracked)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -104,8 +125,9 @@ class SqliteStore:
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the embedded store at {self.path}: {exc}") from exc
+        self._checkpoint_conn: sqlite3.Connection | None = self._connect()
         self._checkpointer: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
-            self._checkpoint_loop(self._connect()))
+            self._checkpoint_loop(self._checkpoint_conn))
 
     async def _checkpoint_loop(self, conn: sqlite3.Connection) -> None:
         """Copy the WAL into the database in a worker thread once it has grown, so a commit never
@@ -126,15 +148,13 @@ class SqliteStore:
                     size = wal.stat().st_size if wal.exists() else 0
                     if size > WAL_RESTART_BYTES:
                         async with self._write_lock:
-                            await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
+                            await self._in_thread(conn.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
                     elif size > CHECKPOINT_WAL_BYTES:
-                        await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                        await self._in_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
                 except (OSError, sqlite3.Error) as exc:
                     log.warning("WAL checkpoint failed, will retry: %s", exc)
         except asyncio.CancelledError:
-            pass
-        finally:
-            conn.close()
+            pass  # its connection is closed by close(), once no thread uses it
 
     async def close(self) -> None:
         checkpointer = getattr(self, "_checkpointer", None)
@@ -142,6 +162,13 @@ class SqliteStore:
             checkpointer.cancel()
             await asyncio.gather(checkpointer, return_exceptions=True)
             self._checkpointer = None
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while self._in_flight and time.monotonic() < deadline:  # a search or checkpoint still in a thread
+            await asyncio.sleep(0.01)
+        checkpoint_conn = getattr(self, "_checkpoint_conn", None)
+        if checkpoint_conn is not None:
+            checkpoint_conn.close()
+            self._checkpoint_conn = None
         if self._writer is not None:
             # another process may still read: then its close or the next checkpoint finishes the job
             with contextlib.suppress(sqlite3.Error):
@@ -190,7 +217,7 @@ class SqliteStore:
         return _version(row) if row else None
 
     async def history(self, query: HistoryQuery) -> list[Version]:
-        return await asyncio.to_thread(self._history, query)
+        return await self._in_thread(self._history, query)
 
     def _history(self, q: HistoryQuery) -> list[Version]:
         where: list[str] = []
@@ -223,7 +250,7 @@ class SqliteStore:
 
     async def search(self, query: Query) -> SearchResult:
         check_query(query)
-        return await asyncio.to_thread(self._search, query)
+        return await self._in_thread(self._search, query)
 
     @staticmethod
     def _every_type(conn: sqlite3.Connection, query: Query) -> Query:
@@ -263,7 +290,7 @@ class SqliteStore:
 
     async def query_plan(self, query: Query) -> StorePlan:
         check_query(query)
-        return await asyncio.to_thread(self._query_plan, query)
+        return await self._in_thread(self._query_plan, query)
 
     def _query_plan(self, query: Query) -> StorePlan:
         """The statements :meth:`_search` runs for ``query`` (compiled the same way, with the same
@@ -343,7 +370,7 @@ class SqliteStore:
 
     async def kv_list(self, space: str) -> list[tuple[str, dict[str, Any]]]:
         kv.check_space(space)
-        return await asyncio.to_thread(self._kv_list, space)
+        return await self._in_thread(self._kv_list, space)
 
     def _kv_list(self, space: str) -> list[tuple[str, dict[str, Any]]]:
         rows = self._thread_conn().execute(
