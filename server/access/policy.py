@@ -697,15 +697,16 @@ class RestrictedGrant(Grant):
         institution = self.principal.institution
         meta = resource.get("meta")
         if not isinstance(meta, dict):
+            if "meta" in resource:
+                return  # not an object (null too): validation refuses the resource; nothing to stamp
             meta = resource["meta"] = {}
         if _transfer_stamp(self, resource):  # issue 16 §1: a transfer keeps the record's source
             return
         if self.role == "platform" and self._source(resource) is not None:
             return  # the platform writes on an institution's behalf (ingest, transfer): its tag stays
-        if not institution:
-            return
-        tags = [t for t in meta.get("tag", []) if not (isinstance(t, dict) and t.get("system") == SOURCE_TAG_SYSTEM)] \
-            if isinstance(meta.get("tag"), list) else []
+        if not institution or not isinstance(meta.get("tag", []), list):
+            return  # (a tag that is not a list: validation refuses the resource)
+        tags = [t for t in meta.get("tag", []) if not (isinstance(t, dict) and t.get("system") == SOURCE_TAG_SYSTEM)]
         tags.append({"system": SOURCE_TAG_SYSTEM, "code": institution})
         meta["tag"] = tags
         meta["source"] = SOURCE_URI_PREFIX + institution

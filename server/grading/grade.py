@@ -138,8 +138,8 @@ def stamp(resource: dict[str, Any], policy: Policy) -> Grade:
     found = grade(resource, policy)
     meta = resource.get("meta")
     if not isinstance(meta, dict):
-        if meta is not None:
-            return found  # not an object: validation reports it (or write.store_version refuses it)
+        if "meta" in resource:
+            return found  # not an object (null too): validation reports it (or write.store_version refuses it)
         meta = resource["meta"] = {}
     labels = security(resource)
     kept = [c for c in labels if not (isinstance(c, dict) and c.get("system") in STAMPED_SYSTEMS)]

@@ -15,7 +15,7 @@ from tests.served import served
 
 pytestmark = pytest.mark.slow
 N = 12_000
-ENV = {"YIDANG_BULK_PAGE_SIZE": "10", "YIDANG_JOB_LEASE_SECONDS": "3"}
+ENV = {"YIDANG_BULK_PAGE_SIZE": "3", "YIDANG_JOB_LEASE_SECONDS": "3"}  # small pages: the export runs for seconds
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 
 
@@ -34,7 +34,7 @@ def test_killed_mid_export_resumes_with_a_true_manifest(tmp_path: Path) -> None:
             assert polled.status_code == 202, "the export finished before it could be killed: make it slower"
             if int(polled.headers["X-Progress"].split()[0]) > 0:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
         server.kill()
         at_kill = int(polled.headers["X-Progress"].split()[0])
     with served(tmp_path, "--auth", "off", env=ENV, port=server.port) as again, \
