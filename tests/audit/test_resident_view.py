@@ -9,27 +9,15 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest_asyncio
-from starlette.requests import Request
 
 from server.access.principal import Principal
 from server.app import create_app
-from server.errors import Unauthenticated
 from server.settings import Settings
 from server.stores.base import Store
+from tests.access.test_leaks import FakeAuth
 from tests.conftest import BASE, unique
 
 HOSPITAL = "12440000455858436X"
-
-
-class Auth:
-    def __init__(self, principals: dict[str, Principal]) -> None:
-        self.principals = principals
-
-    async def principal(self, request: Request) -> Principal:
-        name = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if name not in self.principals:
-            raise Unauthenticated("unknown")
-        return self.principals[name]
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -39,7 +27,7 @@ async def setup(store: Store, tmp_path_factory) -> AsyncIterator[tuple[httpx.Asy
                         audit_batch_interval=0.002)
     app = create_app(settings, store=store)
     ids = {"me": f"me-{run}", "other": f"other-{run}"}
-    app.state.auth = Auth({
+    app.state.auth = FakeAuth({
         "doctor": Principal("dr-li", "user", "institution", HOSPITAL, ("user/*.cruds",), purpose="TREAT",
                             client_id="his"),
         "platform": Principal("ops", "client", "platform", "P", ("system/*.*",), client_id="ops"),
