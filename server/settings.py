@@ -89,10 +89,13 @@ class Settings(BaseSettings):
     audit_batch_interval: float = 0.2
     """Seconds the writer waits to fill a batch."""
     audit_spool_dir: Path | None = None
-    """Where events are spooled (fsync'd) before the response; ``<data_dir>/audit`` when empty. Also
+    """Where events are spooled before the response; ``<data_dir>/audit`` when empty. Also
     holds the Ed25519 key that signs checkpoints and prune anchors."""
-    audit_fsync: bool = True
-    """fsync the spool before answering (what makes an answered request's event survive a crash)."""
+    audit_fsync: bool = False
+    """fsync the spool before answering. Off (the default), an answered request's event is written to
+    the spool (the operating system's page cache) before the response: it survives the death of the
+    process (kill -9), as the embedded store's own commits do (WAL, ``synchronous=NORMAL``), not a power
+    cut. On, it survives a power cut too, at the cost of waiting for a (group) fsync per request."""
     audit_checkpoint_every: int = 1000
     """A signed checkpoint of the chain every this many events …"""
     audit_checkpoint_seconds: float = 300.0

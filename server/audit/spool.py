@@ -51,7 +51,8 @@ class Spool:
     directory: Path
     fsync: bool = True
     current: Segment | None = None
-    _pending: list[tuple[Segment, bytes, asyncio.Future[None]]] = field(default_factory=list)
+    _pending: list[asyncio.Future[None]] = field(default_factory=list)
+    _unsynced: set[Segment] = field(default_factory=set)
     _flushing: asyncio.Task[None] | None = None
     _counter: int = 0
     fsyncs: int = 0
@@ -65,49 +66,52 @@ class Spool:
         return Segment(path, fd)
 
     async def append(self, event: dict[str, Any]) -> Segment:
-        """Append ``event``; returns once it is on disk (fsync'd), with the segment it is in."""
+        """Append ``event``; returns once it is on disk (fsync'd), with the segment it is in.
+
+        The line is written at once, on the event loop's thread (a ``write`` of ~1.5 kB to the page
+        cache: microseconds, no thread hop), so the event survives the death of this process as soon
+        as this returns; with ``fsync`` the caller then waits for the next group fsync, which makes it
+        survive a power cut too."""
         segment = self.current
         if segment is None or segment.size >= ROTATE_BYTES:
             if segment is not None:
                 segment.closed = True
+                if self.fsync and segment.fd is not None:
+                    self._unsynced.add(segment)
             segment = self.current = self._open_segment()
         line = dumps(event) + b"\n"
+        assert segment.fd is not None
+        _write_all(segment.fd, line)
         segment.size += len(line)
         segment.written += 1
+        if not self.fsync:
+            return segment
+        self._unsynced.add(segment)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((segment, line, future))
+        self._pending.append(future)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
         await asyncio.shield(future)
         return segment
 
     async def _flush(self) -> None:
+        """Group commit: one fsync per segment written for everyone waiting when it starts."""
         while self._pending:
             batch, self._pending = self._pending, []
-            groups: dict[Segment, list[bytes]] = {}
-            for segment, line, _ in batch:
-                groups.setdefault(segment, []).append(line)
+            segments, self._unsynced = self._unsynced, set()
             try:
-                for segment, lines in groups.items():
-                    assert segment.fd is not None
-                    await asyncio.to_thread(self._write, segment.fd, b"".join(lines))
+                for segment in segments:
+                    if segment.fd is not None:
+                        await asyncio.to_thread(os.fsync, segment.fd)
             except Exception as error:
-                for _, _, future in batch:
+                for future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
             self.fsyncs += 1
-            for _, _, future in batch:
+            for future in batch:
                 if not future.done():
                     future.set_result(None)
-
-    def _write(self, fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        if self.fsync:
-            os.fsync(fd)
 
     def rotate_if_idle(self) -> Segment | None:
         """Close the current segment when all its events are stored (so it can be deleted)."""
@@ -122,6 +126,13 @@ class Spool:
         if self.current is not None and self.current.fd is not None:
             os.close(self.current.fd)
             self.current.fd = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
 
 
 def time_ns() -> int:

@@ -1,6 +1,7 @@
 """kill -9 during a read burst against a real ``yidang serve`` loses no AuditEvent of an answered
-request: every response is sent only after its event is fsync'd to the spool, and the next start
-replays the spool into the store."""
+request: every response is sent only after its event is written to the spool (the page cache,
+which outlives the process; not fsync'd by default), and the next start replays the spool into the
+store."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Never lost, on both stores: while the store refuses writes, events are spooled (fsync'd) before
-each response and stored when it is back; a dead process's spool is replayed at the next start
-without duplicates; a full queue sheds requests with 503 + Retry-After instead of dropping events.
+"""Never lost, on both stores: while the store refuses writes, events are spooled before
+each response (fsync'd too with ``audit_fsync``) and stored when it is back; a dead process's
+spool is replayed at the next start without duplicates; a full queue sheds requests with 503 + Retry-After instead of dropping events.
 """
 
 from __future__ import annotations
@@ -162,6 +162,32 @@ async def test_the_lifespan_starts_and_stops_the_writer(fresh: Store, spool: Pat
         await app.state.audit.authentication(success=True, subject="c1")
     assert app.state.audit._task is None and not app.state.audit.backlog
 
+
+async def test_with_fsync_answered_events_are_synced_in_groups(store: Store, spool: Path) -> None:
+    """``audit_fsync``: each response waits for an fsync of its event; concurrent requests share one."""
+    app = app_on(store, spool, audit_fsync=True)
+    audit: AuditLog = app.state.audit
+    async with client_of(app) as c:
+        answers = await asyncio.gather(*(c.get("/Patient?name=synced") for _ in range(20)))
+        assert [r.status_code for r in answers] == [200] * 20
+        assert len(spooled_ids(spool)) + audit.stored >= 20
+        assert 1 <= audit.spool.fsyncs < 20
+        assert await audit.drain()
+    await audit.stop()
+    assert spooled_ids(spool) == []
+
+
+async def test_without_fsync_the_event_is_in_the_spool_file_before_the_answer(store: Store, spool: Path) -> None:
+    switch = Switch(store)
+    app = app_on(switch, spool)
+    audit: AuditLog = app.state.audit
+    async with client_of(app) as c:
+        switch.down = True
+        assert (await c.get("/Patient?name=written")).status_code == 200
+        assert len(spooled_ids(spool)) == 1 and audit.spool.fsyncs == 0
+        switch.down = False
+        assert await audit.drain()
+    await audit.stop()
 
 
 def second_store(store: Store) -> Store:
