@@ -21,6 +21,7 @@ builders are deterministic and the writer decides what "now" is.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -105,17 +106,27 @@ def _purpose(code: str) -> list[dict[str, Any]]:
 
 
 def agents(principal: object | None, address: str | None, base: str) -> list[dict[str, Any]]:
-    """Who: the client, the user (a person signed in), the institution, and this server."""
+    """Who: the client, the user (a person signed in), the institution, and this server.
+
+    The same caller from the same address gets the same list (remembered: most requests of a busy
+    server come from a few clients): events share it, so it must not be changed in place."""
+    if principal is None:
+        return _agents(True, None, None, None, None, None, None, address, base)
+    kind = getattr(principal, "kind", None)
+    return _agents(kind == "anonymous", kind, getattr(principal, "subject", None),
+                   getattr(principal, "client_id", None), getattr(principal, "purpose", None),
+                   getattr(principal, "role", None), getattr(principal, "institution", "") or None, address, base)
+
+
+@functools.lru_cache(maxsize=4096)
+def _agents(anonymous: bool, kind: str | None, subject: str | None, client_id: str | None, purpose: str | None,
+            role: object, institution: str | None, address: str | None, base: str) -> list[dict[str, Any]]:
     network = {"network": {"address": address, "type": "2"}} if address else {}
     out: list[dict[str, Any]] = []
-    kind = getattr(principal, "kind", None)
-    subject = getattr(principal, "subject", None)
-    client = getattr(principal, "client_id", None) or (subject if kind == "client" else None)
-    purpose = getattr(principal, "purpose", None)
-    role = getattr(principal, "role", None)
+    client = client_id or (subject if kind == "client" else None)
     person = kind in ("user", "external") and bool(subject)
     requestor: dict[str, Any] = {}
-    if principal is None or kind == "anonymous":
+    if anonymous:
         out.append({"type": {"coding": [_coding(DCM, "110153", "Source Role ID")]},
                     "who": {"display": "anonymous"}, "requestor": True, **network})
         requestor = out[-1]
@@ -132,7 +143,6 @@ def agents(principal: object | None, address: str | None, base: str) -> list[dic
             requestor = out[-1]
         if role and requestor:
             requestor["role"] = [{"coding": [_coding(ROLE_SYSTEM, str(role))]}]
-        institution = getattr(principal, "institution", "")
         if institution:
             out.append({"type": {"coding": [_coding(PARTICIPATION, "PRF", "performer")]},
                         "who": {"type": "Organization",
@@ -146,7 +156,9 @@ def agents(principal: object | None, address: str | None, base: str) -> list[dic
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def source(base: str) -> dict[str, Any]:
+    """Shared between events, like :func:`agents`."""
     return {"site": base or "yidang", "observer": {"display": SERVER_DISPLAY},
             "type": [_coding(SOURCE_TYPE, "4", "Application Server")]}
 
@@ -173,8 +185,16 @@ PATIENT_IN_JSON = re.compile(
 """The patient references of a resource's compact JSON (as stored), found without parsing it."""
 
 
+PATIENT_ID = re.compile(rb'\{"resourceType":"Patient","id":"([A-Za-z0-9.-]{1,64})"')
+"""The id of a stored Patient (stored JSON starts so), found without parsing the resource."""
+
+
 def _json_patients(body: bytes) -> Iterator[str]:
     if body.startswith(b'{"resourceType":"Patient"'):
+        head = PATIENT_ID.match(body)
+        if head:
+            yield f"Patient/{head.group(1).decode('ascii')}"
+            return
         patient = load_stored(body)
         if isinstance(patient, dict) and isinstance(patient.get("id"), str):
             yield f"Patient/{patient['id']}"

@@ -106,7 +106,7 @@ async def append(store: Store, indexer: Indexer | AuditIndexer, events: Sequence
             event["meta"] = {"versionId": "1", "lastUpdated": instant(lu)}
             version = Version(TYPE, str(event["id"]), 1, lu, False, "POST", dumps(event))
             writes.append(Write(version, found, None))
-        # fresh ids (uuid4): bulk inserts, no per-event compare-and-set; in slices, letting requests
+        # fresh ids (UUIDs): bulk inserts, no per-event compare-and-set; in slices, letting requests
         # run between them (the chain lock is held throughout, so the batch stays one append)
         for first in range(0, len(writes), APPEND_SLICE):
             if first:
