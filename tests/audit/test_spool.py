@@ -1,6 +1,7 @@
 """Never lost, on both stores: while the store refuses writes, events are spooled before
 each response (fsync'd too with ``audit_fsync``) and stored when it is back; a dead process's
-spool is replayed at the next start without duplicates; a full queue sheds requests with 503 + Retry-After instead of dropping events.
+spool is replayed at the next start without duplicates; a full queue sheds requests with 503 +
+Retry-After instead of dropping events.
 """
 
 from __future__ import annotations
