@@ -121,6 +121,13 @@ class Store(Protocol):
 
     async def vread(self, type_: str, id_: str, version: int) -> Version | None: ...
 
+    async def current_holds(self, type_: str, id_: str, version: int, where: Condition) -> bool | None:
+        """Whether ``where`` (index tests) holds for ``type_/id_`` on the entries the store holds for
+        it, when its current version is ``version`` and not deleted: how a read's visibility is
+        decided without parsing and indexing the body again (on what searches see). None when the
+        current version is another one, or when the store cannot answer cheaply (the caller then
+        decides on the body)."""
+
     async def history(self, query: HistoryQuery) -> list[Version]:
         """Newest first, at most ``query.count`` rows."""
 

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from server.search.check import check_condition
 from server.search.cost import DRIVE_CAP
 from server.search.model import (
     TABLES,
@@ -101,6 +103,28 @@ def _with_implied_bounds(table: str, tests: tuple[FieldTest, ...]) -> tuple[Fiel
     return tests + tuple(e for e in extra if e not in tests)
 
 
+def _pinned(table: str, tests: tuple[FieldTest, ...]) -> bool:
+    """Whether every probe column of the table's first covering index has an equality test."""
+    equal = {t.field for t in tests if t.op == "eq" and t.value is not None}
+    return equal.issuperset(INDEX_COLUMNS[table][0])
+
+
+def holds_sql(type_: str, id_: str, version: int, where: Condition) -> Sql:
+    """One row (``0``/``1``: whether ``where`` holds) when ``type_/id_`` is at ``version`` and not
+    deleted; no row otherwise."""
+    text, params = _holds_sql(type_, where)
+    return Sql(text, [*params, type_, id_, version])
+
+
+@lru_cache(maxsize=1024)
+def _holds_sql(type_: str, where: Condition) -> tuple[str, tuple[object, ...]]:
+    """Checked and compiled once per caller's condition (a visibility condition is asked on every read)."""
+    check_condition(where)
+    test = Compiler(by_value=True).where(where, "r", (type_,))
+    return (f"SELECT {test.text} FROM resources r WHERE r.type = ? AND r.id = ? AND r.version = ? "
+            "AND r.deleted = 0", tuple(test.params))
+
+
 def _probe_rank(m: Match) -> int | None:
     """How well the table's indexes answer ``m`` on their own; None when only ``param`` is probed."""
     leading = {cols[0] for cols in INDEX_COLUMNS[m.table]}
@@ -128,9 +152,13 @@ class Compiler:
     With ``estimate``, an ``And`` is driven by its candidate with the fewest rows (so ``gender``
     never drives ``family=zha&gender=male``); without it, by the best :func:`_probe_rank`."""
 
-    def __init__(self, estimate: Estimate | None = None) -> None:
+    def __init__(self, estimate: Estimate | None = None, *, by_value: bool = False) -> None:
         self._aliases = 0
         self.estimate = estimate
+        self.by_value = by_value
+        """Tests on one known row (:func:`holds_sql`): an entry whose every probe column of the
+        table's first covering index is pinned by an equality is found by one seek of that index
+        (``param``, values, ``rid``) instead of walking the row's entries through the ``rid`` index."""
 
     def _alias(self, prefix: str = "r") -> str:
         self._aliases += 1
@@ -199,7 +227,8 @@ class Compiler:
         found = self._tests(table, tests, f"{e}.")
         if found.text:
             where.append(found.text)
-        return Sql(f"EXISTS (SELECT 1 FROM idx_{table} {e} INDEXED BY idx_{table}_rid WHERE {' AND '.join(where)})",
+        index = f"idx_{table}_q0" if self.by_value and _pinned(table, tests) else f"idx_{table}_rid"
+        return Sql(f"EXISTS (SELECT 1 FROM idx_{table} {e} INDEXED BY {index} WHERE {' AND '.join(where)})",
                    [*params, *found.params])
 
     @staticmethod

@@ -31,7 +31,7 @@ from server.search.explain import StorePlan
 from server.search.model import TABLES, Condition, Entry, Query
 from server.stores import kv
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
-from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql
+from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql, holds_sql
 from server.stores.sqlite.page import compile_query, find_sql
 from server.stores.sqlite.schema import HULL, PRAGMAS, SCHEMA_VERSION, ddl
 
@@ -208,6 +208,13 @@ class SqliteStore:
             (type_, id_),
         ).fetchone()
         return _version(row) if row else None
+
+    async def current_holds(self, type_: str, id_: str, version: int, where: Condition) -> bool | None:
+        """One statement on this thread (as reads): the resource's row by primary key, each entry test
+        by one index seek where the test pins the value (see :func:`.compile.holds_sql`)."""
+        sql = holds_sql(type_, id_, version, where)
+        row = self._conn().execute(sql.text, sql.params).fetchone()
+        return None if row is None else bool(row[0])
 
     async def vread(self, type_: str, id_: str, version: int) -> Version | None:
         row = self._conn().execute(
