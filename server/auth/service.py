@@ -25,8 +25,15 @@ REQUEST_BASE: ContextVar[str | None] = ContextVar("yidang_auth_base", default=No
 
 
 def request_base(settings: Settings, request: Request) -> str:
-    """The FHIR base URL: settings.base_url, else the request's (as server.http.endpoint)."""
-    return settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
+    """The FHIR base URL: settings.base_url, else the request's (worked out once per request: the
+    token check and the handler both ask)."""
+    if settings.base_url:
+        return settings.base_url.rstrip("/")
+    scope = request.scope
+    base = scope.get("yidang.base")
+    if base is None:
+        base = scope["yidang.base"] = str(request.base_url).rstrip("/")
+    return str(base)
 
 
 class AuthService:

@@ -18,6 +18,7 @@ from profiles.fhirxml import FhirXmlError, XmlTooLarge, from_xml
 from profiles.numbers import json_decimal
 from server.access.grant import OPEN_GRANT, Grant
 from server.access.principal import OPEN, Principal
+from server.auth.service import request_base
 from server.consent.load import with_consents
 from server.consent.purpose import HEADER as PURPOSE_HEADER
 from server.consent.purpose import declared_purpose
@@ -123,9 +124,7 @@ def parse_resource(body: bytes, fmt: Format, *, what: str = "request body",
 
 
 def base_url(request: Request, svc: Services) -> str:
-    if svc.settings.base_url:
-        return svc.settings.base_url.rstrip("/")
-    return str(request.base_url).rstrip("/")
+    return request_base(svc.settings, request)
 
 
 PUBLIC = frozenset({"capabilities"})
