@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from server.access.conditions import NEVER, simplify_and, simplify_or
 from server.access.grant import Grant
-from server.access.policy import NEVER, RestrictedGrant, _simplify_and, _simplify_or
+from server.access.policy import RestrictedGrant
 from server.errors import Forbidden
 from server.search.model import Condition
 
@@ -72,12 +73,12 @@ class LookupGrant(RestrictedGrant):
             return own
         granted = [self._scope_condition(s, type_) for s in self.scopes
                    if s.covers(type_, permission) and s.context != "patient"]
-        scope = _simplify_or([c for c in granted if c is not None])
+        scope = simplify_or([c for c in granted if c is not None])
         if scope == NEVER:
             return own
         refs = ",".join(f"Patient/{p}" for p in self.patients)
-        linked = _simplify_and([self._criteria(type_, f"patient={refs}"), scope])
-        visible = _simplify_or([c for c in (own, linked) if c is not None])
+        linked = simplify_and([self._criteria(type_, f"patient={refs}"), scope])
+        visible = simplify_or([c for c in (own, linked) if c is not None])
         return None if visible == NEVER else visible
 
     def consent_reach(self) -> Condition:

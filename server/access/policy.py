@@ -36,22 +36,37 @@ record) are not subject to Consents.
 
 Every condition is an ordinary :mod:`server.search.model` condition, so both stores compile it
 into the query: totals, paging and sort see only what may be seen.
+
+The rules of the regional services are decided here too, each kept in its own module beside this
+one and asked by :class:`RestrictedGrant`: :mod:`.identity` (the master patient index: Person,
+``$merge``, ``$match``), :mod:`.lookup` (cross-institution look-up and mutual recognition),
+:mod:`.bulk` (``$export``/``$import``) and :mod:`.transfer` (档案转迁 and 数据回流: the workflow
+Tasks, ``$transfer``, ``$data-return``); :mod:`.conditions` holds the condition building blocks.
 """
 
 from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from profiles.definitions import Definitions
+from server.access.bulk import check_bulk_operation
+from server.access.conditions import NEVER, literal, simplify_and, simplify_not, simplify_or
 from server.access.grant import Grant, How, WriteKind
+from server.access.identity import IDENTITY_TYPES, check_identity_operation
 from server.access.principal import SOURCE_TAG_SYSTEM, SOURCE_URI_PREFIX, Principal
 from server.access.scopes import Scope, ScopeError, parse_scope
+from server.access.transfer import (
+    check_transfer_operation,
+    check_transfer_write,
+    keeps_source,
+    transfer_visible,
+    transfer_write_type,
+)
 from server.consent.evaluate import ConsentFacts, Label, label_cases, patient_of
-from server.errors import Conflict, FhirError, Forbidden
+from server.errors import FhirError, Forbidden
 from server.search.compartment import OWNER, compartment, membership
 from server.search.model import (
     Always,
@@ -68,9 +83,6 @@ from server.search.model import (
 )
 from server.search.parse import parse_criteria
 from server.search.registry import SearchRegistry
-
-NEVER: Condition = ResourceTest("id", "in", ())
-"""Matches nothing (both stores compile it)."""
 
 DEFINITIONAL = frozenset({
     "ActivityDefinition", "CapabilityStatement", "CodeSystem", "CompartmentDefinition", "ConceptMap",
@@ -98,279 +110,8 @@ ADMIN_INTERACTIONS = frozenset({"metrics"})
 WRITE_OPERATIONS = frozenset({"ingest-local", "convert-local"})
 """Operations that write clinical data (through the ordinary write path, which checks each write)."""
 
-# --- identity (issue 15 §1: the master patient index) ------------------------------------------
-IDENTITY_TYPES = frozenset({"Person"})
-"""The platform's Person records (which Patients of which institutions are one resident). Visible to
-the platform; to a district for the Persons linking a Patient it manages (R4's Patient compartment
-holds Person by ``link``); to a resident for his or her own; never to an institution (a Person names
-other institutions' Patient ids: institutions find their duplicates with ``Patient/$match``, which
-answers only Patients they may see). Written only by the platform (the linking listener, and
-operators linking a weak match)."""
-IDENTITY_PLATFORM_OPERATIONS = frozenset({"merge", "unmerge"})
-"""``Patient/$merge``/``$unmerge``: the platform's 重复建档 clean-up (they re-point every institution's
-references to the duplicate, so no one institution may run them); each write still passes check_write."""
-IDENTITY_SEARCH_OPERATIONS = frozenset({"match"})
-"""``Patient/$match`` is a search of Patients: the caller needs search permission on Patient, and its
-candidates are searched through the grant (only what the caller may see is scored)."""
 
 
-def _identity_operation_check(grant: RestrictedGrant, name: str, type_: str | None) -> None:
-    if name in IDENTITY_PLATFORM_OPERATIONS and grant.role != "platform":
-        raise Forbidden(f"${name} is a platform operation (the 重复建档 clean-up): role platform only, "
-                        f"not {grant.role}")
-    if name in IDENTITY_PLATFORM_OPERATIONS and type_ is not None:
-        grant._check_write_type("u", type_)
-    if name in IDENTITY_SEARCH_OPERATIONS and grant.visible(type_ or "Patient", "search") is None:
-        raise Forbidden(f"${name} searches Patients, which the token's scopes and role {grant.role} do not allow")
-# --- end identity ------------------------------------------------------------------------------
-
-# --- bulk data (issue 16 §2: $export / $import) ------------------------------------------------
-BULK_OPERATIONS = frozenset({"export", "import"})
-"""Bulk Data kick-offs. ``$export``: the platform, or a client with ``system/`` scopes (SMART Backend
-Services); what it exports is what its grant lets it search, compiled into every query of the job.
-``$import``: the roles that write clinical data (platform, institution) with a ``system/`` scope;
-every line is then an ordinary update, checked by :meth:`RestrictedGrant.check_write`."""
-
-
-def _bulk_operation_check(grant: RestrictedGrant, name: str) -> None:
-    if name not in BULK_OPERATIONS or grant.role == "platform":
-        return
-    if not any(s.context == "system" for s in grant.scopes):
-        raise Forbidden(f"${name} is for SMART Backend Services clients: the token has no system/ scope")
-    if name == "import" and grant.role != "institution":
-        raise Forbidden(f"$import writes clinical data, which role {grant.role} may not")
-# --- end bulk data -----------------------------------------------------------------------------
-
-# --- transfer (issue 16 §1 档案转迁 and §3 数据回流: the workflow Tasks, $transfer, $data-return) -----
-TASK_CODE_SYSTEM = "http://yidang.org/fhir/CodeSystem/task-code"
-"""Yidang's Task codes: ``transfer-record`` (档案转迁: a receiving district asks the sending one for a
-resident's record) and ``data-return`` (数据回流: a district asks the platform for its residents' data)."""
-TRANSFER_TASK = "transfer-record"
-DATA_RETURN_TASK = "data-return"
-WORKFLOW_TASKS = frozenset({TRANSFER_TASK, DATA_RETURN_TASK})
-TRANSFER_OPERATIONS = frozenset({"transfer"})
-"""``Patient/{id}/$transfer``: the platform, or the sending district (the one that manages the Patient
-now: the operation checks that against the store); never an institution, auditor or resident."""
-TRANSFER_READ_OPERATIONS = frozenset({"transfer-history"})
-"""``Patient/{id}/$transfer-history``: whoever may read the Patient and search Provenance."""
-DATA_RETURN_OPERATIONS = frozenset({"data-return"})
-"""``Task/{id}/$data-return``: the requesting district of an approved data-return Task (the operation
-checks the Task), or the platform."""
-WORKFLOW_FIELDS = ("code", "for", "requester", "owner", "input", "focus")
-"""What a workflow Task names and no party may change once it is requested (only status, statusReason,
-businessStatus, note, output and lastModified move)."""
-TASK_TRANSITIONS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
-    TRANSFER_TASK: {
-        ("requested", "accepted"): frozenset({"owner"}),
-        ("requested", "rejected"): frozenset({"owner"}),
-        ("requested", "cancelled"): frozenset({"requester"}),
-        ("accepted", "rejected"): frozenset({"owner"}),
-        ("accepted", "cancelled"): frozenset({"requester", "owner"}),
-        ("accepted", "completed"): frozenset({"transfer"}),
-    },
-    DATA_RETURN_TASK: {
-        ("requested", "accepted"): frozenset({"approver"}),
-        ("requested", "rejected"): frozenset({"approver"}),
-        ("requested", "cancelled"): frozenset({"requester"}),
-        ("accepted", "cancelled"): frozenset({"requester", "approver"}),
-        ("accepted", "completed"): frozenset({"approver"}),
-    },
-}
-"""Who moves a workflow Task from one status to another. ``owner``/``requester``: a district whose
-institution is the identifier value in ``Task.owner``/``Task.requester`` (or the platform, which acts
-for either side); ``approver``: the platform; ``transfer``: only ``Patient/$transfer`` with the Task
-(it performs the transfer in the same transaction). A status kept as it was is allowed to either party
-(notes); anything else is a 409."""
-
-
-def task_code(task: dict[str, Any] | None) -> str | None:
-    """The workflow code (transfer-record | data-return) of a Task, or None for any other Task."""
-    code = task.get("code") if isinstance(task, dict) else None
-    for coding in code.get("coding") or () if isinstance(code, dict) else ():
-        if isinstance(coding, dict) and coding.get("system") == TASK_CODE_SYSTEM \
-                and coding.get("code") in WORKFLOW_TASKS:
-            return str(coding["code"])
-    return None
-
-
-def party_identifier(task: dict[str, Any], field_: str) -> str | None:
-    """The identifier value a workflow Task names its ``requester``/``owner`` Organization by."""
-    ref = task.get(field_)
-    ident = ref.get("identifier") if isinstance(ref, dict) else None
-    value = ident.get("value") if isinstance(ident, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
-def _workflow_sides(grant: RestrictedGrant, task: dict[str, Any]) -> set[str]:
-    if grant.role == "platform":
-        return {"owner", "requester", "approver"}
-    if grant.role != "district":
-        return set()
-    mine = grant.principal.institution
-    return {side for side in ("owner", "requester") if party_identifier(task, side) == mine}
-
-
-def _check_workflow_task(grant: RestrictedGrant, kind: WriteKind, new: dict[str, Any] | None,
-                         old: dict[str, Any] | None) -> None:
-    """The policy of workflow Task writes (see :data:`TASK_TRANSITIONS`); raises when refused."""
-    code = task_code(old) or task_code(new)
-    assert code is not None
-    if grant.role not in ("platform", "district"):
-        raise Forbidden(f"{code} Tasks are between districts and the platform; role {grant.role} may not write them")
-    if new is None or kind == "delete":
-        if grant.role != "platform":
-            raise Forbidden(f"A {code} Task is cancelled (status cancelled), not deleted; only the platform deletes")
-        return
-    if task_code(new) != code:
-        raise Forbidden(f"The code of a {code} Task does not change")
-    for side in ("requester",) if code == DATA_RETURN_TASK else ("requester", "owner"):
-        if party_identifier(new, side) is None:
-            raise Forbidden(f"A {code} Task names its {side} Organization by identifier ({side}.identifier.value)")
-    if old is None:
-        if new.get("status") != "requested":
-            raise Forbidden(f"A {code} Task is created with status requested, not {new.get('status')}")
-        if code == TRANSFER_TASK and party_identifier(new, "requester") == party_identifier(new, "owner"):
-            raise Forbidden("A transfer-record Task's requester (receiving) and owner (sending) differ")
-        if "requester" not in _workflow_sides(grant, new):
-            raise Forbidden(f"A {code} Task is requested by the caller's own organization: requester.identifier "
-                            f"must be {grant.principal.institution}")
-        return
-    for name in WORKFLOW_FIELDS:
-        if old.get(name) != new.get(name):
-            raise Forbidden(f"Task.{name} of a {code} Task does not change once it is requested")
-    before, after = str(old.get("status")), str(new.get("status"))
-    sides = _workflow_sides(grant, old)
-    if before == after:
-        if not sides:
-            raise Forbidden(f"Only the parties of this {code} Task may change it")
-        return
-    allowed = TASK_TRANSITIONS[code].get((before, after))
-    if allowed is None:
-        raise Conflict(f"A {code} Task does not move from {before} to {after}")
-    if "transfer" in allowed:
-        facts = getattr(grant, "transfer_facts", None)
-        if facts is None or facts.task != old.get("id"):
-            raise Forbidden(f"A {code} Task is completed by Patient/$transfer with parameter task (which moves the "
-                            "record in the same transaction), not by a write of the Task")
-        return
-    if not sides & allowed:
-        who = " or ".join(sorted(allowed))
-        raise Forbidden(f"Only the {who} of this {code} Task (or the platform) may move it from {before} to {after}")
-
-
-class TransferFacts:
-    """What one ``$transfer`` writes, as the operation established it from the store under the caller's
-    grant: the Patient it moves (the caller manages it now) and the Task it completes, if any."""
-
-    __slots__ = ("patient", "task")
-
-    def __init__(self, patient: str, task: str | None = None) -> None:
-        self.patient = patient
-        self.task = task
-
-
-def transfer_grant(grant: Grant, facts: TransferFacts) -> Grant:
-    """``grant`` for the writes of one transfer: a sending district may then update that Patient's
-    managingOrganization/generalPractitioner/identifier, close and open its EpisodeOfCares, write the
-    Provenance and complete the Task — nothing else (every other write is decided as by ``grant``)."""
-    if grant.open:
-        return grant
-    derived = copy.copy(grant)
-    derived.transfer_facts = facts  # type: ignore[attr-defined]
-    return derived
-
-
-TRANSFER_PATIENT_FIELDS = frozenset({"managingOrganization", "generalPractitioner", "identifier", "meta"})
-
-
-def _is_transfer_write(grant: RestrictedGrant, kind: WriteKind, type_: str, new: dict[str, Any] | None,
-                       old: dict[str, Any] | None) -> bool:
-    facts: TransferFacts | None = getattr(grant, "transfer_facts", None)
-    if facts is None or new is None or kind == "delete" or grant.role not in ("platform", "district"):
-        return False
-    mine = f"Patient/{facts.patient}"
-    if type_ == "Patient":
-        if old is None or old.get("id") != facts.patient or new.get("id") != facts.patient:
-            return False
-        changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
-        return changed <= TRANSFER_PATIENT_FIELDS
-    if type_ == "EpisodeOfCare":
-        return all((r.get("patient") or {}).get("reference") == mine for r in (new, old) if r is not None)
-    if type_ == "Provenance":
-        return old is None and any(str((t or {}).get("reference", "")).split("/_history/")[0] == mine
-                                   for t in new.get("target") or ())
-    if type_ == "Task":
-        return old is not None and facts.task is not None and old.get("id") == facts.task \
-            and task_code(old) == TRANSFER_TASK
-    return False
-
-
-def _transfer_check_write(grant: RestrictedGrant, kind: WriteKind, type_: str, new: dict[str, Any] | None,
-                          old: dict[str, Any] | None) -> bool:
-    """True when this write is allowed as part of a transfer or the workflow (decided); raises for a
-    workflow Task write the rules refuse; False when the ordinary rules decide."""
-    if type_ == "Task" and grant.role == "district" and not (task_code(new) or task_code(old)):
-        raise Forbidden("A district writes only its workflow Tasks (transfer-record, data-return)")
-    if type_ == "Task" and (task_code(new) or task_code(old)):
-        _check_workflow_task(grant, kind, new, old)
-        if _is_transfer_write(grant, kind, type_, new, old):
-            return True
-        if grant.role == "district":
-            permission = "c" if old is None else "d" if new is None else "u"
-            return _transfer_write_type(grant, permission, type_)
-        return False
-    return _is_transfer_write(grant, kind, type_, new, old)
-
-
-def _transfer_write_type(grant: RestrictedGrant, permission: str, type_: str) -> bool:
-    """A district writes Tasks (its workflow Tasks: check_write decides which) when its scopes allow."""
-    if grant.role != "district" or type_ != "Task":
-        return False
-    if not any(s.covers(type_, permission) and s.context != "patient" for s in grant.scopes):
-        verb = {"c": "create", "u": "update", "d": "delete"}[permission]
-        raise Forbidden(f"The token's scopes do not allow to {verb} Task resources")
-    return True
-
-
-def _transfer_visible(grant: RestrictedGrant, type_: str) -> Condition:
-    """A district sees the workflow Tasks it is a party of (requester or owner, by identifier)."""
-    if type_ != "Task" or grant.role != "district":
-        return NEVER
-    codes = ",".join(quote(f"{TASK_CODE_SYSTEM}|{c}", safe="") for c in sorted(WORKFLOW_TASKS))
-    mine = _literal(grant.principal.institution)
-    return _simplify_or([grant._criteria("Task", f"code={codes}&{side}:identifier={mine}")
-                         for side in ("requester", "owner")])
-
-
-def transfer_senders(grant: Grant) -> Condition | None:
-    """The Patients the caller may transfer away (None: any): the platform any, a district those it
-    manages (``managingOrganization`` its Organization or one ``partOf`` it), anyone else none."""
-    if grant.open or getattr(grant, "role", None) == "platform":
-        return None
-    if isinstance(grant, RestrictedGrant) and grant.role == "district":
-        return grant._managed_patients()
-    return NEVER
-
-
-def _transfer_operation_check(grant: RestrictedGrant, name: str) -> None:
-    if name == "export" and grant.role == "district":
-        raise Forbidden("A district receives data through an approved data-return Task (数据回流): "
-                        "POST Task/{id}/$data-return, not $export")
-    if name in TRANSFER_OPERATIONS and grant.role not in ("platform", "district"):
-        raise Forbidden(f"${name} moves a record between districts: the platform or the sending district, "
-                        f"not role {grant.role}")
-    if name in TRANSFER_OPERATIONS and grant.role == "district" \
-            and not any(s.covers("Patient", "u") and s.context != "patient" for s in grant.scopes):
-        raise Forbidden("$transfer changes the Patient: the token's scopes do not allow updating Patient")
-    if name in DATA_RETURN_OPERATIONS and grant.role not in ("platform", "district"):
-        raise Forbidden(f"$data-return delivers a district's approved data return, not to role {grant.role}")
-
-
-def _transfer_stamp(grant: RestrictedGrant, resource: dict[str, Any]) -> bool:
-    """Within a transfer, what the record already carries keeps its source institution (a district moving
-    a record does not become the source of the Patient or its episodes). True: leave it as it is."""
-    return getattr(grant, "transfer_facts", None) is not None and grant._source(resource) is not None
-# --- end transfer ----------------------------------------------------------------------------------
 
 READ_INTERACTIONS = frozenset({"read", "vread", "history-instance", "history-type"})
 SEARCH_INTERACTIONS = frozenset({"search-type", "search-compartment"})
@@ -404,38 +145,10 @@ class Policy:
         self._grants.clear()
 
 
-def _literal(value: str) -> str:
-    """``value`` as one literal search value in a query string: its search syntax escaped (a comma
-    is an OR, ``|`` splits system and code) and URL-encoded (``&``, ``%``). An institution claim of
-    an external issuer is not checked like a registered one; it must never widen the criteria."""
-    escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
-    return quote(escaped, safe="")
 
 
-def _simplify_and(items: Sequence[Condition]) -> Condition:
-    kept: list[Condition] = []
-    for item in items:
-        if isinstance(item, Always):
-            continue
-        if item == NEVER:
-            return NEVER
-        kept.append(item)
-    if not kept:
-        return Always()
-    return kept[0] if len(kept) == 1 else And(tuple(kept))
 
 
-def _simplify_or(items: Sequence[Condition]) -> Condition:
-    kept: list[Condition] = []
-    for item in items:
-        if isinstance(item, Always):
-            return Always()
-        if item == NEVER or item in kept:
-            continue
-        kept.append(item)
-    if not kept:
-        return NEVER
-    return kept[0] if len(kept) == 1 else Or(tuple(kept))
 
 
 class RestrictedGrant(Grant):
@@ -486,14 +199,14 @@ class RestrictedGrant(Grant):
         if role is None:
             return None
         granted = [self._scope_condition(s, type_) for s in self.scopes if s.covers(type_, permission)]
-        scope = _simplify_or([c for c in granted if c is not None])
+        scope = simplify_or([c for c in granted if c is not None])
         if scope == NEVER:
             return None
-        visible = _simplify_and([role, scope])
+        visible = simplify_and([role, scope])
         return None if visible == NEVER else visible
 
     def _own(self, type_: str) -> Condition:
-        return self._criteria(type_, f"_tag={SOURCE_TAG_SYSTEM}|{_literal(self.principal.institution)}")
+        return self._criteria(type_, f"_tag={SOURCE_TAG_SYSTEM}|{literal(self.principal.institution)}")
 
     def _criteria(self, type_: str, query: str) -> Condition:
         try:
@@ -502,8 +215,8 @@ class RestrictedGrant(Grant):
             return NEVER  # a parameter this type lacks (or a scope query that does not parse): nothing
 
     def _managed_patients(self) -> Condition:
-        org = self._criteria("Organization", f"identifier={_literal(self.principal.institution)}")
-        return Chain("organization", "Organization", _simplify_or([org, Chain("partof", "Organization", org)]))
+        org = self._criteria("Organization", f"identifier={literal(self.principal.institution)}")
+        return Chain("organization", "Organization", simplify_or([org, Chain("partof", "Organization", org)]))
 
     def _in_compartment_of(self, type_: str, owner: Condition) -> Condition:
         """``type_`` resources in the Patient compartment of a Patient matching ``owner``."""
@@ -517,7 +230,7 @@ class RestrictedGrant(Grant):
                     branches.append(owner)
             else:
                 branches.append(Chain(param, "Patient", owner))
-        return _simplify_or(branches)
+        return simplify_or(branches)
 
     def _role_condition(self, type_: str) -> Condition | None:
         role = self.role
@@ -535,8 +248,8 @@ class RestrictedGrant(Grant):
             return self._own(type_)
         if role == "district":
             managed = self._in_compartment_of(type_, self._managed_patients())
-            return _simplify_or([self._own(type_), _simplify_and([managed, self._consent_condition(type_)]),
-                                 _transfer_visible(self, type_)])  # issue 16: its workflow Tasks
+            return simplify_or([self._own(type_), simplify_and([managed, self._consent_condition(type_)]),
+                                 transfer_visible(self, type_)])  # issue 16: its workflow Tasks
         if role == "resident":
             if self.principal.patient is None or self._patient_comp is None:
                 return None
@@ -555,7 +268,7 @@ class RestrictedGrant(Grant):
         else:
             context = Always()
         if scope.query:
-            context = _simplify_and([context, self._criteria(type_, scope.query)])
+            context = simplify_and([context, self._criteria(type_, scope.query)])
         return context
 
     def restrict(self, query: Query, how: How = "search") -> Query:
@@ -571,21 +284,21 @@ class RestrictedGrant(Grant):
         if not groups:
             return replace(query, where=NEVER)
         if len(types) == 1:
-            return replace(query, where=_simplify_and([next(iter(groups)), where]))
+            return replace(query, where=simplify_and([next(iter(groups)), where]))
         branches: list[Condition] = []
         for cond, members in groups.items():
             test = ResourceTest("type", "eq", members[0]) if len(members) == 1 else \
                 ResourceTest("type", "in", tuple(members))
-            branches.append(_simplify_and([test, cond]))
+            branches.append(simplify_and([test, cond]))
         visible_types = tuple(t for members in groups.values() for t in members)
         return replace(query, types=tuple(sorted(visible_types)) if not query.types else query.types,
-                       where=_simplify_and([_simplify_or(branches), where]))
+                       where=simplify_and([simplify_or(branches), where]))
 
     def restrict_where(self, type_: str, where: Condition, how: How = "read") -> Condition:
         cond = self.visible(type_, how)
         if cond is None:
             return NEVER
-        return _simplify_and([cond, self._restrict_tree(where)])
+        return simplify_and([cond, self._restrict_tree(where)])
 
     def _restrict_tree(self, cond: Condition) -> Condition:
         """``cond`` with every chain target and ``_has`` source limited to what may be read."""
@@ -607,8 +320,8 @@ class RestrictedGrant(Grant):
         if interaction.startswith("operation:"):
             name = interaction.partition(":")[2].lstrip("$")
             self._check_identity_operation(name, type_)
-            _bulk_operation_check(self, name)  # issue 16 §2
-            _transfer_operation_check(self, name)  # issue 16 §1, §3
+            check_bulk_operation(self, name)  # issue 16 §2
+            check_transfer_operation(self, name)  # issue 16 §1, §3
             from server.access.lookup import RECOGNITION_OPERATIONS, check_recognition  # issue 15
 
             if name in RECOGNITION_OPERATIONS:
@@ -631,11 +344,11 @@ class RestrictedGrant(Grant):
             self._check_write_type(WRITES[interaction], type_)
 
     def _check_identity_operation(self, name: str, type_: str | None) -> None:
-        _identity_operation_check(self, name, type_)
+        check_identity_operation(self, name, type_)
 
     def _check_write_type(self, permission: str, type_: str) -> None:
         role = self.role
-        if _transfer_write_type(self, permission, type_):  # issue 16: a district's workflow Tasks
+        if transfer_write_type(self, permission, type_):  # issue 16: a district's workflow Tasks
             return
         if type_ in IDENTITY_TYPES and role != "platform":
             raise Forbidden(f"{type_} resources are the platform's identity records (master patient index): "
@@ -655,7 +368,7 @@ class RestrictedGrant(Grant):
 
     def check_write(self, kind: WriteKind, type_: str, new: dict[str, Any] | None,
                     old: dict[str, Any] | None) -> None:
-        if _transfer_check_write(self, kind, type_, new, old):  # issue 16: transfers and workflow Tasks
+        if check_transfer_write(self, kind, type_, new, old):  # issue 16: transfers and workflow Tasks
             return
         permission = "c" if kind == "create" or (kind == "update" and old is None) else kind[0]
         self._check_write_type(permission, type_)
@@ -700,7 +413,7 @@ class RestrictedGrant(Grant):
             if "meta" in resource:
                 return  # not an object (null too): validation refuses the resource; nothing to stamp
             meta = resource["meta"] = {}
-        if _transfer_stamp(self, resource):  # issue 16 §1: a transfer keeps the record's source
+        if keeps_source(self, resource):  # issue 16 §1: a transfer keeps the record's source
             return
         if self.role == "platform" and self._source(resource) is not None:
             return  # the platform writes on an institution's behalf (ingest, transfer): its tag stays
@@ -775,7 +488,7 @@ class RestrictedGrant(Grant):
                 continue
             member = self._patients_condition(type_, (patient,))
             for present, absent, decision in outcomes:
-                branch = _simplify_and([member, self._labels_condition(type_, present, absent)])
+                branch = simplify_and([member, self._labels_condition(type_, present, absent)])
                 if decision.effect == "deny":
                     partly.setdefault(decision.consent, []).append(branch)
                 else:
@@ -783,17 +496,17 @@ class RestrictedGrant(Grant):
         refusals: list[tuple[str | None, Condition]] = []
         for cid in sorted(set(denied) | set(partly), key=lambda c: c or ""):
             whole = [self._patients_condition(type_, tuple(denied[cid]))] if cid in denied else []
-            refusals.append((cid, _simplify_or([*whole, *partly.get(cid, [])])))
+            refusals.append((cid, simplify_or([*whole, *partly.get(cid, [])])))
         if opt_in:
-            allowed = _simplify_or([self._patients_condition(type_, tuple(permitted)) if permitted else NEVER,
+            allowed = simplify_or([self._patients_condition(type_, tuple(permitted)) if permitted else NEVER,
                                     *permitted_partly])
             if facts.break_glass:
                 self.break_glass.add("default")
                 allowed = Always()
-            refusals.append((None, _simplify_not(allowed)))
+            refusals.append((None, simplify_not(allowed)))
             condition = allowed
         else:
-            condition = _simplify_not(_simplify_or([c for _, c in refusals]))
+            condition = simplify_not(simplify_or([c for _, c in refusals]))
         plan = (condition, tuple((cid, c) for cid, c in refusals if c != NEVER))
         self._consent_plans[type_] = plan
         return plan
@@ -811,7 +524,7 @@ class RestrictedGrant(Grant):
             else:
                 ref = FieldTest("ref_id", "in", ids) if len(ids) > 1 else FieldTest("ref_id", "eq", ids[0])
                 branches.append(Match("reference", param, (FieldTest("ref_type", "eq", "Patient"), ref)))
-        return _simplify_or(branches)
+        return simplify_or(branches)
 
     def _labels_condition(self, type_: str, present: frozenset[Label], absent: frozenset[Label]) -> Condition:
         def has(label: Label) -> Condition:
@@ -819,14 +532,8 @@ class RestrictedGrant(Grant):
             value = f"{quote(system, safe='')}|{quote(code, safe='')}" if system else quote(code, safe="")
             return self._criteria(type_, f"_security={value}")
 
-        return _simplify_and([*(has(lb) for lb in sorted(present)),
-                              *(_simplify_not(has(lb)) for lb in sorted(absent))])
+        return simplify_and([*(has(lb) for lb in sorted(present)),
+                              *(simplify_not(has(lb)) for lb in sorted(absent))])
 
 
-def _simplify_not(item: Condition) -> Condition:
-    if isinstance(item, Always):
-        return NEVER
-    if item == NEVER:
-        return Always()
-    return Not(item)
 

@@ -8,5 +8,5 @@
 - :mod:`.operations`: the operation handlers (registered in :mod:`server.operations.table`).
 
 Who may do what (the workflow Tasks' status transitions included) is decided by the policy decision
-point, in its ``transfer`` block (:mod:`server.access.policy`).
+point, in its transfer rules (:mod:`server.access.transfer`).
 """

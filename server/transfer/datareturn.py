@@ -1,7 +1,7 @@
 """``Task/{id}/$data-return``: the export of an approved data return (数据回流, issue 16 §3).
 
 The workflow: a district creates a ``data-return`` Task (code of
-:data:`~server.access.policy.TASK_CODE_SYSTEM`, status requested, ``requester`` its Organization by
+:data:`~server.access.transfer.TASK_CODE_SYSTEM`, status requested, ``requester`` its Organization by
 identifier, ``reasonCode``/``description`` the purpose, ``input`` the data it asks for: parts whose
 ``type.text`` is ``_type``, ``_typeFilter`` or ``_since`` with a ``valueString``/``valueInstant``); the
 platform approves (status accepted) or rejects it (the policy's Task rules). Then the requesting
@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from server.access.policy import DATA_RETURN_TASK, party_identifier, task_code
+from server.access.transfer import DATA_RETURN_TASK, party_identifier, task_code
 from server.errors import BadRequest, Forbidden, NotFound
 from server.fhir.instant import to_instant
 from server.interactions.result import Result

@@ -4,7 +4,7 @@ Everything happens in **one write session** (any failure rolls every write back)
 the ordinary write path's pieces (grant check and stamp, grading, validation, compare-and-set):
 
 1. the Patient is resolved (hidden = unknown = 404) and the caller must be allowed to send it
-   (:func:`~server.access.policy.transfer_senders`: the platform, or the district that manages it
+   (:func:`~server.access.transfer.transfer_senders`: the platform, or the district that manages it
    now; else 403); the target Organization is resolved by Reference or identifier (unknown = 404,
    ambiguous = 400); a transfer to the organization that manages the record already is a 400 —
    unless it repeats the last transfer (same target and effective date, nothing changed since), which
@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from server.access.grant import OPEN_GRANT
-from server.access.policy import (
+from server.access.transfer import (
     TRANSFER_TASK,
     TransferFacts,
     party_identifier,
