@@ -1,7 +1,7 @@
 """Read-by-id and search throughput over HTTP with authorization off and on, in the same run, on the
 embedded store.
 
-    python -m bench.auth [--seconds 10] [--clients 32]
+    python -m bench.auth [--seconds 10] [--clients 32] [--rounds 1]
 
 Loads the Synthea bundles with every resource's source tag set to one institution, then runs a
 ``yidang serve`` process (uvicorn, as ``bench.read``) twice on that directory:
@@ -13,7 +13,9 @@ Loads the Synthea bundles with every resource's source tag set to one institutio
    institution's source tag) and every search has the tag condition compiled into its query.
    A second client of role ``platform`` (no condition) shows the cost of the token alone.
 
-Prints requests/s, p50/p99 and the ratio to the open figure for each.
+Prints requests/s, p50/p99 and the ratio to the open figure for each; with ``--rounds N`` the open
+and secured servers alternate N times, in turn first and second (so drift in the machine's speed
+hits both sides alike), and the mean ratios are printed at the end.
 """
 
 from __future__ import annotations
@@ -106,36 +108,66 @@ def line(label: str, result: LoadResult, base: float | None) -> str:
             f"p99 {result.percentile(99) * 1000:6.2f} ms  errors {result.errors}{ratio}")
 
 
+async def open_phase(env: dict[str, str], reads: list[str], searches: list[str],
+                     args: argparse.Namespace) -> dict[str, LoadResult]:
+    with server_process(env) as (host, port):
+        return {"read off": await run(host, port, reads, clients=args.clients, seconds=args.seconds),
+                "search off": await run(host, port, searches, clients=args.clients, seconds=args.seconds)}
+
+
+async def secured_phase(env: dict[str, str], reads: list[str], searches: list[str], args: argparse.Namespace,
+                        key: ec.EllipticCurvePrivateKey) -> dict[str, LoadResult]:
+    found: dict[str, LoadResult] = {}
+    with server_process(env) as (host, port):
+        for client_id in ("bench-institution", "bench-platform"):
+            headers = {"Authorization": f"Bearer {await token(host, port, client_id, key)}"}
+            role = client_id.split("-")[1]
+            for kind, paths in (("read", reads), ("search", searches)):
+                found[f"{kind} {role}"] = await run(host, port, paths, clients=args.clients, seconds=args.seconds,
+                                                    headers=headers)
+    return found
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate open and secured servers this many times")
     args = parser.parse_args()
     key = ec.generate_private_key(ec.SECP384R1())
     public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     jwks = {"keys": [{**public, "kid": "bench", "alg": "ES384", "use": "sig"}]}
+    rates: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as directory:
         reads, searches = await load(directory)
         await register(directory, "bench-institution", "institution", jwks)
         await register(directory, "bench-platform", "platform", jwks)
         env = {"YIDANG_DATA_DIR": directory}
-        print(f"HTTP, embedded SQLite store, {len(reads)} resources, {args.clients} clients, {args.seconds:.0f} s each")
-        with server_process(env) as (host, port):
-            open_read = await run(host, port, reads, clients=args.clients, seconds=args.seconds)
-            open_search = await run(host, port, searches, clients=args.clients, seconds=args.seconds)
-        print(line("read by id, authorization off", open_read, None))
-        print(line("search, authorization off", open_search, None))
+        print(f"HTTP, embedded SQLite store, {len(reads)} resources, {args.clients} clients, "
+              f"{args.seconds:.0f} s each, {args.rounds} round(s)")
         # auditing (issue 14) is measured by bench/audit.py; YIDANG_AUDIT=true here measures both together
         smart = {**env, "YIDANG_AUTH": "smart", "YIDANG_AUDIT": os.environ.get("YIDANG_AUDIT", "false"),
                  "YIDANG_RATE_LIMITS": json.dumps({"institution": 0, "platform": 0})}
-        with server_process(smart) as (host, port):
-            for client_id in ("bench-institution", "bench-platform"):
-                headers = {"Authorization": f"Bearer {await token(host, port, client_id, key)}"}
-                role = client_id.split("-")[1]
-                result = await run(host, port, reads, clients=args.clients, seconds=args.seconds, headers=headers)
-                print(line(f"read by id, authorization on ({role})", result, open_read.rate))
-                result = await run(host, port, searches, clients=args.clients, seconds=args.seconds, headers=headers)
-                print(line(f"search, authorization on ({role})", result, open_search.rate))
+        for n in range(args.rounds):
+            found: dict[str, LoadResult] = {}
+            # odd rounds run the secured server first: a machine that speeds up or slows down during
+            # the run then favours neither side in the mean
+            phases = [open_phase(env, reads, searches, args), secured_phase(smart, reads, searches, args, key)]
+            for phase in phases if n % 2 == 0 else phases[::-1]:
+                found.update(await phase)
+            for name, result in found.items():
+                kind, role = name.split(" ")
+                label = ("read by id" if kind == "read" else "search") + \
+                    (", authorization off" if role == "off" else f", authorization on ({role})")
+                base = None if role == "off" else found[f"{kind} off"].rate
+                print(line(f"[{n + 1}] {label}", result, base), flush=True)
+                rates.setdefault(name, []).append(result.rate)
+    if args.rounds > 1:
+        for kind in ("read", "search"):
+            off = sum(rates[f"{kind} off"]) / args.rounds
+            for role in ("institution", "platform"):
+                on = sum(rates[f"{kind} {role}"]) / args.rounds
+                print(f"mean of {args.rounds} rounds: {kind} {role} / off = {on:.0f} / {off:.0f} = {on / off:.2f}x")
 
 
 if __name__ == "__main__":
