@@ -161,7 +161,7 @@ def test_a_broad_search_in_the_default_order_walks_the_type(analyzed: SqliteStor
     so does the COUNT of ``_total``."""
     params = [tuple(p.split("=", 1)) for p in query.split("&")]
     request = parse_search(("Observation",), params, REGISTRY, strict=True)  # type: ignore[arg-type]
-    compiled = compile_query(request.query, lambda sql: ESTIMATE_CAP)
+    compiled = compile_query(request.query, lambda sql, cap: min(cap, ESTIMATE_CAP))
     with sqlite3.connect(analyzed.path) as conn:
         lines = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)]
         assert_no_scan(lines)
@@ -201,3 +201,27 @@ def test_conditional_matching_is_driven_by_an_index(store: SqliteStore, criteria
         lines = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql.text, sql.params)]
     assert_no_scan(lines)
     assert TYPE_WALK not in "\n".join(lines)
+
+
+@pytest.mark.parametrize("counts, chosen", [({"tag": 20_000, "patient": 150}, "patient"),
+                                             ({"tag": 40, "patient": 150}, "tag"),
+                                             ({"tag": 150, "patient": 150}, "tag")])
+def test_drivers_are_counted_only_as_far_as_the_fewest_so_far(counts: dict[str, int], chosen: str) -> None:
+    """Of an And's driver candidates the one with the fewest rows drives (ties: the better rank, then
+    the first written); each is counted in rank order up to the fewest so far, never further."""
+    from server.search.model import And, FieldTest, Match
+    from server.stores.sqlite.compile import Compiler, Sql
+
+    asked: list[tuple[str, int]] = []
+
+    def estimate(sql: Sql, cap: int) -> int:
+        name = "tag" if "Patient._tag" in sql.params else "patient"
+        asked.append((name, cap))
+        return min(counts[name], cap)
+
+    tag = Match("token", "_tag", (FieldTest("system", "eq", "urn:s"), FieldTest("code", "eq", "a")))
+    patient = Match("reference", "patient", (FieldTest("ref_type", "eq", "Patient"), FieldTest("ref_id", "eq", "p")))
+    driver = Compiler(estimate).driver(And((tag, patient)), ("Patient",))
+    assert driver is not None and driver.covers is (patient if chosen == "patient" else tag)
+    first, second = asked
+    assert first[1] == ESTIMATE_CAP and second[1] == min(counts[first[0]], ESTIMATE_CAP)

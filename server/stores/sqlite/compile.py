@@ -68,8 +68,8 @@ MAX_UNION_TERMS = 400
 instead: SQLite refuses compounds of more than 500 terms (the search core's value limits keep an
 accepted query near 100-300, each value expanding to a few terms)."""
 
-Estimate = Callable[["Sql"], int]
-"""Counts the rows of a driver's SQL (up to :data:`ESTIMATE_CAP`); supplied by the store."""
+Estimate = Callable[["Sql", int], int]
+"""Counts the rows of a driver's SQL up to a cap (at most :data:`ESTIMATE_CAP`); supplied by the store."""
 
 
 @dataclass
@@ -152,9 +152,10 @@ class Compiler:
     With ``estimate``, an ``And`` is driven by its candidate with the fewest rows (so ``gender``
     never drives ``family=zha&gender=male``); without it, by the best :func:`_probe_rank`."""
 
-    def __init__(self, estimate: Estimate | None = None, *, by_value: bool = False) -> None:
+    def __init__(self, estimate: Estimate | None = None, *, by_value: bool = True) -> None:
         self._aliases = 0
         self.estimate = estimate
+        self._counted: dict[tuple[str, tuple[object, ...]], tuple[int, int]] = {}
         self.by_value = by_value
         """Tests on one known row (:func:`holds_sql`): an entry whose every probe column of the
         table's first covering index is pinned by an equality is found by one seek of that index
@@ -301,10 +302,33 @@ class Compiler:
             if not candidates:
                 return None
             if self.estimate is not None and len(candidates) > 1:
-                estimate = self.estimate
-                return min(candidates, key=lambda d: (estimate(d.sql), d.rank))
+                return self._fewest(candidates)
             return min(candidates, key=lambda d: d.rank)
         return None
+
+    def _fewest(self, candidates: list[Driver]) -> Driver:
+        """The candidate with the fewest rows (ties: the best rank, then the first). They are counted in rank order,
+        each only as far as the fewest so far, since counting past it cannot make it win: an
+        institution's source tag, on every resource it holds, is not counted to the cap beside the
+        hundred entries of one patient (that count was most of an institution's search)."""
+        best = candidates[0]
+        fewest = -1
+        for d in sorted(candidates, key=lambda d: d.rank):
+            n = self.count(d.sql, ESTIMATE_CAP if fewest < 0 else fewest)
+            if fewest < 0 or n < fewest:
+                best, fewest = d, n
+        return best
+
+    def count(self, sql: Sql, cap: int = ESTIMATE_CAP) -> int:
+        """The rows of ``sql`` up to ``cap`` (remembered: the driver chosen is counted once)."""
+        assert self.estimate is not None
+        key = (sql.text, tuple(sql.params))
+        known = self._counted.get(key)
+        if known is not None and (known[0] < known[1] or known[1] >= cap):
+            return min(known[0], cap)
+        n = self.estimate(sql, cap)
+        self._counted[key] = (n, cap)
+        return n
 
     def _resource_rids(self, cond: ResourceTest, types: tuple[str, ...]) -> Sql:
         kinds = self._types("resources", types)

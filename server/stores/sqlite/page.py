@@ -34,7 +34,7 @@ def compile_query(query: Query, estimate: Estimate | None = None) -> CompiledSea
     alias = "r"
     driver = compiler.driver(query.where, query.types)
     page_driver = driver
-    hits = estimate(driver.sql) if driver is not None and estimate is not None else None
+    hits = compiler.count(driver.sql) if driver is not None and estimate is not None else None
     if hits is not None and not query.sort and cost.choose(hits) is cost.Side.TEST_CANDIDATES:
         page_driver = None
     source, where = compiler.source(query.where, alias, query.types, page_driver)

@@ -56,10 +56,11 @@ WAL_RESTART_BYTES = 64 * 1024 * 1024
 
 
 def estimator(conn: sqlite3.Connection) -> Estimate:
-    """Counts a driver's rows up to ESTIMATE_CAP: a bounded read of one index range."""
+    """Counts a driver's rows up to a cap (at most ESTIMATE_CAP): a bounded read of one index range."""
 
-    def estimate(sql: Sql) -> int:
-        found = conn.execute(f"SELECT COUNT(*) FROM ({sql.text} LIMIT {ESTIMATE_CAP})", sql.params).fetchone()
+    def estimate(sql: Sql, cap: int = ESTIMATE_CAP) -> int:
+        limit = max(0, min(int(cap), ESTIMATE_CAP))
+        found = conn.execute(f"SELECT COUNT(*) FROM ({sql.text} LIMIT {limit})", sql.params).fetchone()
         return int(found[0])
 
     return estimate
