@@ -13,8 +13,12 @@ would otherwise walk every resource of the type in ``(type, id)`` order):
   index ``(param, <fields>, rid)``, a chain's referring entries, a ``_has`` target list, ``_id``,
   or a ``UNION`` of those for an ``Or``. ``CROSS JOIN`` fixes it as the outer loop, so a search
   costs in proportion to its hits, not to the size of the type.
-- Every other condition is a correlated test on the candidate row, probing the entry table by
-  ``rid`` (``INDEXED BY idx_<table>_rid``): a resource has a handful of entries per table.
+- Every other condition is a correlated test on the candidate row: one seek of the covering index
+  when the test pins every probe column by equality (``param``, values, ``rid``: a source tag, a
+  ``system|code``), otherwise a walk of the row's entries through the ``rid`` index
+  (``INDEXED BY idx_<table>_rid``): a resource has a handful of entries per table.
+- Of an ``And``'s driver candidates the one with the fewest rows drives; they are counted (a
+  bounded index range read) in rank order, each only as far as the fewest so far.
 - With no usable driver (``:missing``, ``:not``, one-sided ranges, no criteria) the resources of
   the type are walked in result order, which stops as soon as a page is full.
 
@@ -157,9 +161,9 @@ class Compiler:
         self.estimate = estimate
         self._counted: dict[tuple[str, tuple[object, ...]], tuple[int, int]] = {}
         self.by_value = by_value
-        """Tests on one known row (:func:`holds_sql`): an entry whose every probe column of the
-        table's first covering index is pinned by an equality is found by one seek of that index
-        (``param``, values, ``rid``) instead of walking the row's entries through the ``rid`` index."""
+        """A correlated entry test whose every probe column of the table's first covering index is
+        pinned by an equality is one seek of that index (``param``, values, ``rid``) instead of a walk
+        of the row's entries through the ``rid`` index (the default; False: always the walk)."""
 
     def _alias(self, prefix: str = "r") -> str:
         self._aliases += 1
