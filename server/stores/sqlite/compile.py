@@ -18,7 +18,7 @@ would otherwise walk every resource of the type in ``(type, id)`` order):
   ``system|code``), otherwise a walk of the row's entries through the ``rid`` index
   (``INDEXED BY idx_<table>_rid``): a resource has a handful of entries per table.
 - Of an ``And``'s driver candidates the one with the fewest rows drives; they are counted (a
-  bounded index range read) in rank order, each only as far as the fewest so far.
+  bounded index range read) to growing caps, so none much further than the fewest.
 - With no usable driver (``:missing``, ``:not``, one-sided ranges, no criteria) the resources of
   the type are walked in result order, which stops as soon as a page is full.
 
@@ -66,6 +66,9 @@ ESTIMATE_CAP = DRIVE_CAP
 """Driver candidates are counted up to this many rows (a bounded index range read): the search
 core's cap (:data:`server.search.cost.DRIVE_CAP`, which says why 5,000). At the cap, a search in the
 default order walks the type instead (:func:`server.search.cost.choose`, see :mod:`.page`)."""
+
+FIRST_COUNT = 64
+"""The first cap driver candidates are counted to (see :meth:`Compiler._fewest`)."""
 
 MAX_UNION_TERMS = 400
 """An ``Or`` whose driver would be a compound of more SELECTs than this is tested row by row
@@ -311,17 +314,19 @@ class Compiler:
         return None
 
     def _fewest(self, candidates: list[Driver]) -> Driver:
-        """The candidate with the fewest rows (ties: the best rank, then the first). They are counted in rank order,
-        each only as far as the fewest so far, since counting past it cannot make it win: an
-        institution's source tag, on every resource it holds, is not counted to the cap beside the
-        hundred entries of one patient (that count was most of an institution's search)."""
-        best = candidates[0]
-        fewest = -1
-        for d in sorted(candidates, key=lambda d: d.rank):
-            n = self.count(d.sql, ESTIMATE_CAP if fewest < 0 else fewest)
-            if fewest < 0 or n < fewest:
-                best, fewest = d, n
-        return best
+        """The candidate with the fewest rows (ties: the best rank, then the first). All are counted
+        up to a small cap, then a cap eight times larger, and so on until one has fewer rows than the
+        cap (or the cap is :data:`ESTIMATE_CAP`): no candidate is counted much further than the
+        fewest. An institution's source tag, on every resource it holds, was otherwise counted to
+        the cap beside the hundred entries of one patient: most of an institution's search."""
+        ranked = sorted(candidates, key=lambda d: d.rank)
+        cap = min(FIRST_COUNT, ESTIMATE_CAP)
+        while True:
+            counts = [self.count(d.sql, cap) for d in ranked]
+            fewest = min(counts)
+            if fewest < cap or cap >= ESTIMATE_CAP:
+                return ranked[counts.index(fewest)]
+            cap = min(cap * 8, ESTIMATE_CAP)
 
     def count(self, sql: Sql, cap: int = ESTIMATE_CAP) -> int:
         """The rows of ``sql`` up to ``cap`` (remembered: the driver chosen is counted once)."""
