@@ -225,4 +225,4 @@ def test_drivers_are_counted_only_about_as_far_as_the_fewest(counts: dict[str, i
     driver = Compiler(estimate).driver(And((tag, patient)), ("Patient",))
     assert driver is not None and driver.covers is (patient if chosen == "patient" else tag)
     fewest = min(min(counts.values()), ESTIMATE_CAP)
-    assert max(asked.values()) <= max(FIRST_COUNT, min(fewest * 8, ESTIMATE_CAP))
+    assert max(asked.values()) <= max(FIRST_COUNT, min(fewest * 4, ESTIMATE_CAP))

@@ -315,7 +315,7 @@ class Compiler:
 
     def _fewest(self, candidates: list[Driver]) -> Driver:
         """The candidate with the fewest rows (ties: the best rank, then the first). All are counted
-        up to a small cap, then a cap eight times larger, and so on until one has fewer rows than the
+        up to a small cap, then a cap four times larger, and so on until one has fewer rows than the
         cap (or the cap is :data:`ESTIMATE_CAP`): no candidate is counted much further than the
         fewest. An institution's source tag, on every resource it holds, was otherwise counted to
         the cap beside the hundred entries of one patient: most of an institution's search."""
@@ -326,7 +326,7 @@ class Compiler:
             fewest = min(counts)
             if fewest < cap or cap >= ESTIMATE_CAP:
                 return ranked[counts.index(fewest)]
-            cap = min(cap * 8, ESTIMATE_CAP)
+            cap = min(cap * 4, ESTIMATE_CAP)
 
     def count(self, sql: Sql, cap: int = ESTIMATE_CAP) -> int:
         """The rows of ``sql`` up to ``cap`` (remembered: the driver chosen is counted once)."""
