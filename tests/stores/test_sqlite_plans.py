@@ -226,3 +226,19 @@ def test_drivers_are_counted_only_about_as_far_as_the_fewest(counts: dict[str, i
     assert driver is not None and driver.covers is (patient if chosen == "patient" else tag)
     fewest = min(min(counts.values()), ESTIMATE_CAP)
     assert max(asked.values()) <= max(FIRST_COUNT, min(fewest * 4, ESTIMATE_CAP))
+
+
+def test_recent_driver_counts_are_reused_as_estimates_only_as_far_as_they_are_known() -> None:
+    from server.stores.sqlite.store import DriverCounts
+
+    counts = DriverCounts(ttl=60)
+    exact, bound = ("SELECT 1", ("a",)), ("SELECT 2", ("b",))
+    counts.put(exact, 157, 256)  # counted to 256, found 157: exact
+    counts.put(bound, 256, 256)  # counted to 256, all there: at least 256
+    assert counts.get(exact, 64) == 64 and counts.get(exact, 5000) == 157
+    assert counts.get(bound, 64) == 64 and counts.get(bound, 256) == 256
+    assert counts.get(bound, 1024) is None  # not known that far: counted again
+    assert counts.get(("SELECT 3", ()), 64) is None
+    stale = DriverCounts(ttl=0)
+    stale.put(exact, 157, 256)
+    assert stale.get(exact, 64) is None

@@ -38,6 +38,9 @@ from server.stores.sqlite.schema import HULL, PRAGMAS, SCHEMA_VERSION, ddl
 VERSION_COLS = "type, id, version, lu, deleted, method, body"
 log = logging.getLogger("yidang.sqlite")
 BUSY_RETRY_SECONDS = 15.0
+COUNT_TTL_S = 5.0
+"""How long a driver count is reused by other searches (:class:`DriverCounts`)."""
+COUNT_CACHE_SIZE = 10_000
 CHECKPOINT_INTERVAL = 0.5
 CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
 COMMIT_IN_THREAD_ROWS = 2000
@@ -55,12 +58,45 @@ WAL_RESTART_BYTES = 64 * 1024 * 1024
 """Above this the WAL is copied back and truncated with this process's writes held (see _checkpoint_loop)."""
 
 
-def estimator(conn: sqlite3.Connection) -> Estimate:
-    """Counts a driver's rows up to a cap (at most ESTIMATE_CAP): a bounded read of one index range."""
+class DriverCounts:
+    """Driver counts of recent searches, for :data:`COUNT_TTL_S` seconds: estimates for choosing a
+    plan, never for results (a stale count can make a plan slower, not wrong). An access restriction
+    (an institution's source tag: every resource it holds) is a driver candidate of each of its
+    searches; counted again for each it cost as much as the search's own criteria."""
+
+    def __init__(self, ttl: float = COUNT_TTL_S, size: int = COUNT_CACHE_SIZE) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._seen: dict[tuple[str, tuple[object, ...]], tuple[int, int, float]] = {}
+
+    def get(self, key: tuple[str, tuple[object, ...]], cap: int) -> int | None:
+        found = self._seen.get(key)
+        if found is None:
+            return None
+        n, counted_to, at = found
+        if time.monotonic() - at > self.ttl or (n >= counted_to and counted_to < cap):
+            return None  # too old, or only known to be at least a smaller cap
+        return min(n, cap)
+
+    def put(self, key: tuple[str, tuple[object, ...]], n: int, cap: int) -> None:
+        if len(self._seen) >= self.size:
+            self._seen.clear()
+        self._seen[key] = (n, cap, time.monotonic())
+
+
+def estimator(conn: sqlite3.Connection, counts: DriverCounts | None = None) -> Estimate:
+    """Counts a driver's rows up to a cap (at most ESTIMATE_CAP): a bounded read of one index range
+    (or a recent count of the same driver, with ``counts``)."""
 
     def estimate(sql: Sql, cap: int = ESTIMATE_CAP) -> int:
         limit = max(0, min(int(cap), ESTIMATE_CAP))
+        key = (sql.text, tuple(sql.params))
+        known = counts.get(key, limit) if counts is not None else None
+        if known is not None:
+            return known
         found = conn.execute(f"SELECT COUNT(*) FROM ({sql.text} LIMIT {limit})", sql.params).fetchone()
+        if counts is not None:
+            counts.put(key, int(found[0]), limit)
         return int(found[0])
 
     return estimate
@@ -83,6 +119,7 @@ class SqliteStore:
         self._local = threading.local()
         self._thread_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self.counts = DriverCounts()
         self._in_flight = 0
         """Worker-thread calls still running on a connection: :meth:`close` waits for them (closing a
         connection another thread is using crashes the process)."""
@@ -275,7 +312,7 @@ class SqliteStore:
 
     def _search(self, query: Query) -> SearchResult:
         conn = self._thread_conn()
-        compiled = compile_query(self._every_type(conn, query), estimator(conn))
+        compiled = compile_query(self._every_type(conn, query), estimator(conn, self.counts))
         total = None
         if compiled.count is not None:
             total = conn.execute(compiled.count.text, compiled.count.params).fetchone()[0]
@@ -304,7 +341,7 @@ class SqliteStore:
         """The statements :meth:`_search` runs for ``query`` (compiled the same way, with the same
         estimates), their bound values and SQLite's ``EXPLAIN QUERY PLAN`` of each."""
         conn = self._thread_conn()
-        compiled = compile_query(self._every_type(conn, query), estimator(conn))
+        compiled = compile_query(self._every_type(conn, query), estimator(conn, self.counts))
         statements = [("page", compiled.select)] if query.count > 0 else []
         if compiled.count is not None:
             statements.append(("total", compiled.count))
@@ -324,7 +361,7 @@ class SqliteStore:
 
     def explain(self, query: Query) -> list[str]:
         """SQLite's query plan for ``query`` (used by tests and benchmarks to prove index use)."""
-        compiled = compile_query(self._every_type(self._conn(), query), estimator(self._conn()))
+        compiled = compile_query(self._every_type(self._conn(), query), estimator(self._conn(), self.counts))
         rows = self._conn().execute("EXPLAIN QUERY PLAN " + compiled.select.text, compiled.select.params)
         return [r[3] for r in rows]
 
