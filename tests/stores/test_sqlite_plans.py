@@ -239,6 +239,6 @@ def test_recent_driver_counts_are_reused_as_estimates_only_as_far_as_they_are_kn
     assert counts.get(bound, 64) == 64 and counts.get(bound, 256) == 256
     assert counts.get(bound, 1024) is None  # not known that far: counted again
     assert counts.get(("SELECT 3", ()), 64) is None
-    stale = DriverCounts(ttl=0)
+    stale = DriverCounts(ttl=-1)  # already too old
     stale.put(exact, 157, 256)
     assert stale.get(exact, 64) is None
