@@ -32,8 +32,19 @@ def request_base(settings: Settings, request: Request) -> str:
     scope = request.scope
     base = scope.get("yidang.base")
     if base is None:
-        base = scope["yidang.base"] = str(request.base_url).rstrip("/")
+        host = next((value for name, value in scope.get("headers") or () if name == b"host"), None)
+        key = (scope.get("scheme"), host, scope.get("app_root_path"), scope.get("root_path"), scope.get("server"))
+        base = _BASES.get(key)
+        if base is None:
+            if len(_BASES) >= 256:
+                _BASES.clear()
+            base = _BASES[key] = str(request.base_url).rstrip("/")
+        scope["yidang.base"] = base
     return str(base)
+
+
+_BASES: dict[tuple[object, ...], str] = {}
+"""Base URLs by what Starlette builds them from (scheme, Host header, root path, server address)."""
 
 
 class AuthService:
