@@ -1,8 +1,9 @@
 """The audit log of a running server: one AuditEvent per request, never lost.
 
 Per request (the audit sink the endpoint calls after the handler, before the response is sent):
-the event is built (pure, :mod:`.events`), appended to the fsync'd spool (:mod:`.spool`, group
-commit) and only then does the request answer, so an answered request's event survives kill -9.
+the event is built (pure, :mod:`.events`), written to the spool (:mod:`.spool`; fsync'd too, in
+group commits, with ``audit_fsync``) and only then does the request answer, so an answered
+request's event survives kill -9.
 A writer task moves spooled events into the store in batches (one session each, chained, see
 :mod:`.ledger`); when the store fails it keeps them (spooled and in memory) and retries with
 back-off; at start-up it replays the spool segments a dead process left behind.

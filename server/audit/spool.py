@@ -1,12 +1,13 @@
-"""The append-only spool: AuditEvents made durable on local disk before the response is sent.
+"""The append-only spool: AuditEvents on local disk before the response is sent.
 
-Every event is appended as one NDJSON line to ``<spool dir>/spool-<pid>-<n>.ndjson`` and the file is
-fsync'd; requests arriving while an fsync runs share the next one (group commit), so a burst of
-concurrent requests costs one fsync per group, not one each. A segment is held with an exclusive
-``flock`` by the process writing it (released by the kernel even on kill -9), so at start-up a
-process replays exactly the segments whose writer is gone. A segment is deleted once every event in
-it is in the store; a torn last line (the process died mid-write, before the fsync, so before the
-response) is ignored.
+Every event is appended as one NDJSON line to ``<spool dir>/spool-<pid>-<n>.ndjson`` with one
+``write`` on the event loop's thread: in the page cache, it outlives the process (kill -9). With
+``fsync`` the response also waits for the file to be fsync'd, which survives a power cut; requests
+arriving while an fsync runs share the next one (group commit), so a burst of concurrent requests
+costs one fsync per group, not one each. A segment is held with an exclusive ``flock`` by the
+process writing it (released by the kernel even on kill -9), so at start-up a process replays
+exactly the segments whose writer is gone. A segment is deleted once every event in it is in the
+store; a torn last line (the process died mid-write, so before the response) is ignored.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Spool:
         return Segment(path, fd)
 
     async def append(self, event: dict[str, Any]) -> Segment:
-        """Append ``event``; returns once it is on disk (fsync'd), with the segment it is in.
+        """Append ``event``; returns once it is written (and fsync'd, with ``fsync``), with its segment.
 
         The line is written at once, on the event loop's thread (a ``write`` of ~1.5 kB to the page
         cache: microseconds, no thread hop), so the event survives the death of this process as soon
