@@ -77,8 +77,6 @@ class Spool:
         if segment is None or segment.size >= ROTATE_BYTES:
             if segment is not None:
                 segment.closed = True
-                if self.fsync and segment.fd is not None:
-                    self._unsynced.add(segment)
             segment = self.current = self._open_segment()
         line = dumps(event) + b"\n"
         assert segment.fd is not None
@@ -96,7 +94,9 @@ class Spool:
         return segment
 
     async def _flush(self) -> None:
-        """Group commit: one fsync per segment written for everyone waiting when it starts."""
+        """Group commit: one fsync per segment written for everyone waiting when it starts. A segment
+        here has an event not yet in the backlog (it waits for this fsync), so it cannot have been
+        removed (its file closed) meanwhile."""
         while self._pending:
             batch, self._pending = self._pending, []
             segments, self._unsynced = self._unsynced, set()
