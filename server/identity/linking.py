@@ -2,8 +2,11 @@
 
 A commit listener (:func:`listener`) reconciles, after every committed session that wrote
 Patients (create, update, patch, delete, transaction, ``$merge``), the Persons of each Patient
-written. :func:`reconcile` is idempotent and reads the *current* Patient, so a late or repeated run
-converges on the same state:
+written; after a Person written from outside (a ``$import`` of an export, an operator's write), the
+Persons of each stored Patient it links, so that Persons which turn out to hold one resident's keys
+are folded into one (an export's Persons imported after its Patients, which the Patients' import had
+already linked into new Persons, left two Persons per resident). :func:`reconcile` is idempotent
+and reads the *current* Patient, so a late or repeated run converges on the same state:
 
 - the Patient's strong identifiers (:func:`~server.identity.keys.strong_keys`) are each locked with
   the store's session lock (``identity|system|value``, taken in sorted order) before the Persons
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlencode
 
@@ -125,10 +129,22 @@ async def _identifiers(s: Session, links: Sequence[dict[str, Any]], known: dict[
     return [{"system": system, "value": value} for system, value in sorted(keys)]
 
 
+_RECONCILING: ContextVar[bool] = ContextVar("yidang_identity_reconciling", default=False)
+"""Set while :func:`reconcile` writes Persons, so the listener does not react to its own writes."""
+
+
 async def reconcile(svc: Services, patient_id: str) -> None:
     """Bring the Persons in step with ``Patient/patient_id`` as it is now (see the module docstring)."""
     if await _settled(svc, patient_id):
         return
+    marker = _RECONCILING.set(True)
+    try:
+        await _reconcile(svc, patient_id)
+    finally:
+        _RECONCILING.reset(marker)
+
+
+async def _reconcile(svc: Services, patient_id: str) -> None:
 
     async def attempt(s: Session) -> None:
         patient = _body(await s.read("Patient", patient_id))
@@ -199,11 +215,26 @@ def _canonical(body: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in body.items() if k != "meta"}, sort_keys=True, ensure_ascii=False)
 
 
+async def _existing(svc: Services, patient_ids: set[str]) -> set[str]:
+    """Those of ``patient_ids`` that are stored and not deleted."""
+    found = set()
+    for pid in sorted(patient_ids):
+        version = await svc.store.read("Patient", pid)
+        if version is not None and not version.deleted:
+            found.add(pid)
+    return found
+
+
 def listener(svc: Services) -> CommitListener:
     """The commit listener that keeps the Persons in step with the Patients written (register once per app)."""
 
     async def on_commit(written: list[Version]) -> None:
-        for patient_id in sorted({v.id for v in written if v.type == "Patient"}):
+        patients = {v.id for v in written if v.type == "Patient"}
+        if not _RECONCILING.get():  # a Person written by anyone but this module (an import, an operator)
+            patients |= await _existing(svc, {pid for v in written if v.type == "Person"
+                                               for link in (_body(v) or {}).get("link") or ()
+                                               if (pid := _target_id(link)) is not None} - patients)
+        for patient_id in sorted(patients):
             try:
                 await reconcile(svc, patient_id)
             except Exception:  # the Patient is committed: a failed link is logged, and repaired by its next write

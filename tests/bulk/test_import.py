@@ -106,3 +106,42 @@ async def test_round_trip_into_another_store(store: Store, tmp_path: Path) -> No
         await target_store.close()
 
 
+
+
+async def test_an_export_with_persons_imports_to_one_person_per_resident(store: Store, tmp_path: Path) -> None:
+    """An export of Patients and the platform's Persons, imported Patients first: the Patients' import
+    links them into a new Person, the Persons' import brings the exported one; the two hold one
+    resident's keys and are folded into one (one person, one record), with every Patient linked."""
+    from server.identity.keys import HEALTH_CARD
+
+    card = unique("HC")
+    async with make_client(store, bulk_dir=tmp_path / "src") as source:
+        ids = []
+        for family in ("Zhang", "Zhang"):
+            made = await source.post("/Patient", json={"resourceType": "Patient", "name": [{"family": family}],
+                                                       "identifier": [{"system": HEALTH_CARD, "value": card}]})
+            assert made.status_code == 201, made.text
+            ids.append(made.json()["id"])
+        assert len((await source.get(f"/Person?identifier={HEALTH_CARD}|{card}")).json().get("entry", [])) == 1
+        manifest = await wait(source, await kick_off(source, "/$export", {"_type": "Patient,Person"}))
+        job = manifest["output"][0]["url"].split("/")[-2]
+    target_store = SqliteStore(tmp_path / "target")
+    await target_store.open()
+    try:
+        async with make_client(target_store, bulk_dir=tmp_path / "dst", bulk_import_dirs=[tmp_path / "src"]) as target:
+            folder = tmp_path / "src" / job
+            order = sorted(manifest["output"], key=lambda o: o["type"] != "Patient")  # Patients first
+            inputs = [{"name": "input", "part": [
+                {"name": "type", "valueCode": o["type"]},
+                {"name": "url", "valueUri": f"file://{folder}/{o['url'].rsplit('/', 1)[1]}"}]} for o in order]
+            body = {"resourceType": "Parameters", "parameter": [
+                {"name": "inputFormat", "valueCode": "application/fhir+ndjson"}, *inputs]}
+            response = await target.post("/$import", json=body, headers=ASYNC)
+            assert response.status_code == 202, response.text
+            assert (await wait(target, response.headers["Content-Location"]))["error"] == []
+            persons = (await target.get(f"/Person?identifier={HEALTH_CARD}|{card}")).json().get("entry", [])
+            assert len(persons) == 1
+            linked = {link["target"]["reference"] for link in persons[0]["resource"]["link"]}
+            assert linked == {f"Patient/{i}" for i in ids}
+    finally:
+        await target_store.close()
