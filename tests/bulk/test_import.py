@@ -3,6 +3,8 @@ directory, refusals, and the round trip export → import into another store →
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,32 @@ async def test_import_refusals(store: Store, tmp_path: Path) -> None:
         assert (await c.get("/$import")).status_code == 405
 
 
+@asynccontextmanager
+async def target_client(tmp_path: Path) -> AsyncIterator[Any]:
+    """A client of a fresh embedded store that may import the files under ``tmp_path/src``."""
+    target = SqliteStore(tmp_path / "target")
+    await target.open()
+    try:
+        async with make_client(target, bulk_dir=tmp_path / "dst", bulk_import_dirs=[tmp_path / "src"]) as client:
+            yield client
+    finally:
+        await target.close()
+
+
+async def import_files(target: Any, folder: Path, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``$import`` the files of an export's manifest ``outputs`` (in that order) from ``folder``; the
+    finished job's manifest."""
+    inputs = [{"name": "input", "part": [
+        {"name": "type", "valueCode": o["type"]},
+        {"name": "url", "valueUri": f"file://{folder}/{o['url'].rsplit('/', 1)[1]}"}]} for o in outputs]
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "inputFormat", "valueCode": "application/fhir+ndjson"}, *inputs]}
+    response = await target.post("/$import", json=body, headers=ASYNC)
+    assert response.status_code == 202, response.text
+    result: dict[str, Any] = await wait(target, response.headers["Content-Location"])
+    return result
+
+
 async def test_round_trip_into_another_store(store: Store, tmp_path: Path) -> None:
     async with make_client(store, bulk_dir=tmp_path / "src") as source:
         await seed(source, 3, 2)
@@ -77,35 +105,19 @@ async def test_round_trip_into_another_store(store: Store, tmp_path: Path) -> No
             source, "/$export", {"_type": "Patient,Observation"})))
         manifest = await wait(source, await kick_off(source, "/$export", {"_type": "Patient,Observation"}))
         job = manifest["output"][0]["url"].split("/")[-2]
-    target_store = SqliteStore(tmp_path / "target")
-    await target_store.open()
-    try:
-        async with make_client(target_store, bulk_dir=tmp_path / "dst", bulk_import_dirs=[tmp_path / "src"]) as target:
-            folder = tmp_path / "src" / job
-            inputs = [{"name": "input", "part": [
-                {"name": "type", "valueCode": o["type"]},
-                {"name": "url", "valueUri": f"file://{folder}/{o['url'].rsplit('/', 1)[1]}"}]}
-                for o in manifest["output"]]
-            body = {"resourceType": "Parameters", "parameter": [
-                {"name": "inputFormat", "valueCode": "application/fhir+ndjson"}, *inputs]}
-            response = await target.post("/$import", json=body, headers=ASYNC)
-            assert response.status_code == 202, response.text
-            result = await wait(target, response.headers["Content-Location"])
-            assert result["error"] == []
-            assert {o["type"]: o["count"] for o in result["output"]} == {t: len(r) for t, r in exported.items()}
-            for type_, rows in exported.items():
-                for row in rows:
-                    got = await target.get(f"/{type_}/{row['id']}")
-                    assert got.status_code == 200
-                    assert strip_meta(got.json()) == strip_meta(row)
-            again = await everything(target, await wait(target, await kick_off(
-                target, "/$export", {"_type": "Patient,Observation"})))
-            assert {t: sorted(map(orjson.dumps, map(strip_meta, r))) for t, r in again.items()} == \
-                {t: sorted(map(orjson.dumps, map(strip_meta, r))) for t, r in exported.items()}
-    finally:
-        await target_store.close()
-
-
+    async with target_client(tmp_path) as target:
+        result = await import_files(target, tmp_path / "src" / job, manifest["output"])
+        assert result["error"] == []
+        assert {o["type"]: o["count"] for o in result["output"]} == {t: len(r) for t, r in exported.items()}
+        for type_, rows in exported.items():
+            for row in rows:
+                got = await target.get(f"/{type_}/{row['id']}")
+                assert got.status_code == 200
+                assert strip_meta(got.json()) == strip_meta(row)
+        again = await everything(target, await wait(target, await kick_off(
+            target, "/$export", {"_type": "Patient,Observation"})))
+        assert {t: sorted(map(orjson.dumps, map(strip_meta, r))) for t, r in again.items()} == \
+            {t: sorted(map(orjson.dumps, map(strip_meta, r))) for t, r in exported.items()}
 
 
 async def test_an_export_with_persons_imports_to_one_person_per_resident(store: Store, tmp_path: Path) -> None:
@@ -125,23 +137,10 @@ async def test_an_export_with_persons_imports_to_one_person_per_resident(store: 
         assert len((await source.get(f"/Person?identifier={HEALTH_CARD}|{card}")).json().get("entry", [])) == 1
         manifest = await wait(source, await kick_off(source, "/$export", {"_type": "Patient,Person"}))
         job = manifest["output"][0]["url"].split("/")[-2]
-    target_store = SqliteStore(tmp_path / "target")
-    await target_store.open()
-    try:
-        async with make_client(target_store, bulk_dir=tmp_path / "dst", bulk_import_dirs=[tmp_path / "src"]) as target:
-            folder = tmp_path / "src" / job
-            order = sorted(manifest["output"], key=lambda o: o["type"] != "Patient")  # Patients first
-            inputs = [{"name": "input", "part": [
-                {"name": "type", "valueCode": o["type"]},
-                {"name": "url", "valueUri": f"file://{folder}/{o['url'].rsplit('/', 1)[1]}"}]} for o in order]
-            body = {"resourceType": "Parameters", "parameter": [
-                {"name": "inputFormat", "valueCode": "application/fhir+ndjson"}, *inputs]}
-            response = await target.post("/$import", json=body, headers=ASYNC)
-            assert response.status_code == 202, response.text
-            assert (await wait(target, response.headers["Content-Location"]))["error"] == []
-            persons = (await target.get(f"/Person?identifier={HEALTH_CARD}|{card}")).json().get("entry", [])
-            assert len(persons) == 1
-            linked = {link["target"]["reference"] for link in persons[0]["resource"]["link"]}
-            assert linked == {f"Patient/{i}" for i in ids}
-    finally:
-        await target_store.close()
+    async with target_client(tmp_path) as target:
+        order = sorted(manifest["output"], key=lambda o: o["type"] != "Patient")  # Patients first
+        assert (await import_files(target, tmp_path / "src" / job, order))["error"] == []
+        persons = (await target.get(f"/Person?identifier={HEALTH_CARD}|{card}")).json().get("entry", [])
+        assert len(persons) == 1
+        linked = {link["target"]["reference"] for link in persons[0]["resource"]["link"]}
+        assert linked == {f"Patient/{i}" for i in ids}
