@@ -162,7 +162,6 @@ class Compiler:
     def __init__(self, estimate: Estimate | None = None, *, by_value: bool = True) -> None:
         self._aliases = 0
         self.estimate = estimate
-        self._counted: dict[tuple[str, tuple[object, ...]], tuple[int, int]] = {}
         self.by_value = by_value
         """A correlated entry test whose every probe column of the table's first covering index is
         pinned by an equality is one seek of that index (``param``, values, ``rid``) instead of a walk
@@ -329,15 +328,10 @@ class Compiler:
             cap = min(cap * 4, ESTIMATE_CAP)
 
     def count(self, sql: Sql, cap: int = ESTIMATE_CAP) -> int:
-        """The rows of ``sql`` up to ``cap`` (remembered: the driver chosen is counted once)."""
+        """The rows of ``sql`` up to ``cap``, by the store's estimate (which remembers what it counted,
+        so the driver chosen is not counted again for the page)."""
         assert self.estimate is not None
-        key = (sql.text, tuple(sql.params))
-        known = self._counted.get(key)
-        if known is not None and (known[0] < known[1] or known[1] >= cap):
-            return min(known[0], cap)
-        n = self.estimate(sql, cap)
-        self._counted[key] = (n, cap)
-        return n
+        return self.estimate(sql, cap)
 
     def _resource_rids(self, cond: ResourceTest, types: tuple[str, ...]) -> Sql:
         kinds = self._types("resources", types)

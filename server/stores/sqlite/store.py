@@ -85,19 +85,19 @@ class DriverCounts:
 
 
 def estimator(conn: sqlite3.Connection, counts: DriverCounts | None = None) -> Estimate:
-    """Counts a driver's rows up to a cap (at most ESTIMATE_CAP): a bounded read of one index range
-    (or a recent count of the same driver, with ``counts``)."""
+    """Counts a driver's rows up to a cap (at most ESTIMATE_CAP): a bounded read of one index range,
+    unless ``counts`` (the store's recent counts; by default this estimator's own) knows it already."""
+    known_counts = counts if counts is not None else DriverCounts()
 
     def estimate(sql: Sql, cap: int = ESTIMATE_CAP) -> int:
         limit = max(0, min(int(cap), ESTIMATE_CAP))
         key = (sql.text, tuple(sql.params))
-        known = counts.get(key, limit) if counts is not None else None
+        known = known_counts.get(key, limit)
         if known is not None:
             return known
-        found = conn.execute(f"SELECT COUNT(*) FROM ({sql.text} LIMIT {limit})", sql.params).fetchone()
-        if counts is not None:
-            counts.put(key, int(found[0]), limit)
-        return int(found[0])
+        found = int(conn.execute(f"SELECT COUNT(*) FROM ({sql.text} LIMIT {limit})", sql.params).fetchone()[0])
+        known_counts.put(key, found, limit)
+        return found
 
     return estimate
 
