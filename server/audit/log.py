@@ -88,7 +88,7 @@ class AuditLog:
         self.indexer = AuditIndexer(indexer)
         self.base = settings.base_url.rstrip("/")
         self.directory = spool_dir(settings)
-        self.spool = Spool(self.directory, fsync=getattr(settings, "audit_fsync", True))
+        self.spool = Spool(self.directory, fsync=getattr(settings, "audit_fsync", False))
         self.limit = int(getattr(settings, "audit_queue_size", 10_000))
         self.batch = int(getattr(settings, "audit_batch_size", 500))
         self.interval = float(getattr(settings, "audit_batch_interval", 0.2))
