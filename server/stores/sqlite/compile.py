@@ -127,7 +127,7 @@ def holds_sql(type_: str, id_: str, version: int, where: Condition) -> Sql:
 def _holds_sql(type_: str, where: Condition) -> tuple[str, tuple[object, ...]]:
     """Checked and compiled once per caller's condition (a visibility condition is asked on every read)."""
     check_condition(where)
-    test = Compiler(by_value=True).where(where, "r", (type_,))
+    test = Compiler().where(where, "r", (type_,))
     return (f"SELECT {test.text} FROM resources r WHERE r.type = ? AND r.id = ? AND r.version = ? "
             "AND r.deleted = 0", tuple(test.params))
 
@@ -159,13 +159,9 @@ class Compiler:
     With ``estimate``, an ``And`` is driven by its candidate with the fewest rows (so ``gender``
     never drives ``family=zha&gender=male``); without it, by the best :func:`_probe_rank`."""
 
-    def __init__(self, estimate: Estimate | None = None, *, by_value: bool = True) -> None:
+    def __init__(self, estimate: Estimate | None = None) -> None:
         self._aliases = 0
         self.estimate = estimate
-        self.by_value = by_value
-        """A correlated entry test whose every probe column of the table's first covering index is
-        pinned by an equality is one seek of that index (``param``, values, ``rid``) instead of a walk
-        of the row's entries through the ``rid`` index (the default; False: always the walk)."""
 
     def _alias(self, prefix: str = "r") -> str:
         self._aliases += 1
@@ -234,7 +230,8 @@ class Compiler:
         found = self._tests(table, tests, f"{e}.")
         if found.text:
             where.append(found.text)
-        index = f"idx_{table}_q0" if self.by_value and _pinned(table, tests) else f"idx_{table}_rid"
+        # every probe column pinned: one seek of the covering index; else a walk of the row's entries
+        index = f"idx_{table}_q0" if _pinned(table, tests) else f"idx_{table}_rid"
         return Sql(f"EXISTS (SELECT 1 FROM idx_{table} {e} INDEXED BY {index} WHERE {' AND '.join(where)})",
                    [*params, *found.params])
 
@@ -318,20 +315,16 @@ class Compiler:
         cap (or the cap is :data:`ESTIMATE_CAP`): no candidate is counted much further than the
         fewest. An institution's source tag, on every resource it holds, was otherwise counted to
         the cap beside the hundred entries of one patient: most of an institution's search."""
+        estimate = self.estimate
+        assert estimate is not None
         ranked = sorted(candidates, key=lambda d: d.rank)
         cap = min(FIRST_COUNT, ESTIMATE_CAP)
         while True:
-            counts = [self.count(d.sql, cap) for d in ranked]
+            counts = [estimate(d.sql, cap) for d in ranked]
             fewest = min(counts)
             if fewest < cap or cap >= ESTIMATE_CAP:
                 return ranked[counts.index(fewest)]
             cap = min(cap * 4, ESTIMATE_CAP)
-
-    def count(self, sql: Sql, cap: int = ESTIMATE_CAP) -> int:
-        """The rows of ``sql`` up to ``cap``, by the store's estimate (which remembers what it counted,
-        so the driver chosen is not counted again for the page)."""
-        assert self.estimate is not None
-        return self.estimate(sql, cap)
 
     def _resource_rids(self, cond: ResourceTest, types: tuple[str, ...]) -> Sql:
         kinds = self._types("resources", types)

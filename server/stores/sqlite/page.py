@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from server.search import cost
 from server.search.model import Chain, Condition, Has, Query
-from server.stores.sqlite.compile import Compiler, Driver, Estimate, Sql
+from server.stores.sqlite.compile import ESTIMATE_CAP, Compiler, Driver, Estimate, Sql
 
 
 @dataclass
@@ -34,7 +34,8 @@ def compile_query(query: Query, estimate: Estimate | None = None) -> CompiledSea
     alias = "r"
     driver = compiler.driver(query.where, query.types)
     page_driver = driver
-    hits = compiler.count(driver.sql) if driver is not None and estimate is not None else None
+    # the store's estimate remembers its counts: the driver chosen is not counted again here
+    hits = estimate(driver.sql, ESTIMATE_CAP) if driver is not None and estimate is not None else None
     if hits is not None and not query.sort and cost.choose(hits) is cost.Side.TEST_CANDIDATES:
         page_driver = None
     source, where = compiler.source(query.where, alias, query.types, page_driver)
