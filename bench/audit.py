@@ -1,15 +1,22 @@
 """Audit cost and ``yidang audit verify`` speed, on the embedded store.
 
-    python bench/audit.py [--seconds 10] [--clients 32] [--rounds 2] [--events 100000] [--skip-reads]
+    python -m bench.audit [--seconds 10] [--clients 32] [--rounds 2] [--sustained 0] [--events 100000]
+                          [--skip-reads]
 
 1. Read-by-id throughput over HTTP (32 keep-alive clients, ``GET /Type/id`` of the Synthea
    resources) with auditing off and on, alternating in the same run on the same data
    (``YIDANG_AUDIT=false|true``): with the default settings every audited read's event is written
-   to the spool before its response (safe against kill -9, not a power cut) and stored in the chain
-   in batches; and with ``YIDANG_AUDIT_FSYNC=true`` (each response also waits for a group fsync).
-   Also the server's CPU time per read (user + system of the server process, from ``/proc``, including
-   the writer storing the last batch), so the audit's cost per event shows apart from the load generator.
-2. ``audit verify`` speed: ``--events`` AuditEvents chained into a fresh store (as the writer does,
+   to the spool before its response (safe against kill -9, not a power cut), and the writer stores
+   the spooled events in the chain when the server is idle, at the latest ``audit_max_delay`` (30 s)
+   after they were answered; and with ``YIDANG_AUDIT_FSYNC=true`` (each response also waits for a
+   group fsync). Each round of ``--seconds`` is a burst: the rate is that of the burst; then the
+   bench waits until the server has stored every event (its spool directory is empty) and reports
+   how long that took and the server's CPU time per read *including* it (user + system of the server
+   process, from ``/proc``), so the audit's whole cost per event shows apart from the load generator.
+2. ``--sustained S``: one more pair of runs (off, on) of ``S`` seconds of continuous load, longer
+   than ``audit_max_delay``, so the writer has to store at full speed while the reads go on: the
+   rate the server keeps up under saturation with audit on.
+3. ``audit verify`` speed: ``--events`` AuditEvents chained into a fresh store (as the writer does,
    batches of 500), then the chain walked and checked as ``yidang audit verify`` does.
 """
 
@@ -28,40 +35,63 @@ from bench.common import server_process, synthea_bundles
 from bench.httpload import run
 from bench.read import load_and_list
 
+MODES = {"off": {"YIDANG_AUDIT": "false"}, "on": {"YIDANG_AUDIT": "true", "YIDANG_AUDIT_FSYNC": "false"},
+         "on, fsync": {"YIDANG_AUDIT": "true", "YIDANG_AUDIT_FSYNC": "true"}}
 
-async def reads(seconds: float, clients: int, rounds: int) -> None:
+
+async def stored_all(spool: Path, timeout: float = 300.0) -> float:
+    """Seconds until the server has stored every spooled event (its spool segments are deleted)."""
+    started = time.perf_counter()
+    while any(spool.glob("spool-*.ndjson")) and time.perf_counter() - started < timeout:
+        await asyncio.sleep(0.05)
+    return time.perf_counter() - started
+
+
+async def one(tmp: str, targets: list[str], mode: str, seconds: float, clients: int) -> tuple[float, float, float]:
+    """(reads/s of the load, seconds to store the backlog after it, server CPU ms per read with that)."""
+    env = {"YIDANG_DATA_DIR": tmp, **MODES[mode], "YIDANG_LOG_REQUESTS": "false"}
+    with server_process(env) as (host, port):
+        before = server_cpu()
+        result = await run(host, port, targets, clients=clients, seconds=seconds)
+        during = server_cpu() - before
+        drained = await stored_all(Path(tmp) / "audit")
+        used = server_cpu() - before
+    per_read = used / max(result.requests, 1) * 1000
+    in_load = during / max(result.requests, 1) * 1000
+    print(f"read  audit {mode:10s} {seconds:4.0f} s {result.rate:7.0f} reads/s  "
+          f"p50 {result.percentile(50) * 1000:6.2f} ms"
+          f"  p99 {result.percentile(99) * 1000:6.2f} ms  server CPU {in_load:5.3f} ms/read; stored the rest in "
+          f"{drained:5.1f} s, server CPU with that {per_read:5.3f} ms/read  errors {result.errors}", flush=True)
+    return result.rate, drained, per_read
+
+
+async def reads(seconds: float, clients: int, rounds: int, sustained: float) -> None:
     from server.audit import ledger
     from server.stores.sqlite import SqliteStore
 
     bundles = synthea_bundles()
     with tempfile.TemporaryDirectory() as tmp:
-        from server.stores.sqlite import SqliteStore as Store
-
-        targets = await load_and_list(Store(tmp), bundles)
-        rates: dict[str, list[float]] = {"off": [], "on": [], "on, fsync": []}
-        cpu: dict[str, list[float]] = {mode: [] for mode in rates}
-        for n in range(rounds):
-            for mode in rates:
-                env = {"YIDANG_DATA_DIR": tmp, "YIDANG_AUDIT": "false" if mode == "off" else "true",
-                       "YIDANG_AUDIT_FSYNC": "true" if "fsync" in mode else "false", "YIDANG_LOG_REQUESTS": "false"}
-                with server_process(env) as (host, port):
-                    before = server_cpu()
-                    result = await run(host, port, targets, clients=clients, seconds=seconds)
-                    await asyncio.sleep(1.0)  # the writer stores the last batch: part of the reads' cost
-                    used = server_cpu() - before
-                rates[mode].append(result.rate)
-                cpu[mode].append(used / max(result.requests, 1))
-                print(f"read  round {n + 1} audit {mode:12s} {result.rate:7.0f} reads/s  "
-                      f"p50 {result.percentile(50) * 1000:6.2f} ms  p99 {result.percentile(99) * 1000:6.2f} ms  "
-                      f"server CPU {used / max(result.requests, 1) * 1000:5.3f} ms/read  errors {result.errors}",
-                      flush=True)
+        targets = await load_and_list(SqliteStore(tmp), bundles)
+        rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+        cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for _ in range(rounds):
+            for mode in MODES:
+                rate, _drained, per_read = await one(tmp, targets, mode, seconds, clients)
+                rates[mode].append(rate)
+                cpu[mode].append(per_read)
         off = sum(rates["off"]) / rounds
         off_cpu = sum(cpu["off"]) / rounds
         for mode in ("on", "on, fsync"):
             on = sum(rates[mode]) / rounds
             on_cpu = sum(cpu[mode]) / rounds
-            print(f"read  audit {mode} / off = {on:.0f} / {off:.0f} = {on / off:.2f}x; server CPU per read "
-                  f"{on_cpu * 1000:.3f} vs {off_cpu * 1000:.3f} ms (audit {(on_cpu - off_cpu) * 1000:+.3f} ms)")
+            print(f"read  burst of {seconds:.0f} s: audit {mode} / off = {on:.0f} / {off:.0f} = {on / off:.2f}x; "
+                  f"server CPU per read with the backlog stored {on_cpu:.3f} vs {off_cpu:.3f} ms "
+                  f"(audit {on_cpu - off_cpu:+.3f} ms)")
+        if sustained:
+            off_rate, _, off_cpu = await one(tmp, targets, "off", sustained, clients)
+            on_rate, _, on_cpu = await one(tmp, targets, "on", sustained, clients)
+            print(f"read  sustained {sustained:.0f} s: audit on / off = {on_rate:.0f} / {off_rate:.0f} = "
+                  f"{on_rate / off_rate:.2f}x; server CPU per read {on_cpu:.3f} vs {off_cpu:.3f} ms")
         store = SqliteStore(tmp)
         await store.open()
         count = sum([1 async for _ in ledger.events(store)])
@@ -141,11 +171,12 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sustained", type=float, default=0.0)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--skip-reads", action="store_true")
     args = parser.parse_args()
     if not args.skip_reads:
-        await reads(args.seconds, args.clients, args.rounds)
+        await reads(args.seconds, args.clients, args.rounds, args.sustained)
     if args.events:
         await verify(args.events)
 

@@ -39,6 +39,9 @@ class Access:
     bytes): audit takes the patients and entities involved from it."""
     reference: str | None = None
     """``Type/id/_history/n`` of the version the interaction produced or found (create, update, read …)."""
+    in_bundle: bool = False
+    """An entry of a batch or transaction (checked after the Bundle itself was, possibly inside its
+    store session)."""
 
 
 AccessPolicy = Callable[[Access], Awaitable[None]]

@@ -82,12 +82,18 @@ class Settings(BaseSettings):
     audit: bool | None = None
     """Write an AuditEvent for every request (``YIDANG_AUDIT``); unset: on exactly when ``auth`` is
     ``smart``. Off costs nothing per request."""
-    audit_queue_size: int = 10_000
-    """Events spooled but not yet in the store beyond which requests are answered 503 (Retry-After)."""
+    audit_queue_size: int = 100_000
+    """Events spooled but not yet in the store beyond which requests are answered 503 (Retry-After).
+    They wait on disk (about 1.5 kB each), not in memory."""
     audit_batch_size: int = 500
     """Most events the writer stores in one store session."""
-    audit_batch_interval: float = 0.2
-    """Seconds the writer waits to fill a batch."""
+    audit_batch_interval: float = 0.05
+    """Seconds without a request after which the server counts as idle and the writer stores the
+    events that wait."""
+    audit_max_delay: float = 30.0
+    """Longest an event waits in the spool while requests keep the server busy; after it (or once
+    half the queue is used) the writer stores at full speed. Readers of AuditEvents never wait for
+    it: they first have everything answered before them stored."""
     audit_spool_dir: Path | None = None
     """Where events are spooled before the response; ``<data_dir>/audit`` when empty. Also
     holds the Ed25519 key that signs checkpoints and prune anchors."""

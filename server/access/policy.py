@@ -111,8 +111,6 @@ WRITE_OPERATIONS = frozenset({"ingest-local", "convert-local"})
 """Operations that write clinical data (through the ordinary write path, which checks each write)."""
 
 
-
-
 READ_INTERACTIONS = frozenset({"read", "vread", "history-instance", "history-type"})
 SEARCH_INTERACTIONS = frozenset({"search-type", "search-compartment"})
 WRITES: dict[str, str] = {"create": "c", "update": "u", "patch": "u", "delete": "d"}
@@ -143,12 +141,6 @@ class Policy:
     def forget(self) -> None:
         """Drop cached grants (after a SearchParameter change: scope queries compile anew)."""
         self._grants.clear()
-
-
-
-
-
-
 
 
 class RestrictedGrant(Grant):
@@ -534,6 +526,5 @@ class RestrictedGrant(Grant):
 
         return simplify_and([*(has(lb) for lb in sorted(present)),
                               *(simplify_not(has(lb)) for lb in sorted(absent))])
-
 
 

@@ -180,9 +180,8 @@ def patient_reference(value: str) -> str | None:
     return None
 
 
-PATIENT_IN_JSON = re.compile(
-    rb'"(?:' + "|".join(PATIENT_ELEMENTS).encode() + rb')":\{[^{}]*?"reference":"([^"]*Patient/[^"]+)"')
-"""The patient references of a resource's compact JSON (as stored), found without parsing it."""
+PATIENT_KEYS = tuple(f'"{name}":'.encode() for name in PATIENT_ELEMENTS)
+REFERENCE_KEY = b'"reference":"'
 
 
 PATIENT_ID = re.compile(rb'\{"resourceType":"Patient","id":"([A-Za-z0-9.-]{1,64})"')
@@ -199,10 +198,24 @@ def _json_patients(body: bytes) -> Iterator[str]:
         if isinstance(patient, dict) and isinstance(patient.get("id"), str):
             yield f"Patient/{patient['id']}"
         return
-    for match in PATIENT_IN_JSON.finditer(body):
-        found = patient_reference(match.group(1).decode("utf-8", "replace"))
-        if found:
-            yield found
+    if b"Patient/" not in body:
+        return
+    # each "reference":"…Patient/…" whose object (no braces before it inside) is the value of one
+    # of PATIENT_ELEMENTS: found with byte searches, without parsing the resource
+    at = body.find(REFERENCE_KEY)
+    while at >= 0:
+        start = at + len(REFERENCE_KEY)
+        end = body.find(b'"', start)
+        if end < 0:
+            return
+        value = body[start:end]
+        if b"Patient/" in value:
+            opened = body.rfind(b"{", 0, at)
+            if opened > body.rfind(b"}", 0, at) and body.endswith(PATIENT_KEYS, 0, opened):
+                found = patient_reference(value.decode("utf-8", "replace"))
+                if found:
+                    yield found
+        at = body.find(REFERENCE_KEY, end)
 
 
 def _resource_patients(resource: Any) -> Iterator[str]:

@@ -4,9 +4,17 @@ Per request (the audit sink the endpoint calls after the handler, before the res
 the event is built (pure, :mod:`.events`), written to the spool (:mod:`.spool`; fsync'd too, in
 group commits, with ``audit_fsync``) and only then does the request answer, so an answered
 request's event survives kill -9.
+
 A writer task moves spooled events into the store in batches (one session each, chained, see
-:mod:`.ledger`); when the store fails it keeps them (spooled and in memory) and retries with
-back-off; at start-up it replays the spool segments a dead process left behind.
+:mod:`.ledger`), reading them back from the spool. Storing an event costs about as much server CPU
+as the read it records, so the writer gives way to requests: while requests keep arriving it lets
+events wait in the spool, and stores them once no request has come for ``audit_batch_interval``
+(the server is idle), at the latest ``audit_max_delay`` seconds after they were answered, or at once
+when half the queue is used. Whoever reads AuditEvents (an AuditEvent read, search or history, a
+compartment, ``_revinclude``, ``$everything``, bulk export, a batch) first waits until every event
+answered before it is stored, so no reader misses one. When the store fails the writer keeps the
+events spooled and retries with back-off; at start-up it replays the spool segments a dead process
+left behind.
 
 Load shedding: the backlog (spooled, not yet stored) is bounded; a request arriving when it is full
 is answered 503 with ``Retry-After`` before it runs (and is not audited: it did nothing). Events of
@@ -30,9 +38,10 @@ from server.audit import ledger
 from server.audit.events import authentication_event, rest_event
 from server.audit.index import AuditIndexer
 from server.audit.keys import AuditKey, load_key
-from server.audit.spool import Segment, Spool, orphans
+from server.audit.spool import Segment, Spool, caught_up, drain_requested, orphans, request_drain, spooled_elsewhere
 from server.errors import MethodNotAllowed, StoreUnavailable
 from server.fhir.instant import now_us
+from server.fhir.json import load_stored
 from server.hooks import Access
 from server.search.index import Indexer
 from server.settings import Settings
@@ -43,6 +52,10 @@ log = logging.getLogger("yidang.audit")
 BUSY = "The audit log is behind (its queue is full); retry shortly"
 WRITES = frozenset({"create", "update", "patch", "delete"})
 MAX_BACKOFF_S = 5.0
+MARKER_POLL_S = 0.05
+"""How often a waiting writer looks at the drain marker (another process's reader may wait)."""
+READER_WAIT_S = 30.0
+"""Longest a reader of AuditEvents waits for the events before it to be stored (then 503)."""
 
 
 class EventIds:
@@ -70,6 +83,18 @@ class EventIds:
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+READS_ALL = frozenset({"search-system", "history-system", "batch", "transaction"})
+
+
+def reads_audit_events(access: Access) -> bool:
+    """Whether a request may read stored AuditEvents: of the type, across types, through a
+    compartment or an include, ``$everything`` or a bulk export."""
+    if access.resource_type == "AuditEvent" or (access.resource_type is None and access.interaction in READS_ALL):
+        return True
+    return ("AuditEvent" in access.path or "AuditEvent" in access.query or access.path.endswith("/*")
+            or "$everything" in access.path or "$export" in access.path)
+
+
 def enabled(settings: Settings) -> bool:
     """``audit`` when set; otherwise on exactly when authorization is ``smart``."""
     value = getattr(settings, "audit", None)
@@ -89,13 +114,24 @@ class AuditLog:
         self.base = settings.base_url.rstrip("/")
         self.directory = spool_dir(settings)
         self.spool = Spool(self.directory, fsync=getattr(settings, "audit_fsync", False))
-        self.limit = int(getattr(settings, "audit_queue_size", 10_000))
+        self.limit = int(getattr(settings, "audit_queue_size", 100_000))
         self.batch = int(getattr(settings, "audit_batch_size", 500))
-        self.interval = float(getattr(settings, "audit_batch_interval", 0.2))
+        self.interval = float(getattr(settings, "audit_batch_interval", 0.05))
+        self.max_delay = float(getattr(settings, "audit_max_delay", 30.0))
         self.checkpoint_every = int(getattr(settings, "audit_checkpoint_every", 1000))
         self.checkpoint_seconds = float(getattr(settings, "audit_checkpoint_seconds", 300.0))
-        self.backlog: deque[tuple[Segment, dict[str, Any]]] = deque()
+        self.queue: deque[Segment] = deque()
+        """Segments with events not yet stored, oldest first (the writer reads them in order)."""
+        self.appended = 0
+        """Events spooled by this process (and replayed from dead ones), ever."""
         self.stored = 0
+        """Of those, the ones in the store: the first ``stored`` of them, in order."""
+        self._marks: deque[tuple[float, int]] = deque()
+        """(loop time, number of the first event spooled at or after it), every ~0.1 s: how long the
+        oldest waiting event has waited."""
+        self._drain_to = 0
+        self._drain_asked = drain_requested(self.directory)
+        self.last_request = 0.0
         self.failures = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -106,15 +142,25 @@ class AuditLog:
         self.closing = False
         self.new_id = EventIds()
 
+    @property
+    def pending(self) -> int:
+        """Events spooled and not yet stored."""
+        return self.appended - self.stored
+
     # --- hooks ------------------------------------------------------------------------------------
 
     async def admit(self, access: Access) -> None:
-        """Access policy: AuditEvents are written only by the server; shed load when behind."""
+        """Access policy: AuditEvents are written only by the server; shed load when behind; a
+        request that may read AuditEvents first waits until those answered before it are stored."""
         if access.resource_type == "AuditEvent" and access.interaction in WRITES:
             raise MethodNotAllowed(f"AuditEvents are append-only and written by the server: {access.interaction} "
                                    "is not allowed")
-        if len(self.backlog) >= self.limit:
+        if self.pending >= self.limit:
             raise StoreUnavailable(BUSY, headers={"Retry-After": "1"})
+        if not access.in_bundle and reads_audit_events(access) and not await self.drain_everywhere(READER_WAIT_S):
+            raise StoreUnavailable("The audit log could not store the events that came before this request "
+                                   "in time, so its answer would miss some; retry shortly",
+                                   headers={"Retry-After": "5"})
 
     async def sink(self, access: Access) -> None:
         """Audit sink: the request's event is durable when this returns."""
@@ -136,10 +182,27 @@ class AuditLog:
     async def record_event(self, event: dict[str, Any]) -> None:
         if not self._started:
             await self.start()
-        segment = await self.spool.append(event)
-        self.backlog.append((segment, event))
-        if len(self.backlog) >= self.batch:
+        segment = self.spool.write(event)
+        now = asyncio.get_running_loop().time()
+        self._enqueue(segment, 1, now)
+        self.last_request = now
+        if self.pending * 2 >= self.limit:
             self._wake.set()
+        await self.spool.sync()
+
+    def _enqueue(self, segment: Segment, count: int, now: float) -> None:
+        if not self.queue or self.queue[-1] is not segment:
+            self.queue.append(segment)
+        if not self._marks or now - self._marks[-1][0] >= 0.1:
+            self._marks.append((now, self.appended))
+        self.appended += count
+
+    def waited(self, now: float) -> float:
+        """Seconds the oldest event not yet stored has waited (0 when none waits)."""
+        marks = self._marks
+        while len(marks) > 1 and marks[1][1] <= self.stored:
+            marks.popleft()
+        return now - marks[0][0] if marks and self.pending else 0.0
 
     # --- life cycle -------------------------------------------------------------------------------
 
@@ -148,10 +211,11 @@ class AuditLog:
         async with self._start_lock:
             if self._started:
                 return
-            for segment, found in orphans(self.directory):
-                if found:
-                    log.info("audit: replaying %d spooled event(s) from %s", len(found), segment.path.name)
-                    self.backlog.extend((segment, event) for event in found)
+            self.closing = False
+            for segment in orphans(self.directory):
+                if segment.written:
+                    log.info("audit: replaying %d spooled event(s) from %s", segment.written, segment.path.name)
+                    self._enqueue(segment, segment.written, float("-inf"))  # stored at once
                 else:
                     segment.remove()
             self._task = asyncio.create_task(self._writer(), name="audit-writer")
@@ -168,64 +232,133 @@ class AuditLog:
         except (TimeoutError, asyncio.CancelledError):
             self._task.cancel()
         self.spool.close()
+        for segment in self.queue:  # what is left is replayed by the next start
+            if segment.fd is not None:
+                os.close(segment.fd)
+                segment.fd = None
+        self.queue.clear()
+        self._marks.clear()
+        self.appended = self.stored = self._drain_to = 0
         self._task = None
         self._started = False
 
     async def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued event is stored (tests, shutdown); False on timeout."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.backlog:
+        """Wait until every event spooled before this call is stored (readers of AuditEvents, tests,
+        shutdown); False on timeout (the store refuses writes)."""
+        target = self.appended
+        if self.stored >= target:
+            return True
+        self._drain_to = max(self._drain_to, target)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.stored < target:
             self._wake.set()
-            if asyncio.get_running_loop().time() > deadline:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    async def drain_everywhere(self, timeout: float) -> bool:
+        """:meth:`drain`, and the same of every other process spooling into this directory (the
+        worker processes of one server): they are asked through the drain marker, and their
+        progress files tell when they have stored what they had spooled at this moment."""
+        others = spooled_elsewhere(self.directory, {segment.path for segment in self.queue})
+        if not others:
+            return await self.drain(timeout) if self.pending else True
+        request_drain(self.directory)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if not await self.drain(timeout):
+            return False
+        while not caught_up(others):
+            if loop.time() > deadline:
                 return False
             await asyncio.sleep(0.01)
         return True
 
     # --- the writer -------------------------------------------------------------------------------
 
+    def _urgent(self, now: float) -> bool:
+        return (self.closing or self._drain_to > self.stored or self.pending * 2 >= self.limit
+                or self.waited(now) >= self.max_delay)
+
     async def _writer(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = self.interval
         while True:
-            if not self.backlog:
+            if not self.pending:
                 if self.closing:
                     return
                 self._wake.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=max(self.interval, 0.001) * 20)
                 continue
-            if len(self.backlog) < self.batch and not self.closing:
-                await asyncio.sleep(self.interval)
-            taken = [self.backlog[i] for i in range(min(self.batch, len(self.backlog)))]
+            now = loop.time()
+            quiet = now - self.last_request
+            asked = drain_requested(self.directory)
+            if asked > self._drain_asked:  # a reader in another process waits for these events
+                self._drain_asked = asked
+                self._drain_to = max(self._drain_to, self.appended)
+            if quiet < self.interval and not self._urgent(now):
+                # requests keep coming: the events wait in the spool (they are safe there) until the
+                # server is idle or the oldest has waited max_delay
+                self._wake.clear()
+                until = min(self.interval - quiet, self.max_delay - self.waited(now), MARKER_POLL_S)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(until, 0.001))
+                continue
+            lines, taken = self._take(self.batch)
+            if not lines:  # cannot happen while the counts hold; never spin on it
+                log.error("audit: %d event(s) counted as waiting, none found in the spool", self.pending)
+                self.stored = self.appended
+                continue
+            events = []
+            for line in lines:
+                try:
+                    events.append(load_stored(line))
+                except ValueError:
+                    log.warning("audit: an unreadable spool line was skipped (%d bytes)", len(line))
             try:
-                head = await ledger.append(self.store, self.indexer, [dict(event) for _, event in taken],
-                                           dedupe=any(segment.replayed for segment, _ in taken))
+                head = await ledger.append(self.store, self.indexer, events,
+                                           dedupe=any(segment.replayed for segment, _, _ in taken))
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 self.failures += 1
                 log.warning("audit: the store refused %d event(s) (%s); kept in the spool, retrying in %.1fs",
-                            len(taken), error, delay)
+                            len(events), error, delay)
                 if self.closing:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2 + 0.05, MAX_BACKOFF_S)
                 continue
             delay = self.interval
-            for _ in taken:
-                segment, _event = self.backlog.popleft()
-                segment.stored += 1
-            self.stored += len(taken)
-            self._release({segment for segment, _ in taken})
+            for segment, count, offset in taken:
+                segment.consume(count, offset)
+            self.stored += len(lines)
+            self._release()
             if head is not None:
                 await self._maybe_checkpoint(head)
 
-    def _release(self, segments: set[Segment]) -> None:
-        idle = self.spool.rotate_if_idle()
-        if idle is not None:
-            segments.add(idle)
-        for segment in segments:
-            if segment.done():
-                segment.remove()
+    def _take(self, limit: int) -> tuple[list[bytes], list[tuple[Segment, int, int]]]:
+        """Up to ``limit`` spooled lines not yet stored, oldest first, and per segment how many and
+        the offset after them (committed only once they are stored)."""
+        lines: list[bytes] = []
+        taken: list[tuple[Segment, int, int]] = []
+        for segment in self.queue:
+            if len(lines) >= limit:
+                break
+            found, offset = segment.peek(limit - len(lines))
+            if found:
+                lines.extend(found)
+                taken.append((segment, len(found), offset))
+        return lines, taken
+
+    def _release(self) -> None:
+        """Delete the segments whose events are all stored (closing the current one first when it is)."""
+        self.spool.rotate_if_idle()
+        while self.queue and self.queue[0].done():
+            self.queue.popleft().remove()
 
     async def _maybe_checkpoint(self, head: ledger.Link) -> None:
         last_seq, last_time = self._checkpointed

@@ -1,4 +1,5 @@
-"""The append-only spool: AuditEvents on local disk before the response is sent.
+"""The append-only spool: AuditEvents on local disk before the response is sent, and the queue the
+writer stores them from.
 
 Every event is appended as one NDJSON line to ``<spool dir>/spool-<pid>-<n>.ndjson`` with one
 ``write`` on the event loop's thread: in the page cache, it outlives the process (kill -9). With
@@ -8,6 +9,10 @@ costs one fsync per group, not one each. A segment is held with an exclusive ``f
 process writing it (released by the kernel even on kill -9), so at start-up a process replays
 exactly the segments whose writer is gone. A segment is deleted once every event in it is in the
 store; a torn last line (the process died mid-write, so before the response) is ignored.
+
+The spool is also the queue: the writer reads the lines back (:meth:`Segment.peek`, from the page
+cache) instead of keeping the events in memory, so a backlog of 100,000 events costs disk, not
+memory or garbage-collector time.
 """
 
 from __future__ import annotations
@@ -15,15 +20,19 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.fhir.json import dumps, load_stored
+from server.fhir.json import dumps
 
 ROTATE_BYTES = 8 * 1024 * 1024
 """A segment takes no more appends beyond this size; a new one starts."""
+READ_BYTES = 1024 * 1024
+"""The writer reads a segment back in chunks of this size."""
 
 
 @dataclass(eq=False)
@@ -31,8 +40,13 @@ class Segment:
     path: Path
     fd: int | None
     written: int = 0
+    """Complete lines in the file (events spooled)."""
     stored: int = 0
+    """Lines from the start that are in the store (or were unreadable, so never acknowledged)."""
     size: int = 0
+    """Bytes of complete lines."""
+    read_at: int = 0
+    """Byte offset of the first line not yet stored."""
     closed: bool = False
     replayed: bool = False
     """Found at start-up: its events may already be in the store (dedupe by id when storing)."""
@@ -40,11 +54,45 @@ class Segment:
     def done(self) -> bool:
         return self.closed and self.stored >= self.written
 
+    def peek(self, limit: int) -> tuple[list[bytes], int]:
+        """Up to ``limit`` of the lines not yet stored, in order, and the offset just after them
+        (for :meth:`consume` once they are stored). Reads nothing past :attr:`size`, so a line being
+        written is never seen half-written."""
+        assert self.fd is not None
+        lines: list[bytes] = []
+        at = self.read_at
+        want = min(limit, self.written - self.stored)
+        while len(lines) < want and at < self.size:
+            chunk = os.pread(self.fd, min(self.size - at, READ_BYTES), at)
+            if not chunk:
+                break
+            end = chunk.rfind(b"\n")
+            if end < 0:  # one line longer than a chunk
+                end = os.pread(self.fd, self.size - at, at).index(b"\n")
+                chunk = os.pread(self.fd, end + 1, at)
+            start = 0
+            while len(lines) < want:
+                stop = chunk.find(b"\n", start)
+                if stop < 0 or stop > end:
+                    break
+                lines.append(chunk[start:stop])
+                start = stop + 1
+            at += start
+        return lines, at
+
+    def consume(self, count: int, offset: int) -> None:
+        """``count`` lines up to ``offset`` are stored; other processes learn how far (:func:`caught_up`)."""
+        self.stored += count
+        self.read_at = offset
+        with open(progress_path(self.path), "w") as f:
+            f.write(str(offset))
+
     def remove(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
         self.path.unlink(missing_ok=True)
+        progress_path(self.path).unlink(missing_ok=True)
 
 
 @dataclass
@@ -61,18 +109,15 @@ class Spool:
     def _open_segment(self) -> Segment:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._counter += 1
-        path = self.directory / f"spool-{os.getpid()}-{time_ns()}-{self._counter}.ndjson"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        path = self.directory / f"spool-{os.getpid()}-{time.time_ns()}-{self._counter}.ndjson"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return Segment(path, fd)
 
-    async def append(self, event: dict[str, Any]) -> Segment:
-        """Append ``event``; returns once it is written (and fsync'd, with ``fsync``), with its segment.
-
-        The line is written at once, on the event loop's thread (a ``write`` of ~1.5 kB to the page
-        cache: microseconds, no thread hop), so the event survives the death of this process as soon
-        as this returns; with ``fsync`` the caller then waits for the next group fsync, which makes it
-        survive a power cut too."""
+    def write(self, event: dict[str, Any]) -> Segment:
+        """Append ``event`` as one line (a ``write`` of ~1.5 kB to the page cache: microseconds, on
+        the event loop's thread, no thread hop); it survives the death of this process as soon as
+        this returns. Returns its segment. With ``fsync``, :meth:`sync` next."""
         segment = self.current
         if segment is None or segment.size >= ROTATE_BYTES:
             if segment is not None:
@@ -83,20 +128,23 @@ class Spool:
         _write_all(segment.fd, line)
         segment.size += len(line)
         segment.written += 1
+        if self.fsync:
+            self._unsynced.add(segment)
+        return segment
+
+    async def sync(self) -> None:
+        """Wait for the next group fsync of what is written (with ``fsync``; at once without)."""
         if not self.fsync:
-            return segment
-        self._unsynced.add(segment)
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(future)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
         await asyncio.shield(future)
-        return segment
 
     async def _flush(self) -> None:
         """Group commit: one fsync per segment written for everyone waiting when it starts. A segment
-        here has an event not yet in the backlog (it waits for this fsync), so it cannot have been
-        removed (its file closed) meanwhile."""
+        removed meanwhile (all of it stored) needs no fsync: the store has its events."""
         while self._pending:
             batch, self._pending = self._pending, []
             segments, self._unsynced = self._unsynced, set()
@@ -124,9 +172,13 @@ class Spool:
         return None
 
     def close(self) -> None:
-        if self.current is not None and self.current.fd is not None:
-            os.close(self.current.fd)
-            self.current.fd = None
+        """Stop appending: the current segment's file is closed (its lock released)."""
+        if self.current is not None:
+            if self.current.fd is not None:
+                os.close(self.current.fd)
+                self.current.fd = None
+            self.current.closed = True
+            self.current = None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -136,17 +188,66 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def time_ns() -> int:
-    import time
+def progress_path(segment: Path) -> Path:
+    """``<segment>.stored``: the byte offset up to which the segment's events are in the store."""
+    return segment.with_name(segment.name + ".stored")
 
-    return time.time_ns()
+
+DRAIN_MARKER = "drain"
+"""A file in the spool directory whose modification time asks every process's writer to store
+what it has spooled (a reader of AuditEvents in one worker process sees the others' events)."""
 
 
-def orphans(directory: Path) -> Iterator[tuple[Segment, list[dict[str, Any]]]]:
-    """Segments left by processes that are gone (their lock is free), with their complete lines.
-    The segment stays locked by this process until removed."""
+def request_drain(directory: Path) -> None:
+    marker = directory / DRAIN_MARKER
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    os.utime(marker, ns=(time.time_ns(), time.time_ns()))
+
+
+def drain_requested(directory: Path) -> int:
+    """When a drain was last asked for (``time_ns``; 0: never)."""
+    try:
+        return (directory / DRAIN_MARKER).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def spooled_elsewhere(directory: Path, own: set[Path]) -> dict[Path, int]:
+    """The segments of other processes (not in ``own``) and their sizes now."""
+    found: dict[Path, int] = {}
+    if directory.is_dir():
+        for path in directory.glob("spool-*.ndjson"):
+            if path not in own:
+                with suppress(OSError):
+                    found[path] = path.stat().st_size
+    return found
+
+
+def caught_up(sizes: dict[Path, int]) -> bool:
+    """Whether every segment in ``sizes`` is stored up to that size (or gone: all of it stored). A
+    torn last line counts as not stored until its segment is replayed and deleted."""
+    for path, size in sizes.items():
+        if not path.exists():
+            continue
+        try:
+            done = int(progress_path(path).read_text() or 0)
+        except (OSError, ValueError):
+            done = 0
+        if done < size:
+            return False
+    return True
+
+
+def orphans(directory: Path) -> Iterator[Segment]:
+    """Segments left by processes that are gone (their lock is free), up to their last complete
+    line (a torn last line was never acknowledged). The segment stays locked by this process until
+    removed."""
     if not directory.is_dir():
         return
+    for stale in directory.glob("spool-*.ndjson.stored"):
+        if not stale.with_name(stale.name[:-len(".stored")]).exists():
+            stale.unlink(missing_ok=True)
     for path in sorted(directory.glob("spool-*.ndjson")):
         try:
             fd = os.open(path, os.O_RDWR)
@@ -159,11 +260,11 @@ def orphans(directory: Path) -> Iterator[tuple[Segment, list[dict[str, Any]]]]:
             continue
         with open(path, "rb") as f:
             data = f.read()
-        events = []
-        for line in data.split(b"\n")[:-1] if not data.endswith(b"\n") else data.split(b"\n"):
-            if line.strip():
-                try:
-                    events.append(load_stored(line))
-                except ValueError:
-                    continue  # a torn line: never acknowledged
-        yield Segment(path, fd, written=len(events), closed=True, replayed=True), events
+        size = data.rfind(b"\n") + 1
+        try:  # what the dead process had stored already (dedupe covers a crash right after a commit)
+            done = min(int(progress_path(path).read_text() or 0), size)
+        except (OSError, ValueError):
+            done = 0
+        done = data.rfind(b"\n", 0, done) + 1
+        yield Segment(path, fd, written=data.count(b"\n", 0, size), stored=data.count(b"\n", 0, done), size=size,
+                      read_at=done, closed=True, replayed=True)

@@ -41,7 +41,7 @@ async def check_entry(svc: Services, req: EntryRequest) -> None:
         svc.grant.check_interaction(code, None if code == "history-system" else req.type)
     if svc.hooks.access_policies:
         path = "/" + "/".join(p for p in (req.type, req.id or "", *req.rest) if p)
-        await svc.hooks.check(Access(code, req.method, path, req.type, req.id))
+        await svc.hooks.check(Access(code, req.method, path, req.type, req.id, in_bundle=True))
 
 
 async def run_entry(

@@ -47,8 +47,9 @@ class Switch:
 
 
 def app_on(store: Any, spool: Path, **settings: Any) -> Any:
+    settings = {"audit_batch_interval": 0.002, **settings}
     return create_app(Settings(base_url=BASE, log_requests=False, audit=True, data_dir=spool.parent,
-                               audit_spool_dir=spool, audit_batch_interval=0.002, **settings), store=store)
+                               audit_spool_dir=spool, **settings), store=store)
 
 
 def client_of(app: Any) -> httpx.AsyncClient:
@@ -89,7 +90,7 @@ async def test_spooled_while_the_store_is_down_then_stored(store: Store, spool: 
         # each answered request's event is on disk already, none is in the store
         assert len(spooled_ids(spool)) == 5
         await asyncio.sleep(0.05)
-        assert await stored_ids(store) == before and audit.failures >= 1 and len(audit.backlog) == 5
+        assert await stored_ids(store) == before and audit.failures >= 1 and audit.pending == 5
         switch.down = False
         assert await audit.drain()
     after = await stored_ids(store)
@@ -148,7 +149,7 @@ async def test_a_full_queue_sheds_load_with_503(store: Store, spool: Path) -> No
         shed = await c.get("/Patient?name=full")
         assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
         assert shed.json()["resourceType"] == "OperationOutcome" and "audit" in shed.text
-        assert len(audit.backlog) == 3 and len(spooled_ids(spool)) == 3  # the shed request did nothing
+        assert audit.pending == 3 and len(spooled_ids(spool)) == 3  # the shed request did nothing
         switch.down = False
         assert await audit.drain()
         assert (await c.get("/Patient?name=full")).status_code == 200
@@ -161,7 +162,7 @@ async def test_the_lifespan_starts_and_stops_the_writer(fresh: Store, spool: Pat
     async with app.router.lifespan_context(app):
         assert app.state.audit._task is not None
         await app.state.audit.authentication(success=True, subject="c1")
-    assert app.state.audit._task is None and not app.state.audit.backlog
+    assert app.state.audit._task is None and not app.state.audit.pending
 
 
 async def test_with_fsync_answered_events_are_synced_in_groups(store: Store, spool: Path) -> None:
