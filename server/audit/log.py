@@ -38,7 +38,7 @@ from server.audit import ledger
 from server.audit.events import authentication_event, rest_event
 from server.audit.index import AuditIndexer
 from server.audit.keys import AuditKey, load_key
-from server.audit.spool import Segment, Spool, caught_up, drain_requested, orphans, request_drain, spooled_elsewhere
+from server.audit.spool import Segment, Spool, behind, drain_requested, orphans, request_drain, spooled_elsewhere
 from server.errors import MethodNotAllowed, StoreUnavailable
 from server.fhir.instant import now_us
 from server.fhir.json import load_stored
@@ -54,6 +54,8 @@ WRITES = frozenset({"create", "update", "patch", "delete"})
 MAX_BACKOFF_S = 5.0
 MARKER_POLL_S = 0.05
 """How often a waiting writer looks at the drain marker (another process's reader may wait)."""
+OTHERS_GRACE_S = 2.0
+"""How long a reader waits for another process that makes no progress storing its events."""
 READER_WAIT_S = 30.0
 """Longest a reader of AuditEvents waits for the events before it to be stored (then 503)."""
 
@@ -259,9 +261,11 @@ class AuditLog:
         return True
 
     async def drain_everywhere(self, timeout: float) -> bool:
-        """:meth:`drain`, and the same of every other process spooling into this directory (the
+        """:meth:`drain`, and the same of every other live process spooling into this directory (the
         worker processes of one server): they are asked through the drain marker, and their
-        progress files tell when they have stored what they had spooled at this moment."""
+        progress files tell when they have stored what they had spooled at this moment. Another
+        process that stores nothing for :data:`OTHERS_GRACE_S` (its store refuses writes) is not
+        waited for: its events stay spooled and are stored when it can; this process's own are."""
         others = spooled_elsewhere(self.directory, {segment.path for segment in self.queue})
         if not others:
             return await self.drain(timeout) if self.pending else True
@@ -270,10 +274,19 @@ class AuditLog:
         deadline = loop.time() + timeout
         if not await self.drain(timeout):
             return False
-        while not caught_up(others):
-            if loop.time() > deadline:
+        state, changed = behind(others), loop.time()
+        while state:
+            now = loop.time()
+            if now > deadline:
                 return False
+            if now - changed > OTHERS_GRACE_S:
+                log.warning("audit: %d segment(s) of other processes are not being stored; answering without "
+                            "waiting for them", len(state))
+                return True
             await asyncio.sleep(0.01)
+            found = behind(others)
+            if found != state:
+                state, changed = found, loop.time()
         return True
 
     # --- the writer -------------------------------------------------------------------------------

@@ -214,19 +214,39 @@ def drain_requested(directory: Path) -> int:
 
 
 def spooled_elsewhere(directory: Path, own: set[Path]) -> dict[Path, int]:
-    """The segments of other processes (not in ``own``) and their sizes now."""
+    """The segments other live writers hold (not in ``own``) and their sizes now. A segment whose
+    lock is free belongs to a dead process: nobody stores it before the next start replays it, so
+    a reader cannot wait for it."""
     found: dict[Path, int] = {}
     if directory.is_dir():
         for path in directory.glob("spool-*.ndjson"):
-            if path not in own:
+            if path not in own and _held(path):
                 with suppress(OSError):
                     found[path] = path.stat().st_size
     return found
 
 
-def caught_up(sizes: dict[Path, int]) -> bool:
-    """Whether every segment in ``sizes`` is stored up to that size (or gone: all of it stored). A
-    torn last line counts as not stored until its segment is replayed and deleted."""
+def _held(path: Path) -> bool:
+    """Whether a live process holds the segment's lock (flock: per open file, so this process's own
+    other spools count as holders too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def behind(sizes: dict[Path, int]) -> dict[Path, int]:
+    """The segments of ``sizes`` not yet stored up to that size, with how far they are (a segment
+    that is gone was stored whole). A torn last line counts as not stored until its segment is
+    replayed and deleted."""
+    found: dict[Path, int] = {}
     for path, size in sizes.items():
         if not path.exists():
             continue
@@ -235,8 +255,8 @@ def caught_up(sizes: dict[Path, int]) -> bool:
         except (OSError, ValueError):
             done = 0
         if done < size:
-            return False
-    return True
+            found[path] = done
+    return found
 
 
 def orphans(directory: Path) -> Iterator[Segment]:

@@ -11,7 +11,7 @@ from server.fhir.json import load_stored
 from server.fhir.summary import SUMMARY_MODES, elements, summarize
 from server.interactions.result import Result
 from server.interactions.services import Services
-from server.interactions.visibility import can_see
+from server.interactions.visibility import can_see, read_visible
 from server.interactions.write import check_type
 from server.stores.base import Version
 
@@ -36,8 +36,8 @@ async def read(
     if_modified_since: int | None = None,
 ) -> Result:
     check_type(svc, type_)
-    version = await svc.store.read(type_, id_) if is_valid_id(id_) else None
-    if version is None or not (svc.grant.open or await can_see(svc, version)):
+    version = await read_visible(svc, type_, id_) if is_valid_id(id_) else None
+    if version is None:
         raise NotFound(f"{type_}/{id_} is not known")  # a hidden resource is answered like a missing one
     if version.deleted:
         raise _deleted(version)

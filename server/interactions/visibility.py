@@ -79,6 +79,40 @@ async def can_see(svc: Services, version: Version | None, how: How = "read") -> 
     return seen
 
 
+async def read_visible(svc: Services, type_: str, id_: str) -> Version | None:
+    """The current version of ``type_/id_`` when the caller may see it (as :func:`can_see`), else
+    None, exactly as a missing resource. A condition of index tests only is decided together with
+    the read where the store can (the embedded store: one statement for both)."""
+    grant = svc.grant
+    if grant.open:
+        return await svc.store.read(type_, id_)
+    where = grant.visible(type_, "read")
+    if isinstance(where, Always):
+        return await svc.store.read(type_, id_)
+    decided: bool | None = None
+    if where is not None and _index_tests_only(where):
+        version, decided = await svc.store.read_holding(type_, id_, where)
+    else:
+        version = await svc.store.read(type_, id_)
+    if version is None:
+        return None
+    if decided is None:  # deleted, a store that leaves it to the body, or a condition needing the store
+        return version if await can_see(svc, version) else None
+    if decided:
+        return version
+    if grant.consent_refusals(type_):
+        await _refuse_by_consent(svc, version, "read")
+    return None
+
+
+def _index_tests_only(where: Condition) -> bool:
+    try:
+        tested_params(where)
+    except NeedsStore:
+        return False
+    return True
+
+
 async def _refuse_by_consent(svc: Services, version: Version, how: How) -> None:
     """Raise :class:`~server.errors.Forbidden` naming the refusing Consent (its id, not its content)
     when ``version`` is visible to the caller's role and a refusal of its Consents holds."""

@@ -128,6 +128,12 @@ class Store(Protocol):
         current version is another one, or when the store cannot answer cheaply (the caller then
         decides on the body)."""
 
+    async def read_holding(self, type_: str, id_: str, where: Condition) -> tuple[Version | None, bool | None]:
+        """:meth:`read`, and :meth:`current_holds` of ``where`` on what it read, in one step where the
+        store can (the embedded store: one statement, as a read costs). The default reads and
+        leaves the condition undecided (None)."""
+        return await self.read(type_, id_), None
+
     async def history(self, query: HistoryQuery) -> list[Version]:
         """Newest first, at most ``query.count`` rows."""
 

@@ -79,3 +79,20 @@ def test_the_embedded_store_seeks_a_pinned_value_and_walks_the_rest() -> None:
     assert "INDEXED BY idx_token_rid" in holds_sql("Basic", "x", 1, code_is("lab")).text
     sql = holds_sql("Basic", "x", 3, Or((tag_is("A"), code_is("lab"))))
     assert sql.params[-3:] == ["Basic", "x", 3] and sql.text.count("EXISTS") == 2
+
+
+@pytest.mark.parametrize("name, where", CONDITIONS, ids=[c[0] for c in CONDITIONS])
+async def test_read_holding_reads_and_decides_as_current_holds(store: Store, name: str, where: Condition) -> None:
+    id_ = f"r{uuid.uuid4().hex[:12]}"
+    async with store.session() as session:
+        await session.write(tagged(id_, 1, "B", "vital"))
+    async with store.session() as session:
+        await session.write(tagged(id_, 2, "A", "lab"))
+    version, decided = await store.read_holding("Basic", id_, where)
+    assert version == await store.read("Basic", id_)
+    assert decided == await store.current_holds("Basic", id_, 2, where)
+    assert await store.read_holding("Basic", "no-such-id", where) == (None, None)
+    async with store.session() as session:
+        await session.write(Write(Version("Basic", id_, 3, LU + 9, True, "DELETE", None), [], 2))
+    version, decided = await store.read_holding("Basic", id_, where)
+    assert version is not None and version.deleted and version.version == 3 and decided is None

@@ -146,6 +146,10 @@ class MongoStore:
         """None: asking the server is a round trip, dearer than deciding on the body in hand."""
         return None
 
+    async def read_holding(self, type_: str, id_: str, where: Condition) -> tuple[Version | None, bool | None]:
+        """The read alone (see :meth:`current_holds`)."""
+        return await self.read(type_, id_), None
+
     @mapped
     async def vread(self, type_: str, id_: str, version: int) -> Version | None:
         return await reads.vread(self.db, None, type_, id_, version)

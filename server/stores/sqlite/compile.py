@@ -132,6 +132,17 @@ def _holds_sql(type_: str, where: Condition) -> tuple[str, tuple[object, ...]]:
             "AND r.deleted = 0", tuple(test.params))
 
 
+@lru_cache(maxsize=1024)
+def read_holding_sql(type_: str, where: Condition) -> tuple[str, tuple[object, ...]]:
+    """The newest version of a resource (``VERSION_COLS``, then ``type, id`` to bind) and, as an
+    eighth column, whether ``where`` holds on its current entries (NULL when it is deleted)."""
+    check_condition(where)
+    test = Compiler().where(where, "r", (type_,))
+    return (f"SELECT v.type, v.id, v.version, v.lu, v.deleted, v.method, v.body, (SELECT {test.text} FROM "
+            "resources r WHERE r.type = v.type AND r.id = v.id AND r.version = v.version AND r.deleted = 0) "
+            "FROM versions v WHERE v.type = ? AND v.id = ? ORDER BY v.version DESC LIMIT 1", tuple(test.params))
+
+
 def _probe_rank(m: Match) -> int | None:
     """How well the table's indexes answer ``m`` on their own; None when only ``param`` is probed."""
     leading = {cols[0] for cols in INDEX_COLUMNS[m.table]}

@@ -31,7 +31,7 @@ from server.search.explain import StorePlan
 from server.search.model import TABLES, Condition, Entry, Query
 from server.stores import kv
 from server.stores.base import HistoryQuery, SearchResult, Version, VersionConflict, Write
-from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql, holds_sql
+from server.stores.sqlite.compile import ESTIMATE_CAP, Estimate, Sql, holds_sql, read_holding_sql
 from server.stores.sqlite.page import compile_query, find_sql
 from server.stores.sqlite.schema import HULL, PRAGMAS, SCHEMA_VERSION, ddl
 
@@ -253,6 +253,14 @@ class SqliteStore:
         sql = holds_sql(type_, id_, version, where)
         row = self._conn().execute(sql.text, sql.params).fetchone()
         return None if row is None else bool(row[0])
+
+    async def read_holding(self, type_: str, id_: str, where: Condition) -> tuple[Version | None, bool | None]:
+        """One statement: the newest version, and ``where`` decided as :meth:`current_holds` does."""
+        text, params = read_holding_sql(type_, where)
+        row = self._conn().execute(text, (*params, type_, id_)).fetchone()
+        if row is None:
+            return None, None
+        return _version(row[:7]), None if row[7] is None else bool(row[7])
 
     async def vread(self, type_: str, id_: str, version: int) -> Version | None:
         row = self._conn().execute(
