@@ -96,10 +96,11 @@ class AuthService:
 def bearer(request: Request) -> str | None:
     """The bearer token of ``request`` (None: no Authorization header); Unauthenticated for another
     scheme, or for two headers (a proxy reading the other one would disagree about who asks)."""
-    values = request.headers.getlist("authorization")
+    # the raw ASGI headers (names lower-cased by the server): cheaper than building request.headers
+    values = [raw for name, raw in request.scope.get("headers") or () if name == b"authorization"]
     if len(values) > 1:
         raise Unauthenticated("Send one Authorization header, not several", error="invalid_request")
-    value = values[0] if values else None
+    value = values[0].decode("latin-1") if values else None
     if not value:
         return None
     scheme, _, token = value.partition(" ")
