@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from bench.common import server_process, synthea_bundles
+from bench.common import server_cpu, server_process, synthea_bundles
 from bench.httpload import run
 from bench.read import load_and_list
 
@@ -98,28 +96,6 @@ async def reads(seconds: float, clients: int, rounds: int, sustained: float) -> 
         await store.close()
         spool = list((Path(tmp) / "audit").glob("spool-*.ndjson"))
         print(f"read  {count} AuditEvents stored by the audited rounds; {len(spool)} spool segment(s) left")
-
-
-def server_cpu() -> float:
-    """CPU seconds (user + system) used so far by this process's child processes and theirs (the server)."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def children(pid: str) -> list[str]:
-        found = []
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                found += (task / "children").read_text().split()
-        return found
-
-    total = 0.0
-    todo = children("self")
-    while todo:
-        pid = todo.pop()
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            todo += children(pid)
-    return total
 
 
 def event(n: int) -> dict[str, object]:

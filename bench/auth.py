@@ -13,7 +13,9 @@ Loads the Synthea bundles with every resource's source tag set to one institutio
    institution's source tag) and every search has the tag condition compiled into its query.
    A second client of role ``platform`` (no condition) shows the cost of the token alone.
 
-Prints requests/s, p50/p99 and the ratio to the open figure for each; with ``--rounds N`` the open
+Prints requests/s, p50/p99, the server's CPU time per request (user + system of the server
+process, from ``/proc``: steadier than the rate, which the load generator on the same cores also
+moves) and the ratio to the open figure for each; with ``--rounds N`` the open
 and secured servers alternate N times, in turn first and second (so drift in the machine's speed
 hits both sides alike), and the mean ratios are printed at the end.
 """
@@ -33,7 +35,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench.common import server_process, synthea_bundles
+from bench.common import server_cpu, server_process, synthea_bundles
 from bench.httpload import LoadResult, run
 from server.access.principal import SOURCE_TAG_SYSTEM
 from server.stores.sqlite import SqliteStore
@@ -102,29 +104,40 @@ async def token(host: str, port: int, client_id: str, key: ec.EllipticCurvePriva
         return str(r.json()["access_token"])
 
 
-def line(label: str, result: LoadResult, base: float | None) -> str:
-    ratio = f"  {result.rate / base:5.2f}x open" if base else ""
+Measured = tuple[LoadResult, float]
+"""A load's result and the server's CPU time per request (ms, user + system, from ``/proc``)."""
+
+
+async def measured(host: str, port: int, paths: list[str], args: argparse.Namespace,
+                   headers: dict[str, str] | None = None) -> Measured:
+    before = server_cpu()
+    result = await run(host, port, paths, clients=args.clients, seconds=args.seconds, headers=headers)
+    return result, (server_cpu() - before) / max(result.requests, 1) * 1000
+
+
+def line(label: str, found: Measured, base: Measured | None) -> str:
+    result, cpu = found
+    ratio = f"  {result.rate / base[0].rate:5.2f}x open" if base else ""
     return (f"{label:44s} {result.rate:7.0f} req/s  p50 {result.percentile(50) * 1000:6.2f} ms  "
-            f"p99 {result.percentile(99) * 1000:6.2f} ms  errors {result.errors}{ratio}")
+            f"p99 {result.percentile(99) * 1000:6.2f} ms  server CPU {cpu:5.3f} ms/req  errors {result.errors}{ratio}")
 
 
 async def open_phase(env: dict[str, str], reads: list[str], searches: list[str],
-                     args: argparse.Namespace) -> dict[str, LoadResult]:
+                     args: argparse.Namespace) -> dict[str, Measured]:
     with server_process(env) as (host, port):
-        return {"read off": await run(host, port, reads, clients=args.clients, seconds=args.seconds),
-                "search off": await run(host, port, searches, clients=args.clients, seconds=args.seconds)}
+        return {"read off": await measured(host, port, reads, args),
+                "search off": await measured(host, port, searches, args)}
 
 
 async def secured_phase(env: dict[str, str], reads: list[str], searches: list[str], args: argparse.Namespace,
-                        key: ec.EllipticCurvePrivateKey) -> dict[str, LoadResult]:
-    found: dict[str, LoadResult] = {}
+                        key: ec.EllipticCurvePrivateKey) -> dict[str, Measured]:
+    found: dict[str, Measured] = {}
     with server_process(env) as (host, port):
         for client_id in ("bench-institution", "bench-platform"):
             headers = {"Authorization": f"Bearer {await token(host, port, client_id, key)}"}
             role = client_id.split("-")[1]
             for kind, paths in (("read", reads), ("search", searches)):
-                found[f"{kind} {role}"] = await run(host, port, paths, clients=args.clients, seconds=args.seconds,
-                                                    headers=headers)
+                found[f"{kind} {role}"] = await measured(host, port, paths, args, headers)
     return found
 
 
@@ -138,6 +151,7 @@ async def main() -> None:
     public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     jwks = {"keys": [{**public, "kid": "bench", "alg": "ES384", "use": "sig"}]}
     rates: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as directory:
         reads, searches = await load(directory)
         await register(directory, "bench-institution", "institution", jwks)
@@ -149,7 +163,7 @@ async def main() -> None:
         smart = {**env, "YIDANG_AUTH": "smart", "YIDANG_AUDIT": os.environ.get("YIDANG_AUDIT", "false"),
                  "YIDANG_RATE_LIMITS": json.dumps({"institution": 0, "platform": 0})}
         for n in range(args.rounds):
-            found: dict[str, LoadResult] = {}
+            found: dict[str, Measured] = {}
             # odd rounds run the secured server first: a machine that speeds up or slows down during
             # the run then favours neither side in the mean
             phases = [open_phase(env, reads, searches, args), secured_phase(smart, reads, searches, args, key)]
@@ -159,15 +173,19 @@ async def main() -> None:
                 kind, role = name.split(" ")
                 label = ("read by id" if kind == "read" else "search") + \
                     (", authorization off" if role == "off" else f", authorization on ({role})")
-                base = None if role == "off" else found[f"{kind} off"].rate
+                base = None if role == "off" else found[f"{kind} off"]
                 print(line(f"[{n + 1}] {label}", result, base), flush=True)
-                rates.setdefault(name, []).append(result.rate)
+                rates.setdefault(name, []).append(result[0].rate)
+                cpus.setdefault(name, []).append(result[1])
     if args.rounds > 1:
         for kind in ("read", "search"):
             off = sum(rates[f"{kind} off"]) / args.rounds
             for role in ("institution", "platform"):
                 on = sum(rates[f"{kind} {role}"]) / args.rounds
-                print(f"mean of {args.rounds} rounds: {kind} {role} / off = {on:.0f} / {off:.0f} = {on / off:.2f}x")
+                cpu_off = sum(cpus[f"{kind} off"]) / args.rounds
+                cpu_on = sum(cpus[f"{kind} {role}"]) / args.rounds
+                print(f"mean of {args.rounds} rounds: {kind} {role} / off = {on:.0f} / {off:.0f} = {on / off:.2f}x; "
+                      f"server CPU per request {cpu_on:.3f} vs {cpu_off:.3f} ms (off/on {cpu_off / cpu_on:.2f})")
 
 
 if __name__ == "__main__":

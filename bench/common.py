@@ -93,3 +93,25 @@ def server_process(env: dict[str, str], *, workers: int = 1) -> Iterator[tuple[s
         proc.terminate()
         proc.wait(timeout=30)
         out.close()
+
+
+def server_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process's child processes and theirs (the server)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def children(pid: str) -> list[str]:
+        found = []
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                found += (task / "children").read_text().split()
+        return found
+
+    total = 0.0
+    todo = children("self")
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            todo += children(pid)
+    return total
