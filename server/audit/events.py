@@ -25,6 +25,7 @@ import functools
 import re
 import time
 from collections.abc import Iterable, Iterator
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -319,13 +320,16 @@ def subtypes(access: Access, resource: Any) -> list[dict[str, str]]:
     return out
 
 
-def rest_event(access: Access, *, event_id: str, recorded: int, base: str = "") -> dict[str, Any]:
-    """The AuditEvent of one REST interaction (failed authentication when it ended 401)."""
+def rest_event(access: Access, *, event_id: str, recorded: int, base: str = "",
+               involved: list[str] | None = None) -> dict[str, Any]:
+    """The AuditEvent of one REST interaction (failed authentication when it ended 401);
+    ``involved``: the patients, when already known (:func:`from_facts`)."""
     if access.status == 401:
         return authentication_event(event_id=event_id, recorded=recorded, base=base, principal=access.principal,
                                     address=access.address, success=False, description=access.outcome)
     resource = access.resource
-    involved = patients(access, resource)
+    if involved is None:
+        involved = patients(access, resource)
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": event_id,
@@ -346,6 +350,38 @@ def rest_event(access: Access, *, event_id: str, recorded: int, base: str = "") 
     if found:
         event["entity"] = found
     return event
+
+
+FACTS = "rest-1"
+"""First item of a facts record (:func:`facts`): its layout, for records spooled by older releases."""
+PRINCIPAL_FIELDS = ("kind", "subject", "client_id", "purpose", "role", "institution")
+"""What an AuditEvent says of the principal (:func:`agents`, ``purposeOfEvent``)."""
+
+
+def facts(access: Access, *, event_id: str, recorded: int) -> list[Any] | None:
+    """What the AuditEvent of ``access`` is built from, as a compact JSON list: the request's own
+    facts and the patients taken from its response body, so the event itself can be built later,
+    off the request's path (:func:`from_facts` gives exactly what :func:`rest_event` gives now).
+    None when the event needs more of the body than its patients (a batch or transaction names
+    every entry, a look-up every match) or is a failed authentication: build it now."""
+    if access.status == 401 or access.interaction == "transaction" or (
+            access.interaction == "operation" and access.path.rsplit("/", 1)[-1] in SHOWN_OPERATIONS):
+        return None
+    principal = access.principal
+    who = None if principal is None else [getattr(principal, name, None) for name in PRINCIPAL_FIELDS]
+    return [FACTS, event_id, recorded, access.interaction, access.method, access.path, access.resource_type,
+            access.resource_id, access.client, access.status, access.query, access.address, access.outcome,
+            access.reference, patients(access, access.resource), who]
+
+
+def from_facts(record: list[Any], base: str = "") -> dict[str, Any]:
+    """The AuditEvent of a :func:`facts` record."""
+    (_, event_id, recorded, interaction, method, path, type_, id_, client, status, query, address, outcome, reference,
+     involved, who) = record
+    principal = None if who is None else SimpleNamespace(**dict(zip(PRINCIPAL_FIELDS, who, strict=True)))
+    access = Access(interaction, method, path, type_, id_, client, status, principal, query or "", address, outcome,
+                    None, reference)
+    return rest_event(access, event_id=event_id, recorded=recorded, base=base, involved=list(involved))
 
 
 def authentication_event(*, event_id: str, recorded: int, base: str = "", principal: object | None = None,

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from server.audit import ledger
-from server.audit.events import authentication_event, rest_event
+from server.audit.events import FACTS, authentication_event, facts, from_facts, rest_event
 from server.audit.index import AuditIndexer
 from server.audit.keys import AuditKey, load_key
 from server.audit.spool import Segment, Spool, behind, drain_requested, orphans, request_drain, spooled_elsewhere
@@ -168,7 +168,11 @@ class AuditLog:
         """Audit sink: the request's event is durable when this returns."""
         if access.status == 503 and access.outcome == BUSY:
             return
-        await self.record_event(rest_event(access, event_id=self.new_id(), recorded=now_us(), base=self.base))
+        event_id, recorded = self.new_id(), now_us()
+        # the request's facts are spooled and the event is built by the writer, off the request's path
+        record = facts(access, event_id=event_id, recorded=recorded)
+        await self.record_event(record if record is not None else
+                                rest_event(access, event_id=event_id, recorded=recorded, base=self.base))
 
     async def authentication(self, *, success: bool, principal: object | None = None, subject: str | None = None,
                              address: str | None = None, description: str | None = None,
@@ -181,7 +185,8 @@ class AuditLog:
                                      description=description, subject=subject, logout=logout)
         await self.record_event(event)
 
-    async def record_event(self, event: dict[str, Any]) -> None:
+    async def record_event(self, event: dict[str, Any] | list[Any]) -> None:
+        """Spool an event, or the facts it is built from (:func:`~.events.facts`)."""
         if not self._started:
             await self.start()
         segment = self.spool.write(event)
@@ -328,8 +333,8 @@ class AuditLog:
             events = []
             for line in lines:
                 try:
-                    events.append(load_stored(line))
-                except ValueError:
+                    events.append(self._event(load_stored(line)))
+                except (ValueError, TypeError):
                     log.warning("audit: an unreadable spool line was skipped (%d bytes)", len(line))
             try:
                 head = await ledger.append(self.store, self.indexer, events,
@@ -352,6 +357,14 @@ class AuditLog:
             self._release()
             if head is not None:
                 await self._maybe_checkpoint(head)
+
+    def _event(self, spooled: Any) -> dict[str, Any]:
+        """The AuditEvent of a spool line: itself, or built from its facts."""
+        if isinstance(spooled, dict):
+            return spooled
+        if isinstance(spooled, list) and spooled and spooled[0] == FACTS:
+            return from_facts(spooled, self.base)
+        raise ValueError("neither an AuditEvent nor the facts of one")
 
     def _take(self, limit: int) -> tuple[list[bytes], list[tuple[Segment, int, int]]]:
         """Up to ``limit`` spooled lines not yet stored, oldest first, and per segment how many and

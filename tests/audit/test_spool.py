@@ -61,8 +61,10 @@ async def stored_ids(store: Store) -> list[str]:
 
 
 def spooled_ids(spool: Path) -> list[str]:
-    return [json.loads(line)["id"] for path in sorted(spool.glob("spool-*.ndjson"))
-            for line in path.read_text().splitlines() if line.strip()]
+    """The ids of the spooled events (an event, or the facts record it is built from: id second)."""
+    records = [json.loads(line) for path in sorted(spool.glob("spool-*.ndjson"))
+               for line in path.read_text().splitlines() if line.strip()]
+    return [record[1] if isinstance(record, list) else record["id"] for record in records]
 
 
 async def crash(audit: AuditLog) -> None:
