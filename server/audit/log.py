@@ -239,8 +239,10 @@ class AuditLog:
         except (TimeoutError, asyncio.CancelledError):
             self._task.cancel()
         self.spool.close()
-        for segment in self.queue:  # what is left is replayed by the next start
-            if segment.fd is not None:
+        for segment in self.queue:  # what is stored goes; what is left is replayed by the next start
+            if segment.done():
+                segment.remove()
+            elif segment.fd is not None:
                 os.close(segment.fd)
                 segment.fd = None
         self.queue.clear()
