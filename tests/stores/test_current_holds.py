@@ -34,6 +34,16 @@ def code_is(code: str) -> Match:
     return Match("token", "code", (FieldTest("code", "eq", code),))
 
 
+async def two_versions(store: Store, prefix: str) -> str:
+    """A new Basic: version 1 from institution B (code vital), version 2 from A (code lab)."""
+    id_ = f"{prefix}{uuid.uuid4().hex[:12]}"
+    async with store.session() as session:
+        await session.write(tagged(id_, 1, "B", "vital"))
+    async with store.session() as session:
+        await session.write(tagged(id_, 2, "A", "lab"))
+    return id_
+
+
 CONDITIONS: list[tuple[str, Condition]] = [
     ("own tag (one seek)", tag_is("A")),
     ("other tag", tag_is("B")),
@@ -47,11 +57,7 @@ CONDITIONS: list[tuple[str, Condition]] = [
 
 @pytest.mark.parametrize("name, where", CONDITIONS, ids=[c[0] for c in CONDITIONS])
 async def test_agrees_with_search_on_the_current_version(store: Store, name: str, where: Condition) -> None:
-    id_ = f"h{uuid.uuid4().hex[:12]}"
-    async with store.session() as session:
-        await session.write(tagged(id_, 1, "B", "vital"))
-    async with store.session() as session:
-        await session.write(tagged(id_, 2, "A", "lab"))
+    id_ = await two_versions(store, "h")
     found = {row.id for row in (await store.search(Query(("Basic",), And((ResourceTest("id", "eq", id_), where)),
                                                          count=10))).rows}
     got = await store.current_holds("Basic", id_, 2, where)
@@ -83,11 +89,7 @@ def test_the_embedded_store_seeks_a_pinned_value_and_walks_the_rest() -> None:
 
 @pytest.mark.parametrize("name, where", CONDITIONS, ids=[c[0] for c in CONDITIONS])
 async def test_read_holding_reads_and_decides_as_current_holds(store: Store, name: str, where: Condition) -> None:
-    id_ = f"r{uuid.uuid4().hex[:12]}"
-    async with store.session() as session:
-        await session.write(tagged(id_, 1, "B", "vital"))
-    async with store.session() as session:
-        await session.write(tagged(id_, 2, "A", "lab"))
+    id_ = await two_versions(store, "r")
     version, decided = await store.read_holding("Basic", id_, where)
     assert version == await store.read("Basic", id_)
     assert decided == await store.current_holds("Basic", id_, 2, where)
