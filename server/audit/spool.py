@@ -81,7 +81,7 @@ class Segment:
         return lines, at
 
     def consume(self, count: int, offset: int) -> None:
-        """``count`` lines up to ``offset`` are stored; other processes learn how far (:func:`caught_up`)."""
+        """``count`` lines up to ``offset`` are stored; other processes learn how far (:func:`behind`)."""
         self.stored += count
         self.read_at = offset
         with open(progress_path(self.path), "w") as f:
@@ -194,16 +194,22 @@ def progress_path(segment: Path) -> Path:
     return segment.with_name(segment.name + ".stored")
 
 
+def _progress(segment: Path) -> int:
+    """The offset in the segment's progress file (0: none yet, or unreadable)."""
+    try:
+        return int(progress_path(segment).read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 DRAIN_MARKER = "drain"
 """A file in the spool directory whose modification time asks every process's writer to store
 what it has spooled (a reader of AuditEvents in one worker process sees the others' events)."""
 
 
 def request_drain(directory: Path) -> None:
-    marker = directory / DRAIN_MARKER
     directory.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-    os.utime(marker, ns=(time.time_ns(), time.time_ns()))
+    (directory / DRAIN_MARKER).touch()  # sets the modification time to now, also of an existing file
 
 
 def drain_requested(directory: Path) -> int:
@@ -251,10 +257,7 @@ def behind(sizes: dict[Path, int]) -> dict[Path, int]:
     for path, size in sizes.items():
         if not path.exists():
             continue
-        try:
-            done = int(progress_path(path).read_text() or 0)
-        except (OSError, ValueError):
-            done = 0
+        done = _progress(path)
         if done < size:
             found[path] = done
     return found
@@ -282,10 +285,7 @@ def orphans(directory: Path) -> Iterator[Segment]:
         with open(path, "rb") as f:
             data = f.read()
         size = data.rfind(b"\n") + 1
-        try:  # what the dead process had stored already (dedupe covers a crash right after a commit)
-            done = min(int(progress_path(path).read_text() or 0), size)
-        except (OSError, ValueError):
-            done = 0
-        done = data.rfind(b"\n", 0, done) + 1
+        # what the dead process had stored already (dedupe covers a crash right after a commit)
+        done = data.rfind(b"\n", 0, min(_progress(path), size)) + 1
         yield Segment(path, fd, written=data.count(b"\n", 0, size), stored=data.count(b"\n", 0, done), size=size,
                       read_at=done, closed=True, replayed=True)

@@ -124,10 +124,16 @@ def holds_sql(type_: str, id_: str, version: int, where: Condition) -> Sql:
 
 
 @lru_cache(maxsize=1024)
-def _holds_sql(type_: str, where: Condition) -> tuple[str, tuple[object, ...]]:
-    """Checked and compiled once per caller's condition (a visibility condition is asked on every read)."""
+def _row_test(type_: str, where: Condition) -> Sql:
+    """``where`` on the ``resources`` row ``r``: checked and compiled once per caller's condition
+    (a visibility condition is asked on every read)."""
     check_condition(where)
-    test = Compiler().where(where, "r", (type_,))
+    return Compiler().where(where, "r", (type_,))
+
+
+@lru_cache(maxsize=1024)
+def _holds_sql(type_: str, where: Condition) -> tuple[str, tuple[object, ...]]:
+    test = _row_test(type_, where)
     return (f"SELECT {test.text} FROM resources r WHERE r.type = ? AND r.id = ? AND r.version = ? "
             "AND r.deleted = 0", tuple(test.params))
 
@@ -136,8 +142,7 @@ def _holds_sql(type_: str, where: Condition) -> tuple[str, tuple[object, ...]]:
 def read_holding_sql(type_: str, where: Condition) -> tuple[str, tuple[object, ...]]:
     """The newest version of a resource (``VERSION_COLS``, then ``type, id`` to bind) and, as an
     eighth column, whether ``where`` holds on its current entries (NULL when it is deleted)."""
-    check_condition(where)
-    test = Compiler().where(where, "r", (type_,))
+    test = _row_test(type_, where)
     return (f"SELECT v.type, v.id, v.version, v.lu, v.deleted, v.method, v.body, (SELECT {test.text} FROM "
             "resources r WHERE r.type = v.type AND r.id = v.id AND r.version = v.version AND r.deleted = 0) "
             "FROM versions v WHERE v.type = ? AND v.id = ? ORDER BY v.version DESC LIMIT 1", tuple(test.params))
